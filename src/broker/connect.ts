@@ -1,0 +1,66 @@
+import { readFile } from "node:fs/promises";
+import { credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import type { Logger } from "../log.ts";
+
+/** How to reach the broker. */
+export interface BrokerTarget {
+  servers: string;
+  user?: string | undefined;
+  pass?: string | undefined;
+  token?: string | undefined;
+  credsFile?: string | undefined;
+}
+
+/** A live connection with its JetStream handles and a cheap status probe. */
+export interface Broker {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  /** True while the client holds a connection (false while reconnecting). */
+  connected(): boolean;
+  close(): Promise<void>;
+}
+
+/**
+ * Connect to NATS, reconnecting forever in the background.
+ * @param target servers and credentials
+ * @param log where connection changes are reported
+ */
+export async function connectBroker(target: BrokerTarget, log: Logger): Promise<Broker> {
+  const nc = await connect({
+    servers: target.servers.split(",").map((s) => s.trim()),
+    name: "outpost",
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: true,
+    timeout: 5_000,
+    ...(target.user !== undefined ? { user: target.user, pass: target.pass ?? "" } : {}),
+    ...(target.token !== undefined ? { token: target.token } : {}),
+    ...(target.credsFile ? { authenticator: credsAuthenticator(await readFile(target.credsFile)) } : {}),
+  });
+  let up = true;
+  (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") {
+        up = false;
+        log.warn("lost the connection to nats-server; readings are refused with 503 until it is back");
+      } else if (s.type === "reconnect") {
+        up = true;
+        log.info("reconnected to nats-server");
+      }
+    }
+  })().catch(() => {});
+  const jsm = await jetstreamManager(nc, { timeout: 5_000 });
+  const js = jetstream(nc, { timeout: 5_000 });
+  return {
+    nc,
+    js,
+    jsm,
+    connected: () => up && !nc.isClosed(),
+    close: async () => {
+      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+    },
+  };
+}

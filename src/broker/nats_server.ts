@@ -1,0 +1,202 @@
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { NatsServerNotFoundError, NatsServerStartError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { env, isAlive, run, signalPid, spawn, type Child } from "../runtime/process.ts";
+
+/** Options for {@link startNatsServer}. */
+export interface EmbeddedServerOptions {
+  /** Path of the binary; found on PATH (or `OUTPOST_NATS_SERVER`) when absent. */
+  binary?: string | undefined;
+  /** Outpost's data directory; the server's config, store and pid live below it. */
+  dataDir: string;
+  /** JetStream file store limit in bytes, always written explicitly. */
+  maxFileStore: number;
+  /** `sync_interval` for servers 2.10 and newer: a duration like `1s`, or `always`. */
+  fsync: string;
+  log: Logger;
+}
+
+/** A running embedded server. */
+export interface EmbeddedServer {
+  url: string;
+  user: string;
+  pass: string;
+  version: string;
+  pid: number;
+  /** Stop it (SIGTERM, then SIGKILL after 5 s). */
+  stop(): Promise<void>;
+  /** Resolves when the server exits for any reason. */
+  exited: Promise<number | null>;
+}
+
+const _INSTALL_HINT =
+  "Outpost needs nats-server to store readings, and it was not found on PATH. " +
+  "Install it with `sudo apt-get install -y nats-server` (Debian, Ubuntu, Raspberry Pi OS), " +
+  "or point OUTPOST_NATS_SERVER (or --nats-server) at the binary, " +
+  "or connect to a running server with --nats nats://host:4222.";
+
+/**
+ * Find the `nats-server` binary.
+ * @param explicit a path given by flag or environment
+ * @returns the absolute path
+ * @throws NatsServerNotFoundError with an install hint
+ */
+export async function findNatsServer(explicit?: string): Promise<string> {
+  if (explicit) {
+    if (await _isFile(explicit)) return resolve(explicit);
+    throw new NatsServerNotFoundError(`nats-server was not found at ${explicit}. ${_INSTALL_HINT}`);
+  }
+  // Debian installs it to /usr/sbin, which is not on a normal user's PATH.
+  const dirs = [...(env().PATH ?? "").split(":"), "/usr/sbin", "/usr/local/sbin", "/usr/local/bin"];
+  for (const d of dirs) {
+    if (d && await _isFile(join(d, "nats-server"))) return join(d, "nats-server");
+  }
+  throw new NatsServerNotFoundError(_INSTALL_HINT);
+}
+
+async function _isFile(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Ask a binary for its version.
+ * @returns e.g. `2.9.10`
+ */
+export async function natsServerVersion(binary: string): Promise<string> {
+  const { output } = await run(binary, ["--version"]);
+  const m = /v?(\d+\.\d+\.\d+)/.exec(output);
+  if (!m?.[1]) throw new NatsServerStartError(`Cannot read the version of ${binary}: ${output.slice(0, 200)}`);
+  return m[1];
+}
+
+/** Whether a dotted version is at least `major.minor`. */
+export function versionAtLeast(version: string, major: number, minor: number): boolean {
+  const [a = 0, b = 0] = version.split(".").map(Number);
+  return a > major || (a === major && b >= minor);
+}
+
+/**
+ * Write the config and start `nats-server` on 127.0.0.1 with a free port and fresh credentials.
+ * Waits until the server has written its ports file (it is then accepting clients).
+ */
+export async function startNatsServer(opts: EmbeddedServerOptions): Promise<EmbeddedServer> {
+  const bin = await findNatsServer(opts.binary);
+  const version = await natsServerVersion(bin);
+  const dir = resolve(opts.dataDir, "nats");
+  const portsDir = join(dir, "ports");
+  await mkdir(portsDir, { recursive: true });
+  await _stopStale(join(dir, "nats-server.pid"), opts.log);
+  for (const f of await readdir(portsDir)) await rm(join(portsDir, f), { force: true });
+
+  const user = "outpost";
+  const pass = _randomHex(24);
+  const syncLine = versionAtLeast(version, 2, 10) ? `  sync_interval: ${JSON.stringify(opts.fsync)}\n` : "";
+  const conf = `# Written by outpost at every start; edits are overwritten.
+listen: "127.0.0.1:-1"
+server_name: "outpost"
+pid_file: ${JSON.stringify(join(dir, "nats-server.pid"))}
+ports_file_dir: ${JSON.stringify(portsDir)}
+authorization {
+  user: ${JSON.stringify(user)}
+  password: ${JSON.stringify(pass)}
+}
+jetstream {
+  store_dir: ${JSON.stringify(resolve(opts.dataDir, "jetstream"))}
+  max_file_store: ${opts.maxFileStore}
+  max_memory_store: 67108864
+${syncLine}}
+`;
+  const confPath = join(dir, "nats-server.conf");
+  await writeFile(confPath, conf, { mode: 0o600 });
+  opts.log.info(`starting nats-server ${version} (${bin}), max_file_store ${opts.maxFileStore} bytes`);
+  if (syncLine) opts.log.info(`nats-server syncs JetStream to disk: sync_interval ${opts.fsync}`);
+  else {
+    opts.log.warn(
+      `nats-server ${version} predates sync_interval (2.10): it fsyncs every two minutes, so a power cut ` +
+        "can lose up to two minutes of acknowledged readings (a process crash loses nothing); --fsync is ignored",
+    );
+  }
+
+  const child = spawn(bin, ["-c", confPath]);
+  const tail: string[] = [];
+  child.onLine((l) => {
+    tail.push(l);
+    if (tail.length > 20) tail.shift();
+    if (/\[(ERR|FTL|WRN)\]/.test(l)) opts.log.warn(`nats-server: ${l.replace(/^\[\d+\] \S+ \S+ /, "")}`);
+    else opts.log.debug(`nats-server: ${l}`);
+  });
+  let exitedEarly = false;
+  const exited = child.exited.then(
+    (c) => (exitedEarly = true, c),
+    (e: Error) => {
+      exitedEarly = true;
+      tail.push(e.message);
+      return -1;
+    },
+  );
+  const url = await _waitForPorts(portsDir, () => exitedEarly, 15_000).catch(async (e: Error) => {
+    child.kill("SIGKILL");
+    throw new NatsServerStartError(`${e.message}. Last output of nats-server:\n${tail.join("\n")}`);
+  });
+  return {
+    url,
+    user,
+    pass,
+    version,
+    pid: child.pid,
+    exited,
+    stop: async () => {
+      if (exitedEarly) return;
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+async function _waitForPorts(dir: string, dead: () => boolean, timeoutMs: number): Promise<string> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (dead()) throw new Error("nats-server exited during start-up");
+    for (const f of await readdir(dir)) {
+      if (!f.endsWith(".ports")) continue;
+      try {
+        const ports = JSON.parse(await readFile(join(dir, f), "utf8")) as { nats?: string[] };
+        const u = ports.nats?.[0];
+        if (u) return u;
+      } catch { /* partially written; retry */ }
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`nats-server was not ready after ${timeoutMs} ms`);
+}
+
+/** A previous host killed with -9 leaves its nats-server running on our store: stop it. */
+async function _stopStale(pidFile: string, log: Logger): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(pidFile, "utf8")).trim());
+  } catch {
+    return;
+  }
+  if (!pid || !isAlive(pid)) return;
+  try {
+    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8");
+    if (!cmd.includes("nats-server")) return;
+  } catch { /* no /proc: trust the pid file */ }
+  log.warn(`stopping a nats-server left running by a previous outpost (pid ${pid})`);
+  signalPid(pid, "SIGTERM");
+  for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+  if (isAlive(pid)) signalPid(pid, "SIGKILL");
+}
+
+function _randomHex(bytes: number): string {
+  const b = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}

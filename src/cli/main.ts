@@ -1,0 +1,94 @@
+import { startOutpost } from "../host.ts";
+import { createLogger, LEVELS, type Level } from "../log.ts";
+import { argv, env, exit, onShutdownSignal, writeErr, writeOut } from "../runtime/process.ts";
+import { flagHelp, parseFlags } from "./flags.ts";
+import { VERSION } from "../version.ts";
+
+const _HELP = `outpost ${VERSION}: sensor readings over HTTP into a local NATS JetStream, handled by isolated handlers
+
+Usage:
+  outpost run [flags]     start the host: embedded nats-server, handlers from --workers, HTTP ingest
+  outpost version         print the version
+  outpost --help          this text
+
+Flags of run (each also read from the environment variable shown):
+${flagHelp()}
+
+HTTP routes:
+  POST /v1/ingest/:topic  store readings (application/cbor, application/cbor-seq, application/json); 202 after JetStream stored them
+  GET  /v1/handlers       handlers with version, status, limits and counts
+  GET  /healthz           the process is alive
+  GET  /readyz            broker connected, streams present, handlers loaded (503 otherwise)
+`;
+
+/**
+ * Run the `outpost` command line.
+ * @param args arguments after the script name
+ * @returns the exit code (for `run`, after a shutdown signal)
+ */
+export async function main(args: string[] = argv()): Promise<number> {
+  const [cmd, ...rest] = args;
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    writeOut(_HELP);
+    return cmd ? 0 : 2;
+  }
+  if (cmd === "version" || cmd === "--version") {
+    writeOut(`${VERSION}\n`);
+    return 0;
+  }
+  if (cmd !== "run") {
+    writeErr(`outpost: unknown command ${JSON.stringify(cmd)}; see outpost --help\n`);
+    return 2;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    writeOut(_HELP);
+    return 0;
+  }
+  try {
+    const { values: f } = parseFlags(rest, env());
+    const level = String(f["log-level"]);
+    if (!(level in LEVELS)) throw Object.assign(new Error(`--log-level must be one of ${Object.keys(LEVELS).join(", ")}`), { name: "ConfigError" });
+    const log = createLogger(level as Level);
+    const host = await startOutpost({
+      workersDir: String(f.workers),
+      port: f.port as number,
+      host: String(f.host),
+      dataDir: String(f["data-dir"]),
+      nats: f.nats as string | undefined,
+      natsUser: f["nats-user"] as string | undefined,
+      natsPass: f["nats-pass"] as string | undefined,
+      natsToken: f["nats-token"] as string | undefined,
+      natsCreds: f["nats-creds"] as string | undefined,
+      natsServer: f["nats-server"] as string | undefined,
+      maxFileStore: f["max-file-store"] as number,
+      fsync: String(f.fsync),
+      bodyLimit: f["body-limit"] as number,
+      maxReadings: f["max-readings"] as number,
+      log,
+    });
+    return await new Promise<number>((resolve) => {
+      onShutdownSignal((sig) => {
+        log.info(`${sig}: shutting down`);
+        host.stop().then(() => resolve(0), (e: Error) => {
+          log.error(`shutdown failed: ${e.message}`);
+          resolve(1);
+        });
+      });
+    });
+  } catch (e) {
+    const err = e as Error;
+    // Known conditions get their message alone: a person reads it, not a stack trace.
+    const known = ["ConfigError", "NatsServerNotFoundError", "NatsServerStartError", "HandlerLoadError"].includes(err.name) ||
+      /ECONNREFUSED|CONNECTION_REFUSED|Authorization/i.test(err.message);
+    writeErr(`outpost: ${known ? err.message : err.stack ?? err.message}\n`);
+    return 1;
+  }
+}
+
+/** Entry point of the `outpost` binary and of `bundles/outpost.js`. */
+export function cli(): void {
+  main().then((code) => exit(code), (e: Error) => {
+    writeErr(`outpost: ${e.stack ?? e.message}\n`);
+    exit(1);
+  });
+}

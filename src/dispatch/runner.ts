@@ -1,0 +1,272 @@
+import { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/nats-core";
+import type { Broker } from "../broker/connect.ts";
+import { STREAMS, SUBJECTS } from "../broker/streams.ts";
+import { HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
+import type { HandlerInfo } from "../handlers/definition.ts";
+import type { BuiltHandler } from "../handlers/build.ts";
+import type { Logger } from "../log.ts";
+import { HandlerError, WorkerIsolate } from "../sandbox/worker_isolate.ts";
+import { backoffDelay } from "./backoff.ts";
+import { deadLetter } from "./dlq.ts";
+
+/** Where a handler stands. */
+export type HandlerStatus = "loading" | "running" | "restarting" | "crashing" | "failed" | "stopped";
+
+/** Counters shown in `/v1/handlers`. */
+export interface HandlerCounts {
+  acked: number;
+  failed: number;
+  retried: number;
+  deadLettered: number;
+  crashes: number;
+}
+
+const _CRASH_WINDOW_MS = 60_000;
+
+/**
+ * Runs one handler: its isolate, its durable pull consumer and the fetch loop that never pulls
+ * more messages than it has free slots for. Ack on success, nak with backoff on failure,
+ * DLQ then ack after the last attempt.
+ */
+export class HandlerRunner {
+  readonly built: BuiltHandler;
+  status: HandlerStatus = "loading";
+  info: HandlerInfo | undefined;
+  lastError: string | undefined;
+  loadedAt: Date | undefined;
+  readonly counts: HandlerCounts = { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0 };
+  #broker: Broker;
+  #log: Logger;
+  #isolate: WorkerIsolate | undefined;
+  #inFlight = 0;
+  #slotWaiters: (() => void)[] = [];
+  #fetch: ConsumerMessages | undefined;
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+  #crashTimes: number[] = [];
+  #firstErrors = new Map<number, ErrorData>();
+  heapLimitEnforced = false;
+  sandboxed = false;
+
+  constructor(built: BuiltHandler, broker: Broker, log: Logger) {
+    this.built = built;
+    this.#broker = broker;
+    this.#log = log.child(built.name);
+  }
+
+  /** The durable consumer's name. */
+  get durable(): string {
+    return `outpost-${this.built.name.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+  }
+
+  /** Messages being handled right now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Load the handler in its isolate (throws HandlerLoadError) and report its policy.
+   * Call {@link run} afterwards to start consuming.
+   */
+  async load(): Promise<HandlerInfo> {
+    this.#isolate = this.#makeIsolate();
+    this.info = await this.#isolate.start();
+    this.heapLimitEnforced = this.#isolate.heapLimitEnforced;
+    this.sandboxed = this.#isolate.sandboxed;
+    this.loadedAt = new Date();
+    return this.info;
+  }
+
+  /** Create or update the durable consumer and start the fetch loop. */
+  async run(): Promise<void> {
+    const consumer = await this.#ensureConsumer();
+    this.status = "running";
+    this.#loop = this.#fetchLoop(consumer);
+  }
+
+  /** Stop fetching, let in-flight messages finish (up to `graceMs`), then stop the isolate. */
+  async stop(graceMs = 5_000): Promise<void> {
+    this.#stopping = true;
+    this.#fetch?.stop();
+    const until = Date.now() + graceMs;
+    while (this.#inFlight > 0 && Date.now() < until) await _sleep(20);
+    this.#isolate?.cancelAll();
+    await this.#loop?.catch(() => {});
+    await this.#isolate?.terminate();
+    this.status = "stopped";
+  }
+
+  #makeIsolate(): WorkerIsolate {
+    const iso: WorkerIsolate = new WorkerIsolate({
+      name: this.built.name,
+      url: this.built.handlerUrl,
+      memoryMb: this.info?.memoryMb,
+      onLog: (level, msg) => this.#log[level](msg),
+      onCall: (op, subject, data) => this.#call(op, subject, data),
+      onCrash: (reason) => {
+        if (this.#isolate === iso) this.#restart(reason);
+      },
+    });
+    return iso;
+  }
+
+  async #call(op: "publish" | "emit", subject: string, data: Uint8Array): Promise<void> {
+    const prefix = op === "publish" ? SUBJECTS.outbox : SUBJECTS.ingest;
+    await this.#broker.js.publish(`${prefix}.${subject}`, data);
+  }
+
+  #restart(reason: string): void {
+    if (this.#stopping) return;
+    const now = Date.now();
+    this.counts.crashes++;
+    this.#crashTimes = [...this.#crashTimes.filter((t) => now - t < _CRASH_WINDOW_MS), now];
+    const n = this.#crashTimes.length;
+    this.status = n >= 3 ? "crashing" : "restarting";
+    this.lastError = `isolate ${reason === "timeout" ? "restarted after a timeout" : `crashed: ${reason}`}`;
+    const delay = Math.min(30_000, 100 * 2 ** (n - 1));
+    this.#log.warn(`${this.lastError}; restarting in ${delay} ms`);
+    setTimeout(() => {
+      if (this.#stopping) return;
+      const iso = this.#makeIsolate();
+      this.#isolate = iso;
+      iso.start().then(
+        () => {
+          if (!this.#stopping) this.status = "running";
+        },
+        (e: Error) => {
+          this.lastError = e.message;
+          this.#restart(e.message);
+        },
+      );
+    }, delay);
+  }
+
+  async #ensureConsumer(): Promise<Consumer> {
+    const info = this.info!;
+    const jsm = this.#broker.jsm;
+    const cfg = {
+      durable_name: this.durable,
+      description: `outpost handler ${this.built.name}`,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      // Messages are never held while not running, so ack_wait only has to cover one invocation.
+      ack_wait: nanos(info.timeoutMs + 30_000),
+      max_deliver: -1,
+      max_ack_pending: Math.max(1_000, info.concurrency * 4),
+      ...(info.subjects.length === 1 ? { filter_subject: info.subjects[0]! } : { filter_subjects: info.subjects }),
+    };
+    let existing;
+    try {
+      existing = await jsm.consumers.info(STREAMS.ingest, this.durable);
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError)) throw e;
+    }
+    if (!existing) {
+      await jsm.consumers.add(STREAMS.ingest, cfg);
+    } else {
+      const { durable_name: _d, deliver_policy: _p, ...update } = cfg;
+      try {
+        await jsm.consumers.update(STREAMS.ingest, this.durable, update);
+      } catch (e) {
+        // Older servers cannot change a consumer's filter in place.
+        this.#log.warn(`recreating consumer ${this.durable}: ${(e as Error).message}`);
+        await jsm.consumers.delete(STREAMS.ingest, this.durable);
+        await jsm.consumers.add(STREAMS.ingest, cfg);
+      }
+    }
+    return await this.#broker.js.consumers.get(STREAMS.ingest, this.durable);
+  }
+
+  async #fetchLoop(consumer: Consumer): Promise<void> {
+    while (!this.#stopping) {
+      const free = this.info!.concurrency - this.#inFlight;
+      if (free <= 0) {
+        await new Promise<void>((r) => this.#slotWaiters.push(r));
+        continue;
+      }
+      try {
+        const batch = await consumer.fetch({ max_messages: free, expires: 5_000 });
+        this.#fetch = batch;
+        for await (const m of batch) void this.#handle(m);
+      } catch (e) {
+        if (this.#stopping) break;
+        this.#log.warn(`fetch failed: ${(e as Error).message}; retrying in 1 s`);
+        await _sleep(1_000);
+      } finally {
+        this.#fetch = undefined;
+      }
+    }
+  }
+
+  async #handle(m: JsMsg): Promise<void> {
+    this.#inFlight++;
+    const info = this.info!;
+    const attempt = m.info.deliveryCount;
+    try {
+      const iso = this.#isolate;
+      if (!iso || this.status === "restarting" || this.status === "crashing") {
+        // Not running: hand the message back without holding it; it waits in the stream.
+        m.nak(Math.min(30_000, 500 * 2 ** this.#crashTimes.length));
+        return;
+      }
+      try {
+        await iso.invoke({ subject: m.subject, seq: m.seq, attempt, data: m.data }, info.timeoutMs);
+        m.ack();
+        this.counts.acked++;
+        this.#firstErrors.delete(m.seq);
+      } catch (e) {
+        await this.#failed(m, attempt, e);
+      }
+    } finally {
+      this.#inFlight--;
+      const w = this.#slotWaiters.shift();
+      w?.();
+    }
+  }
+
+  async #failed(m: JsMsg, attempt: number, e: unknown): Promise<void> {
+    const info = this.info!;
+    const error = e instanceof HandlerError ? e.data : toErrorData(e);
+    this.counts.failed++;
+    if (this.#stopping && e instanceof IsolateCrashedError) {
+      m.nak();
+      return;
+    }
+    if (!this.#firstErrors.has(m.seq)) this.#firstErrors.set(m.seq, error);
+    const permanent = e instanceof HandlerError && e.permanent;
+    const kind = e instanceof HandlerTimeoutError ? "timed out" : e instanceof IsolateCrashedError ? "crashed" : "failed";
+    if (permanent || attempt >= info.maxAttempts) {
+      try {
+        await deadLetter(this.#broker.js, m, {
+          handler: this.built.name,
+          version: this.built.hash,
+          subject: m.subject,
+          seq: m.seq,
+          attempts: attempt,
+          error,
+          firstError: this.#firstErrors.get(m.seq),
+          storedAt: new Date(Number(m.info.timestampNanos / 1_000_000n)),
+          failedAt: new Date(),
+          payload: m.data,
+        });
+        m.ack();
+        this.counts.deadLettered++;
+        this.#firstErrors.delete(m.seq);
+        this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}; moved to DLQ`);
+      } catch (dlqErr) {
+        this.#log.error(`cannot write message ${m.seq} to DLQ (${(dlqErr as Error).message}); it stays in INGEST`);
+        m.nak(backoffDelay(info.backoff, attempt));
+      }
+      return;
+    }
+    const delay = backoffDelay(info.backoff, attempt);
+    this.counts.retried++;
+    this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}; retrying in ${delay} ms`);
+    m.nak(delay);
+  }
+}
+
+function _sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

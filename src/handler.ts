@@ -1,0 +1,103 @@
+/**
+ * The handler SDK: what a module in `workers/` imports as `outpost/handler`.
+ * @module
+ */
+import type { GenericSchema, GenericSchemaAsync, InferOutput } from "valibot";
+import { checkDefinition } from "./handlers/definition.ts";
+
+export * as v from "valibot";
+
+/** Backoff between attempts: a list of delays in ms (the last repeats), or exponential. */
+export type Backoff = readonly number[] | "exponential";
+
+/** Retry policy of a handler. */
+export interface RetryPolicy {
+  /** Attempts in all, the first included (default 5). After the last, the message goes to DLQ. */
+  maxAttempts?: number;
+  /** Delays between attempts (default `"exponential"`: 1 s, 2 s, 4 s … capped at 60 s). */
+  backoff?: Backoff;
+}
+
+/** Logging from a handler: `ctx.log("…")` is info; `.debug/.warn/.error` choose the level. */
+export interface HandlerLog {
+  (...args: unknown[]): void;
+  debug(...args: unknown[]): void;
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+/** Raise this (`throw new ctx.Permanent("…")`) for failures a retry cannot fix: straight to DLQ. */
+export class PermanentError extends Error {
+  override name = "PermanentError";
+}
+
+/** Everything a handler can do beyond computing: the host implements it. */
+export interface Context {
+  /** Stable id of this message: `<stream>:<sequence>`. */
+  readonly id: string;
+  /** Stream sequence of the message in INGEST. */
+  readonly seq: number;
+  /** Subject the reading was stored under, e.g. `ingest.temperature`. */
+  readonly subject: string;
+  /** Topic, the subject without `ingest.`. */
+  readonly topic: string;
+  /** 1 on the first delivery, 2 on the first retry, … */
+  readonly attempt: number;
+  /** Aborted when the message times out or the host shuts down. */
+  readonly signal: AbortSignal;
+  /** Store `value` (as CBOR) in the OUTBOX stream under `out.<subject>`; resolves once stored. */
+  publish(subject: string, value: unknown): Promise<void>;
+  /** Feed `value` back into ingest under `topic` (chaining handlers); resolves once stored. */
+  emit(topic: string, value: unknown): Promise<void>;
+  log: HandlerLog;
+  /** The error class that skips retries. */
+  readonly Permanent: typeof PermanentError;
+}
+
+/** A schema usable for a topic: any valibot schema (sync or async). */
+export type Schema = GenericSchema | GenericSchemaAsync;
+
+/** The definition a handler module exports by default. */
+export interface HandlerDefinition<S extends Schema | undefined = Schema | undefined> {
+  /** Consume `ingest.<topic>`. One of `topic` or `subjects` is required. */
+  topic?: string;
+  /** Consume these subjects under `ingest.` instead (wildcards allowed). */
+  subjects?: readonly string[];
+  /** Readings that do not match are refused at ingest with 400, before anything is stored. */
+  schema?: S;
+  /** Field whose value becomes the reading's idempotency key in batches. */
+  idField?: string;
+  /** Isolation tier (only `"worker"` today). */
+  isolation?: "worker";
+  /** Time one message may take (default 30 000). The isolate is restarted when it overruns. */
+  timeoutMs?: number;
+  /** Messages handled at once (default 1). */
+  concurrency?: number;
+  /** Heap limit of the isolate in MiB (enforced on Node). */
+  memoryMb?: number;
+  retry?: RetryPolicy;
+  /** Handle one reading; resolve to ack, throw to retry. */
+  handle(reading: S extends Schema ? InferOutput<S> : unknown, ctx: Context): void | Promise<void>;
+}
+
+/**
+ * Declare a handler; the module's default export.
+ * @param def topic, schema, policy and the `handle` function
+ * @returns the same definition, checked
+ * @throws TypeError naming every problem of the definition
+ * @example
+ * ```ts
+ * import { defineHandler, v } from "outpost/handler";
+ * export default defineHandler({
+ *   topic: "temperature",
+ *   schema: v.object({ sensor: v.string(), celsius: v.number() }),
+ *   async handle(r, ctx) { if (r.celsius > 80) await ctx.publish("alerts", r); },
+ * });
+ * ```
+ */
+export function defineHandler<S extends Schema | undefined = undefined>(def: HandlerDefinition<S>): HandlerDefinition<S> {
+  const problems = checkDefinition(def);
+  if (problems.length) throw new TypeError(`Invalid handler definition: ${problems.join("; ")}`);
+  return def;
+}

@@ -1,0 +1,142 @@
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { Hono } from "hono";
+import { connectBroker, type Broker } from "./broker/connect.ts";
+import { startNatsServer, type EmbeddedServer } from "./broker/nats_server.ts";
+import { ensureStreams } from "./broker/streams.ts";
+import { DEFAULT_CBOR_LIMITS } from "./codec/cbor.ts";
+import { buildValidator } from "./handlers/build.ts";
+import { HandlerRegistry } from "./handlers/registry.ts";
+import { ingestRoutes } from "./ingest/routes.ts";
+import { reply } from "./ingest/reply.ts";
+import type { Logger } from "./log.ts";
+import { runtimeVersion } from "./runtime/detect.ts";
+import { serve, type Server } from "./runtime/serve.ts";
+import { Validator } from "./sandbox/validator.ts";
+
+/** Everything `outpost run` can be told. */
+export interface OutpostOptions {
+  workersDir: string;
+  port: number;
+  host: string;
+  dataDir: string;
+  /** External server URL(s); embedded nats-server when absent. */
+  nats?: string | undefined;
+  natsUser?: string | undefined;
+  natsPass?: string | undefined;
+  natsToken?: string | undefined;
+  natsCreds?: string | undefined;
+  natsServer?: string | undefined;
+  maxFileStore: number;
+  fsync: string;
+  bodyLimit: number;
+  maxReadings: number;
+  log: Logger;
+}
+
+/** A running Outpost host. */
+export interface Outpost {
+  /** Base URL of the HTTP server. */
+  url: string;
+  port: number;
+  registry: HandlerRegistry;
+  broker: Broker;
+  /** Stop HTTP, drain handlers, close the broker connection, stop the embedded server. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Start Outpost: broker (embedded or external), streams, the schema isolate, every handler in
+ * the directory, then HTTP.
+ * @param o options (see `outpost --help`)
+ */
+export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
+  const log = o.log;
+  log.info(`outpost on ${runtimeVersion()}`);
+  const dataDir = resolve(o.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  let embedded: EmbeddedServer | undefined;
+  let broker: Broker;
+  if (o.nats) {
+    broker = await connectBroker({ servers: o.nats, user: o.natsUser, pass: o.natsPass, token: o.natsToken, credsFile: o.natsCreds }, log);
+    log.info(`connected to external nats-server ${broker.nc.info?.version ?? "?"} at ${o.nats}`);
+  } else {
+    embedded = await startNatsServer({ binary: o.natsServer, dataDir, maxFileStore: o.maxFileStore, fsync: o.fsync, log: log.child("nats") });
+    try {
+      broker = await connectBroker({ servers: embedded.url, user: embedded.user, pass: embedded.pass }, log);
+    } catch (e) {
+      await embedded.stop();
+      throw e;
+    }
+    log.info(`embedded nats-server ${embedded.version} ready at ${embedded.url} (pid ${embedded.pid})`);
+    void embedded.exited.then((code) => {
+      if (!stopping) log.error(`embedded nats-server exited unexpectedly (code ${code}); readings are refused with 503`);
+    });
+  }
+  let stopping = false;
+  const bundleDir = join(dataDir, "bundles");
+  let validator: Validator | undefined;
+  let registry: HandlerRegistry;
+  let server: Server;
+  try {
+    await ensureStreams(broker.jsm, o.maxFileStore, log);
+    validator = new Validator(await buildValidator(bundleDir), log.child("schemas"));
+    await validator.start();
+    registry = new HandlerRegistry({ dir: o.workersDir, bundleDir, broker, validator, log });
+    await registry.loadAll();
+    const app = new Hono();
+    const ready = { streams: true, handlersLoaded: true };
+    app.get("/healthz", (c) => reply(c.req.raw, 200, { status: "ok" }));
+    app.get("/readyz", (c) => {
+      const brokerUp = broker.connected();
+      const ok = brokerUp && ready.streams && ready.handlersLoaded;
+      return reply(c.req.raw, ok ? 200 : 503, {
+        ready: ok,
+        broker: brokerUp,
+        streams: ready.streams,
+        handlers: { running: registry.runners().length, failed: registry.failedCount() },
+      });
+    });
+    app.get("/v1/handlers", (c) => reply(c.req.raw, 200, { handlers: registry.view() }));
+    app.route("/", ingestRoutes({
+      broker: () => broker,
+      route: (t) => registry.route(t),
+      topics: () => registry.topics(),
+      validator,
+      bodyLimit: o.bodyLimit,
+      maxReadings: o.maxReadings,
+      cborLimits: DEFAULT_CBOR_LIMITS,
+      log: log.child("ingest"),
+    }));
+    app.notFound((c) => reply(c.req.raw, 404, { error: "not_found", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }));
+    app.onError((e, c) => {
+      log.error(`unhandled error on ${c.req.method} ${c.req.url}: ${e.stack ?? e.message}`);
+      return reply(c.req.raw, 500, { error: "internal", message: e.message });
+    });
+    server = await serve({ fetch: app.fetch, port: o.port, hostname: o.host });
+  } catch (e) {
+    await registry!?.stopAll().catch(() => {});
+    await validator?.stop().catch(() => {});
+    await broker.close().catch(() => {});
+    await embedded?.stop();
+    throw e;
+  }
+  const shownHost = o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : o.host;
+  const url = `http://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${server.port}`;
+  log.info(`listening on ${o.host}:${server.port}; POST readings to ${url}/v1/ingest/<topic>`);
+  return {
+    url,
+    port: server.port,
+    registry,
+    broker,
+    stop: async () => {
+      stopping = true;
+      await server.close().catch(() => {});
+      await registry.stopAll();
+      await validator!.stop();
+      await broker.close();
+      await embedded?.stop();
+      log.info("stopped");
+    },
+  };
+}

@@ -1,0 +1,161 @@
+import { Hono } from "hono";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import type { PubAck } from "@nats-io/jetstream";
+import type { Broker } from "../broker/connect.ts";
+import { SUBJECTS } from "../broker/streams.ts";
+import { encodeCbor, type CborLimits } from "../codec/cbor.ts";
+import type { TopicRoute } from "../handlers/registry.ts";
+import type { Logger } from "../log.ts";
+import type { ReadingIssue } from "../sandbox/protocol.ts";
+import { ValidatorUnavailableError, type Validator } from "../sandbox/validator.ts";
+import { BodyTooLargeError, readBody } from "./body.ts";
+import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "./decode.ts";
+import { reply } from "./reply.ts";
+
+/** What the ingest routes need from the host. */
+export interface IngestDeps {
+  broker: () => Broker | undefined;
+  route: (topic: string) => TopicRoute | undefined;
+  topics: () => string[];
+  validator: Validator;
+  bodyLimit: number;
+  maxReadings: number;
+  cborLimits: CborLimits;
+  log: Logger;
+}
+
+/** Per reading in a 202 answer. */
+export interface StoredReading {
+  index: number;
+  seq: number;
+  duplicate?: true;
+}
+
+const _MAX_LISTED_ISSUES = 100;
+
+/**
+ * `POST /v1/ingest/:topic`: decode, validate against the topic's schemas, store every reading in
+ * INGEST and answer 202 only once JetStream acknowledged all of them.
+ */
+export function ingestRoutes(deps: IngestDeps): Hono {
+  const app = new Hono();
+  app.post("/v1/ingest/:topic", async (c) => {
+    const req = c.req.raw;
+    const topic = c.req.param("topic");
+    const route = deps.route(topic);
+    if (!route) {
+      const known = deps.topics();
+      return reply(req, 404, {
+        error: "unknown_topic",
+        message: `Unknown topic ${JSON.stringify(topic)}; known topics: ${known.length ? known.join(", ") : "(none: no handler is loaded)"}`,
+        topics: known,
+      });
+    }
+    const mediaType = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (!Object.values(MEDIA_TYPES).includes(mediaType as never)) {
+      return reply(req, 415, {
+        error: "unsupported_media_type",
+        message: `Content-Type ${JSON.stringify(mediaType || "(none)")} is not supported; use application/cbor, application/cbor-seq or application/json`,
+      });
+    }
+    let body: Uint8Array;
+    try {
+      body = await readBody(req, deps.bodyLimit);
+    } catch (e) {
+      if (e instanceof BodyTooLargeError) {
+        return reply(req, 413, { error: "payload_too_large", message: e.message, limit: e.limit });
+      }
+      throw e;
+    }
+    let readings: unknown[];
+    let raw: Uint8Array[] | undefined;
+    try {
+      ({ readings, raw } = decodeBody(mediaType, body, deps.cborLimits));
+    } catch (e) {
+      if (e instanceof MalformedBodyError) {
+        return reply(req, 400, { error: "malformed_body", message: e.message, ...(e.index !== undefined ? { index: e.index } : {}) });
+      }
+      throw e;
+    }
+    if (readings.length === 0) return reply(req, 400, { error: "no_readings", message: "The body holds no readings" });
+    if (readings.length > deps.maxReadings) {
+      return reply(req, 413, {
+        error: "too_many_readings",
+        message: `${readings.length} readings in one request; at most ${deps.maxReadings} are accepted`,
+        limit: deps.maxReadings,
+      });
+    }
+    if (route.schemaKeys.length) {
+      let issues: ReadingIssue[];
+      try {
+        issues = await deps.validator.validate(route.schemaKeys, readings);
+      } catch (e) {
+        if (e instanceof ValidatorUnavailableError) return _unavailable(req, e.message);
+        return reply(req, 500, { error: "schema_error", message: (e as Error).message });
+      }
+      if (issues.length) {
+        const first = issues[0]!;
+        return reply(req, 400, {
+          error: "invalid_reading",
+          message: `Reading ${first.index}${first.path ? `, field ${first.path}` : ""}: ${first.message}` +
+            (issues.length > 1 ? ` (and ${issues.length - 1} more issues)` : "") + "; nothing was stored",
+          index: first.index,
+          path: first.path,
+          issues: issues.slice(0, _MAX_LISTED_ISSUES),
+        });
+      }
+    }
+    const broker = deps.broker();
+    if (!broker?.connected()) return _unavailable(req, "The message broker is unreachable; nothing was stored");
+    const ids = _messageIds(req, topic, readings, route.idField);
+    const subject = `${SUBJECTS.ingest}.${topic}`;
+    const results = await Promise.allSettled(
+      readings.map((r, i) => {
+        const opts: { msgID?: string; headers?: ReturnType<typeof natsHeaders>; timeout: number } = { timeout: 5_000 };
+        const id = ids[i];
+        if (id !== undefined) opts.msgID = id;
+        return broker.js.publish(subject, raw?.[i] ?? encodeCbor(r), opts);
+      }),
+    );
+    const stored: StoredReading[] = [];
+    const failed: { index: number; message: string }[] = [];
+    results.forEach((r, index) => {
+      if (r.status === "fulfilled") stored.push(_stored(index, r.value));
+      else failed.push({ index, message: (r.reason as Error).message });
+    });
+    if (failed.length) {
+      deps.log.warn(`storing ${failed.length} of ${readings.length} readings on ${topic} failed: ${failed[0]!.message}`);
+      const full = failed.some((f) => /maximum (bytes|messages)|insufficient|storage/i.test(f.message));
+      return reply(req, full ? 507 : 503, {
+        error: full ? "storage_full" : "broker_unavailable",
+        message: `${failed.length} of ${readings.length} readings were not stored (${failed[0]!.message}); ` +
+          "retry them (readings listed under stored were kept)",
+        stored,
+        failed,
+      }, { "retry-after": full ? "30" : "2" });
+    }
+    return reply(req, 202, { topic, accepted: stored.length, results: stored });
+  });
+  return app;
+}
+
+function _unavailable(req: Request, message: string): Response {
+  return reply(req, 503, { error: "broker_unavailable", message }, { "retry-after": "2" });
+}
+
+function _stored(index: number, ack: PubAck): StoredReading {
+  return ack.duplicate ? { index, seq: ack.seq, duplicate: true } : { index, seq: ack.seq };
+}
+
+/** Nats-Msg-Id per reading: the Idempotency-Key header (suffixed by index in a batch), else the id field. */
+function _messageIds(req: Request, topic: string, readings: unknown[], idField: string | undefined): (string | undefined)[] {
+  const key = req.headers.get("idempotency-key");
+  return readings.map((r, i) => {
+    if (idField && r && typeof r === "object") {
+      const v = (r as Record<string, unknown>)[idField];
+      if (typeof v === "string" || typeof v === "number" || typeof v === "bigint") return `${topic}:${String(v)}`;
+    }
+    if (key) return readings.length === 1 ? `${topic}:${key}` : `${topic}:${key}:${i}`;
+    return undefined;
+  });
+}

@@ -1,0 +1,140 @@
+import { runtime } from "./detect.ts";
+
+/** What a worker may reach on runtimes that can restrict it (Deno). */
+export interface WorkerPermissions {
+  /** Paths the worker may read (Deno only). */
+  read?: string[];
+  net?: boolean;
+  env?: boolean;
+  run?: boolean;
+  write?: string[];
+}
+
+/** Options for {@link spawnWorker}. */
+export interface WorkerOptions {
+  name: string;
+  /** Heap limit in MiB; enforced by Node only (`resourceLimits`). */
+  memoryMb?: number;
+  permissions?: WorkerPermissions;
+}
+
+/** One running worker isolate, the same shape on every runtime. */
+export interface WorkerHandle {
+  post(msg: unknown, transfer?: ArrayBuffer[]): void;
+  onMessage(cb: (msg: unknown) => void): void;
+  /** Called once when the worker dies on its own: uncaught error, exit, out of memory. */
+  onExit(cb: (reason: string) => void): void;
+  terminate(): Promise<void>;
+  /** Whether `memoryMb` is really enforced here. */
+  readonly heapLimitEnforced: boolean;
+  /** Whether the worker runs without ambient permissions (net, files, env, subprocesses). */
+  readonly sandboxed: boolean;
+}
+
+interface _WebWorker {
+  postMessage(msg: unknown, transfer?: ArrayBuffer[]): void;
+  terminate(): void;
+  addEventListener(type: string, cb: (e: { data?: unknown; message?: string; preventDefault?(): void }) => void): void;
+}
+
+let _denoPermissionsOk: boolean | undefined;
+
+/**
+ * Start a module worker from a file URL.
+ * @param url the worker's entry module
+ * @param opts name, heap limit and permissions
+ * @returns a handle that hides the runtime's worker API
+ */
+export async function spawnWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle> {
+  if (runtime === "node") return await _nodeWorker(url, opts);
+  const WebWorker = (globalThis as unknown as { Worker: new (u: URL, o: object) => _WebWorker }).Worker;
+  let w: _WebWorker;
+  let sandboxed = false;
+  if (runtime === "deno" && _denoPermissionsOk !== false) {
+    const p = opts.permissions ?? {};
+    try {
+      w = new WebWorker(url, {
+        type: "module",
+        name: opts.name,
+        deno: {
+          permissions: {
+            read: p.read ?? false,
+            write: p.write ?? false,
+            net: p.net ?? false,
+            env: p.env ?? false,
+            run: p.run ?? false,
+            ffi: false,
+            sys: false,
+            import: false,
+          },
+        },
+      });
+      _denoPermissionsOk = true;
+      sandboxed = !p.net && !p.env && !p.run && !p.write;
+    } catch {
+      // Without --unstable-worker-options Deno refuses per-worker permissions.
+      _denoPermissionsOk = false;
+      w = new WebWorker(url, { type: "module", name: opts.name });
+    }
+  } else {
+    w = new WebWorker(url, { type: "module", name: opts.name });
+  }
+  let exitCb: ((reason: string) => void) | undefined;
+  let exited = false;
+  const fireExit = (reason: string) => {
+    if (exited) return;
+    exited = true;
+    exitCb?.(reason);
+  };
+  w.addEventListener("error", (e) => {
+    e.preventDefault?.();
+    fireExit(`uncaught error: ${e.message ?? "unknown"}`);
+    w.terminate();
+  });
+  w.addEventListener("close", () => fireExit("worker exited"));
+  return {
+    post: (m, t) => w.postMessage(m, t ?? []),
+    onMessage: (cb) => w.addEventListener("message", (e) => cb(e.data)),
+    onExit: (cb) => void (exitCb = cb),
+    terminate: async () => {
+      exited = true;
+      w.terminate();
+    },
+    heapLimitEnforced: false,
+    sandboxed,
+  };
+}
+
+async function _nodeWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle> {
+  const { Worker } = await import("node:worker_threads");
+  const w = new Worker(url, {
+    name: opts.name,
+    ...(opts.memoryMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.memoryMb } } : {}),
+    stdout: false,
+    stderr: false,
+  });
+  let exitCb: ((reason: string) => void) | undefined;
+  let done = false;
+  let lastError = "";
+  w.on("error", (e: Error) => {
+    lastError = e.name === "Error" && (e as { code?: string }).code === "ERR_WORKER_OUT_OF_MEMORY"
+      ? "out of memory"
+      : `uncaught ${e.name}: ${e.message}`;
+  });
+  w.on("exit", (code: number) => {
+    if (done) return;
+    done = true;
+    exitCb?.(lastError || `worker exited with code ${code}`);
+  });
+  return {
+    post: (m, t) => w.postMessage(m, t ?? []),
+    onMessage: (cb) => void w.on("message", cb),
+    onExit: (cb) => void (exitCb = cb),
+    terminate: async () => {
+      done = true;
+      await w.terminate();
+    },
+    heapLimitEnforced: opts.memoryMb !== undefined,
+    sandboxed: false,
+  };
+}

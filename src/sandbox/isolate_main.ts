@@ -1,0 +1,126 @@
+/**
+ * The code that runs inside a handler's worker isolate, bundled with the handler by the host.
+ * It loads the handler, reports its policy, and runs `handle` for each invoke message.
+ */
+import { decodeCbor, encodeCbor } from "../codec/cbor.ts";
+import { toErrorData } from "../errors.ts";
+import { checkDefinition, handlerInfo } from "../handlers/definition.ts";
+import { hostPort } from "../runtime/isolate_port.ts";
+import { PermanentError, type Context, type HandlerLog } from "../handler.ts";
+import type { HostToIsolate, IsolateToHost } from "./protocol.ts";
+
+type _Def = {
+  handle(r: unknown, ctx: Context): unknown;
+  schema?: { "~standard": { validate(v: unknown): unknown } };
+};
+
+/**
+ * Load the handler module and serve the host.
+ * @param load imports the handler module
+ */
+export async function runIsolate(load: () => Promise<{ default?: unknown }>): Promise<void> {
+  const port = await hostPort();
+  const send = (m: IsolateToHost, transfer?: ArrayBuffer[]) => port.post(m, transfer);
+  let def: _Def;
+  try {
+    const mod = await load();
+    const problems = checkDefinition(mod.default);
+    if (problems.length) {
+      send({ type: "load-error", error: { name: "TypeError", message: `Invalid handler definition: ${problems.join("; ")}` } });
+      return;
+    }
+    def = mod.default as _Def;
+  } catch (e) {
+    send({ type: "load-error", error: toErrorData(e) });
+    return;
+  }
+  const calls = new Map<number, { resolve(): void; reject(e: Error): void }>();
+  const running = new Map<number, AbortController>();
+  let nextCall = 1;
+  const call = (op: "publish" | "emit", subject: string, value: unknown) =>
+    new Promise<void>((resolve, reject) => {
+      const callId = nextCall++;
+      calls.set(callId, { resolve, reject });
+      const data = encodeCbor(value);
+      send({ type: "call", callId, op, subject, data }, [data.buffer as ArrayBuffer]);
+    });
+  const log = _makeLog(send);
+  port.onMessage((raw) => {
+    const m = raw as HostToIsolate;
+    if (m.type === "reply") {
+      const c = calls.get(m.callId);
+      calls.delete(m.callId);
+      if (m.error) c?.reject(Object.assign(new Error(m.error.message), { name: m.error.name }));
+      else c?.resolve();
+    } else if (m.type === "cancel") {
+      running.get(m.id)?.abort(new DOMException("Cancelled by the host", "AbortError"));
+    } else if (m.type === "invoke") {
+      void _invoke(def, m, running, { send, call, log });
+    }
+  });
+  send({ type: "ready", info: handlerInfo(def as unknown as Record<string, unknown>) });
+}
+
+async function _invoke(
+  def: _Def,
+  m: Extract<HostToIsolate, { type: "invoke" }>,
+  running: Map<number, AbortController>,
+  io: { send: (m: IsolateToHost) => void; call: (op: "publish" | "emit", s: string, v: unknown) => Promise<void>; log: HandlerLog },
+): Promise<void> {
+  const ac = new AbortController();
+  running.set(m.id, ac);
+  const timer = setTimeout(() => ac.abort(new DOMException(`Timed out after ${m.timeoutMs} ms`, "TimeoutError")), m.timeoutMs);
+  try {
+    let reading = decodeCbor(m.data);
+    if (def.schema) {
+      // The reading passed this schema at ingest; parsing again yields the schema's output type
+      // (transforms, defaults), and a reading stored under an older schema fails permanently.
+      const r = (await def.schema["~standard"].validate(reading)) as { value?: unknown; issues?: { message: string }[] };
+      if (r.issues) throw new PermanentError(`Reading no longer matches the schema: ${r.issues.map((i) => i.message).join("; ")}`);
+      reading = r.value;
+    }
+    const ctx: Context = {
+      id: `INGEST:${m.seq}`,
+      seq: m.seq,
+      subject: m.subject,
+      topic: m.subject.replace(/^ingest\./, ""),
+      attempt: m.attempt,
+      signal: ac.signal,
+      publish: (subject, value) => io.call("publish", subject, value),
+      emit: (topic, value) => io.call("emit", topic, value),
+      log: io.log,
+      Permanent: PermanentError,
+    };
+    await def.handle(reading, ctx);
+    io.send({ type: "done", id: m.id });
+  } catch (e) {
+    const error = toErrorData(e);
+    io.send({ type: "failed", id: m.id, error, permanent: error.name === "PermanentError" });
+  } finally {
+    clearTimeout(timer);
+    running.delete(m.id);
+  }
+}
+
+function _makeLog(send: (m: IsolateToHost) => void): HandlerLog {
+  const fmt = (args: unknown[]) =>
+    args.map((a) => (typeof a === "string" ? a : _inspect(a))).join(" ");
+  const at = (level: "debug" | "info" | "warn" | "error") => (...args: unknown[]) =>
+    send({ type: "log", level, message: fmt(args) });
+  const log = at("info") as HandlerLog;
+  log.debug = at("debug");
+  log.info = at("info");
+  log.warn = at("warn");
+  log.error = at("error");
+  return log;
+}
+
+function _inspect(v: unknown): string {
+  if (v instanceof Error) return `${v.name}: ${v.message}`;
+  try {
+    return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x instanceof Uint8Array ? `<${x.length} bytes>` : x));
+  } catch {
+    return String(v);
+  }
+}
+

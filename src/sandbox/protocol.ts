@@ -1,0 +1,38 @@
+/** Messages between the host and an isolate: discriminated unions, plain data only. */
+import type { ErrorData } from "../errors.ts";
+import type { HandlerInfo } from "../handlers/definition.ts";
+
+/** One problem with one reading, as ingest reports it. */
+export interface ReadingIssue {
+  /** Index of the reading in the request. */
+  index: number;
+  /** Dotted path of the field, empty for the reading itself. */
+  path: string;
+  message: string;
+}
+
+/** Host → handler isolate. */
+export type HostToIsolate =
+  | { type: "invoke"; id: number; subject: string; seq: number; attempt: number; data: Uint8Array; timeoutMs: number }
+  | { type: "reply"; callId: number; error?: ErrorData }
+  | { type: "cancel"; id: number };
+
+/** Handler isolate → host. */
+export type IsolateToHost =
+  | { type: "ready"; info: HandlerInfo }
+  | { type: "load-error"; error: ErrorData }
+  | { type: "done"; id: number }
+  | { type: "failed"; id: number; error: ErrorData; permanent: boolean }
+  | { type: "call"; callId: number; op: "publish" | "emit"; subject: string; data: Uint8Array }
+  | { type: "log"; level: "debug" | "info" | "warn" | "error"; message: string };
+
+/** Host → validator isolate. */
+export type HostToValidator =
+  | { type: "load"; key: string; url: string }
+  | { type: "unload"; key: string }
+  | { type: "validate"; id: number; keys: string[]; readings: unknown[] };
+
+/** Validator isolate → host. */
+export type ValidatorToHost =
+  | { type: "loaded"; key: string; error?: ErrorData }
+  | { type: "validated"; id: number; issues: ReadingIssue[]; error?: ErrorData };

@@ -1,0 +1,130 @@
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { ErrorData } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { spawnWorker, type WorkerHandle } from "../runtime/worker.ts";
+import type { HostToValidator, ReadingIssue, ValidatorToHost } from "./protocol.ts";
+
+/** The validator did not answer in time or died; ingest answers 503. */
+export class ValidatorUnavailableError extends Error {
+  override name = "ValidatorUnavailableError";
+}
+
+/**
+ * Host side of the schema isolate: loads each handler's schema module into one worker and
+ * validates batches of readings there, so no handler code runs in the host process.
+ */
+export class Validator {
+  #url: URL;
+  #log: Logger;
+  #w: WorkerHandle | undefined;
+  #modules = new Map<string, URL>();
+  #waiting = new Map<number, { resolve(i: ReadingIssue[]): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> }>();
+  #loads = new Map<string, { resolve(): void; reject(e: Error): void }>();
+  #next = 1;
+  #timeoutMs: number;
+
+  constructor(url: URL, log: Logger, timeoutMs = 2_000) {
+    this.#url = url;
+    this.#log = log;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Start (or restart) the worker and load every known schema module into it. */
+  async start(): Promise<void> {
+    // Deno: the worker may read the bundle directory (to import schema modules) and nothing else.
+    const w = await spawnWorker(this.#url, { name: "outpost-schemas", permissions: { read: [dirname(fileURLToPath(this.#url))] } });
+    this.#w = w;
+    w.onExit((reason) => {
+      if (this.#w !== w) return;
+      this.#log.error(`schema isolate died (${reason}); restarting it`);
+      this.#failAll(new ValidatorUnavailableError(`Schema isolate died: ${reason}`));
+      this.#w = undefined;
+      void this.start().catch((e: Error) => this.#log.error(`schema isolate restart failed: ${e.message}`));
+    });
+    w.onMessage((raw) => {
+      const m = raw as ValidatorToHost;
+      if (m.type === "loaded") {
+        const l = this.#loads.get(m.key);
+        this.#loads.delete(m.key);
+        if (m.error) l?.reject(new Error(`${m.error.name}: ${m.error.message}`));
+        else l?.resolve();
+      } else {
+        const p = this.#waiting.get(m.id);
+        if (!p) return;
+        this.#waiting.delete(m.id);
+        clearTimeout(p.timer);
+        if (m.error) p.reject(_schemaError(m.error));
+        else p.resolve(m.issues);
+      }
+    });
+    for (const [key, url] of this.#modules) await this.#load(key, url);
+  }
+
+  /**
+   * Import a handler's schema module under `key`.
+   * @throws Error when the module cannot be imported in the schema isolate
+   */
+  async load(key: string, url: URL): Promise<void> {
+    this.#modules.set(key, url);
+    await this.#load(key, url);
+  }
+
+  /** Forget a schema. */
+  unload(key: string): void {
+    this.#modules.delete(key);
+    this.#post({ type: "unload", key });
+  }
+
+  #load(key: string, url: URL): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#loads.set(key, { resolve, reject });
+      this.#post({ type: "load", key, url: url.href });
+    });
+  }
+
+  /**
+   * Validate readings against the schemas loaded under `keys` (all must pass).
+   * @returns the issues, empty when every reading is valid
+   * @throws ValidatorUnavailableError when the schema isolate does not answer in time
+   */
+  validate(keys: string[], readings: unknown[]): Promise<ReadingIssue[]> {
+    if (!this.#w) return Promise.reject(new ValidatorUnavailableError("Schema isolate is restarting"));
+    const id = this.#next++;
+    return new Promise<ReadingIssue[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(id);
+        reject(new ValidatorUnavailableError(`Schema validation did not finish within ${this.#timeoutMs} ms`));
+        // A schema stuck in a loop blocks every topic: replace the isolate.
+        const w = this.#w;
+        this.#w = undefined;
+        void w?.terminate().then(() => this.start());
+      }, this.#timeoutMs);
+      this.#waiting.set(id, { resolve, reject, timer });
+      this.#post({ type: "validate", id, keys, readings });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const w = this.#w;
+    this.#w = undefined;
+    this.#failAll(new ValidatorUnavailableError("Schema isolate stopped"));
+    await w?.terminate();
+  }
+
+  #post(m: HostToValidator): void {
+    this.#w?.post(m);
+  }
+
+  #failAll(e: Error): void {
+    for (const [id, p] of this.#waiting) {
+      clearTimeout(p.timer);
+      p.reject(e);
+      this.#waiting.delete(id);
+    }
+  }
+}
+
+function _schemaError(e: ErrorData): Error {
+  return Object.assign(new Error(`Schema threw ${e.name}: ${e.message}`), { name: "SchemaError" });
+}

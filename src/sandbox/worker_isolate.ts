@@ -1,0 +1,182 @@
+import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, type ErrorData } from "../errors.ts";
+import type { HandlerInfo } from "../handlers/definition.ts";
+import { spawnWorker, type WorkerHandle } from "../runtime/worker.ts";
+import type { HostToIsolate, IsolateToHost } from "./protocol.ts";
+
+/** A handler's failure, as reported from inside the isolate (errors are data here). */
+export class HandlerError extends Error {
+  override name = "HandlerError";
+  /** The error the handler threw, as data. */
+  readonly data: ErrorData;
+  /** Whether the handler asked to skip retries. */
+  readonly permanent: boolean;
+  constructor(data: ErrorData, permanent: boolean) {
+    super(`${data.name}: ${data.message}`);
+    this.data = data;
+    this.permanent = permanent;
+  }
+}
+
+/** The host's answer to `ctx.publish` / `ctx.emit`. */
+export type CallHandler = (op: "publish" | "emit", subject: string, data: Uint8Array) => Promise<void>;
+
+/** One message to handle. */
+export interface Invocation {
+  subject: string;
+  seq: number;
+  attempt: number;
+  data: Uint8Array;
+}
+
+/** Options of {@link WorkerIsolate}. */
+export interface WorkerIsolateOptions {
+  name: string;
+  url: URL;
+  memoryMb?: number | undefined;
+  onCall: CallHandler;
+  onLog: (level: "debug" | "info" | "warn" | "error", message: string) => void;
+  /** Called once if the isolate dies on its own after it was ready. */
+  onCrash: (reason: string) => void;
+  /** How long loading may take. */
+  loadTimeoutMs?: number;
+}
+
+type _Pending = { resolve(): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> | undefined };
+
+// Time a handler gets to settle after its signal aborted before the isolate is terminated.
+const _GRACE_MS = 100;
+
+/** A handler running in its own worker isolate. */
+export class WorkerIsolate {
+  #opts: WorkerIsolateOptions;
+  #w: WorkerHandle | undefined;
+  #pending = new Map<number, _Pending>();
+  #next = 1;
+  #dead = false;
+  /** The handler's policy, once {@link start} resolved. */
+  info: HandlerInfo | undefined;
+  heapLimitEnforced = false;
+  sandboxed = false;
+
+  constructor(opts: WorkerIsolateOptions) {
+    this.#opts = opts;
+  }
+
+  /** Messages being handled right now. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Start the worker and wait until the handler loaded.
+   * @returns the handler's policy
+   * @throws HandlerLoadError when the module throws at import, exports something else, or dies
+   */
+  async start(): Promise<HandlerInfo> {
+    const w = await spawnWorker(this.#opts.url, {
+      name: this.#opts.name,
+      ...(this.#opts.memoryMb ? { memoryMb: this.#opts.memoryMb } : {}),
+    });
+    this.#w = w;
+    this.heapLimitEnforced = w.heapLimitEnforced;
+    this.sandboxed = w.sandboxed;
+    return await new Promise<HandlerInfo>((resolve, reject) => {
+      let ready = false;
+      const timer = setTimeout(() => {
+        if (ready) return;
+        void this.terminate();
+        reject(new HandlerLoadError(`Handler ${this.#opts.name} did not load within ${this.#opts.loadTimeoutMs ?? 10_000} ms`));
+      }, this.#opts.loadTimeoutMs ?? 10_000);
+      w.onExit((reason) => {
+        this.#dead = true;
+        if (!ready) {
+          clearTimeout(timer);
+          reject(new HandlerLoadError(`Handler ${this.#opts.name} failed to load: ${reason}`));
+          return;
+        }
+        this.#failAll(new IsolateCrashedError(`Isolate of ${this.#opts.name} crashed: ${reason}`));
+        this.#opts.onCrash(reason);
+      });
+      w.onMessage((raw) => {
+        const m = raw as IsolateToHost;
+        switch (m.type) {
+          case "ready":
+            ready = true;
+            clearTimeout(timer);
+            this.info = m.info;
+            resolve(m.info);
+            return;
+          case "load-error":
+            clearTimeout(timer);
+            void this.terminate();
+            reject(new HandlerLoadError(`Handler ${this.#opts.name} failed to load: ${m.error.name}: ${m.error.message}`));
+            return;
+          case "done":
+            return this.#settle(m.id);
+          case "failed":
+            return this.#settle(m.id, new HandlerError(m.error, m.permanent));
+          case "log":
+            return this.#opts.onLog(m.level, m.message);
+          case "call":
+            return void this.#opts.onCall(m.op, m.subject, m.data).then(
+              () => this.#post({ type: "reply", callId: m.callId }),
+              (e: Error) => this.#post({ type: "reply", callId: m.callId, error: { name: e.name, message: e.message } }),
+            );
+        }
+      });
+    });
+  }
+
+  /**
+   * Handle one message.
+   * @param timeoutMs after this the handler's signal aborts; shortly after, the isolate is terminated
+   * @throws HandlerError, HandlerTimeoutError or IsolateCrashedError
+   */
+  invoke(inv: Invocation, timeoutMs: number): Promise<void> {
+    if (this.#dead || !this.#w) return Promise.reject(new IsolateCrashedError(`Isolate of ${this.#opts.name} is not running`));
+    const id = this.#next++;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const err = new HandlerTimeoutError(`Handler ${this.#opts.name} did not finish within ${timeoutMs} ms`);
+        this.#settle(id, err);
+        // A handler that ignores its signal keeps the isolate busy: replace the isolate.
+        this.#failAll(new IsolateCrashedError(`Isolate of ${this.#opts.name} restarted after a timeout`));
+        void this.terminate().then(() => this.#opts.onCrash("timeout"));
+      }, timeoutMs + _GRACE_MS);
+      this.#pending.set(id, { resolve, reject, timer });
+      // Copy (not .slice(), which is a view for a Node Buffer): a nats message's data views the
+      // socket's read buffer, shared with other messages, which must not be cloned or detached.
+      const data = new Uint8Array(inv.data);
+      this.#post({ type: "invoke", id, subject: inv.subject, seq: inv.seq, attempt: inv.attempt, data, timeoutMs }, [data.buffer]);
+    });
+  }
+
+  /** Abort every running handler's signal (used on shutdown). */
+  cancelAll(): void {
+    for (const id of this.#pending.keys()) this.#post({ type: "cancel", id });
+  }
+
+  /** Stop the worker; pending invocations fail with IsolateCrashedError. */
+  async terminate(): Promise<void> {
+    this.#dead = true;
+    this.#failAll(new IsolateCrashedError(`Isolate of ${this.#opts.name} was stopped`));
+    await this.#w?.terminate();
+  }
+
+  #post(m: HostToIsolate, transfer?: ArrayBuffer[]): void {
+    if (!this.#dead) this.#w?.post(m, transfer);
+  }
+
+  #settle(id: number, err?: Error): void {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    if (err) p.reject(err);
+    else p.resolve();
+  }
+
+  #failAll(err: Error): void {
+    for (const id of [...this.#pending.keys()]) this.#settle(id, err);
+  }
+}
