@@ -56,6 +56,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
   const dataDir = resolve(o.dataDir);
   await mkdir(dataDir, { recursive: true });
   let embedded: EmbeddedServer | undefined;
+  let stopping = false;
   let broker: Broker;
   if (o.nats) {
     broker = await connectBroker({ servers: o.nats, user: o.natsUser, pass: o.natsPass, token: o.natsToken, credsFile: o.natsCreds }, log);
@@ -73,7 +74,6 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       if (!stopping) log.error(`embedded nats-server exited unexpectedly (code ${code}); readings are refused with 503`);
     });
   }
-  let stopping = false;
   const bundleDir = join(dataDir, "bundles");
   let validator: Validator | undefined;
   let registry: HandlerRegistry;
@@ -115,6 +115,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     });
     server = await serve({ fetch: app.fetch, port: o.port, hostname: o.host });
   } catch (e) {
+    stopping = true;
     await registry!?.stopAll().catch(() => {});
     await validator?.stop().catch(() => {});
     await broker.close().catch(() => {});

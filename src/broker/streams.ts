@@ -21,7 +21,7 @@ const _DAY_NS = 86_400 * 1e9;
  * exceed it (JetStream reserves each stream's max_bytes against the account).
  * @param maxFileStore the server's (or account's) JetStream file store limit in bytes
  */
-export function streamConfigs(maxFileStore: number): Partial<StreamConfig>[] {
+export function streamConfigs(maxFileStore: number): (Partial<StreamConfig> & { name: string })[] {
   const part = (f: number) => Math.max(1024 * 1024, Math.floor(maxFileStore * f));
   return [
     {
@@ -65,7 +65,7 @@ export function streamConfigs(maxFileStore: number): Partial<StreamConfig>[] {
  */
 export async function ensureStreams(jsm: JetStreamManager, maxFileStore: number, log: Logger): Promise<void> {
   for (const cfg of streamConfigs(maxFileStore)) {
-    const name = cfg.name!;
+    const name = cfg.name;
     let existing: StreamConfig | undefined;
     try {
       existing = (await jsm.streams.info(name)).config;

@@ -246,7 +246,7 @@ export class HandlerRunner {
           attempts: attempt,
           error,
           firstError: this.#firstErrors.get(m.seq),
-          storedAt: new Date(Number(m.info.timestampNanos / 1_000_000n)),
+          storedAt: m.time,
           failedAt: new Date(),
           payload: m.data,
         });

@@ -63,7 +63,8 @@ export function ingestRoutes(deps: IngestDeps): Hono {
       body = await readBody(req, deps.bodyLimit);
     } catch (e) {
       if (e instanceof BodyTooLargeError) {
-        return reply(req, 413, { error: "payload_too_large", message: e.message, limit: e.limit });
+        // The rest of the body is never read: tell the client not to reuse this connection.
+        return reply(req, 413, { error: "payload_too_large", message: e.message, limit: e.limit }, { connection: "close" });
       }
       throw e;
     }

@@ -36,12 +36,10 @@ export async function serve(opts: ServeOptions): Promise<Server> {
     Bun?: { serve(o: object): _BunServer };
   };
   if (runtime === "deno" && g.Deno) {
-    const s = await new Promise<_DenoServer>((resolve) => {
-      const srv = g.Deno!.serve(
-        { port: opts.port, hostname: opts.hostname, onListen: () => resolve(srv) },
-        opts.fetch,
-      );
-    });
+    let listening!: () => void;
+    const ready = new Promise<void>((r) => (listening = r));
+    const s = g.Deno.serve({ port: opts.port, hostname: opts.hostname, onListen: () => listening() }, opts.fetch);
+    await ready;
     return { port: s.addr.port, close: () => s.shutdown() };
   }
   if (runtime === "bun" && g.Bun) {

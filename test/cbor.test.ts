@@ -1,0 +1,95 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { CborError, decodeCbor, encodeCbor, scanCbor } from "../src/codec/cbor.ts";
+import { decodeBody, MalformedBodyError } from "../src/ingest/decode.ts";
+import { DEFAULT_CBOR_LIMITS } from "../src/codec/cbor.ts";
+
+const te = new TextEncoder();
+const str = (s: string) => [0x60 + s.length, ...te.encode(s)];
+
+test("cbor round-trips bytes, big integers and dates exactly", () => {
+  const v = { b: new Uint8Array([0, 1, 255]), n: 2n ** 70n, d: new Date(1_700_000_000_000), f: 1.5, s: "x" };
+  const back = decodeCbor(encodeCbor(v)) as typeof v;
+  assert.deepEqual(back.b, v.b);
+  assert.equal(back.n, v.n);
+  assert.equal(back.d.getTime(), v.d.getTime());
+  assert.equal(back.f, 1.5);
+});
+
+test("encodeCbor returns memory of its own, not a view of cbor-x's reused buffer", () => {
+  const a = encodeCbor({ a: 1 });
+  const copy = a.slice();
+  encodeCbor({ zzzzzzzz: "overwrite" });
+  assert.deepEqual(a, copy);
+  assert.equal(a.byteOffset, 0);
+  assert.equal(a.buffer.byteLength, a.byteLength);
+});
+
+test("scanCbor splits a CBOR sequence into its items", () => {
+  assert.deepEqual(scanCbor(new Uint8Array([0x01, 0x02, 0x9f, 0x01, 0xff]), true), [[0, 1], [1, 2], [2, 5]]);
+});
+
+test("scanCbor refuses a length header larger than the input without allocating", () => {
+  // array of 100 663 296 items in a 5-byte body
+  assert.throws(() => scanCbor(new Uint8Array([0x9a, 0x06, 0, 0, 0]), false), {
+    name: "CborError",
+    message: "Malformed CBOR at byte 5: array of 100663296 items cannot fit in the 0 bytes left",
+  });
+  assert.throws(() => scanCbor(new Uint8Array([0x5a, 0xff, 0xff, 0xff, 0xff]), false), /string length 4294967295 exceeds the 0 bytes left/);
+  assert.throws(() => scanCbor(new Uint8Array([0xbb, 0, 0, 0, 1, 0, 0, 0, 0]), false), /map of 4294967296 pairs cannot fit/);
+});
+
+test("scanCbor bounds nesting depth and item count", () => {
+  assert.throws(() => scanCbor(new Uint8Array(100).fill(0x81), false), /nesting deeper than 32/);
+  const many = new Uint8Array([0x9f, ...new Array(200).fill(0x01), 0xff]);
+  assert.throws(() => scanCbor(many, false, { maxDepth: 32, maxItems: 100 }), /more than 100 data items/);
+});
+
+test("scanCbor refuses truncated input, stray breaks, reserved values and cbor-x extension tags", () => {
+  assert.throws(() => scanCbor(new Uint8Array([0xa1, 0x61]), false), CborError);
+  assert.throws(() => scanCbor(new Uint8Array([0xff]), false), /unexpected break/);
+  assert.throws(() => scanCbor(new Uint8Array([0x1c]), false), /reserved additional information 28/);
+  assert.throws(() => scanCbor(new Uint8Array([0xd8, 28, 0x01]), false), /unsupported tag 28/);
+  assert.throws(() => scanCbor(new Uint8Array([0xd9, 0xe0, 0x00, 0x80]), false), /unsupported tag 57344/);
+  assert.throws(() => scanCbor(new Uint8Array([0x9f, 0x01]), false), /missing break/);
+  assert.throws(() => scanCbor(new Uint8Array([0x01, 0x02]), false), /1 trailing bytes after the item/);
+  assert.throws(() => scanCbor(new Uint8Array([]), false), /empty body/);
+});
+
+test("a hostile 40 KB payload is refused quickly and the process survives", () => {
+  const hostile = [
+    new Uint8Array(40_000).fill(0x9f), // 40k nested indefinite arrays
+    new Uint8Array(40_000).fill(0x81),
+    Uint8Array.from({ length: 40_000 }, (_, i) => (i % 2 ? 0x9a : 0x7f)),
+    new Uint8Array([0x9f, ...new Array(39_998).fill(0xf6), 0xff]), // fine shape, but 40k items in one reading
+  ];
+  for (const h of hostile) {
+    const t0 = performance.now();
+    assert.throws(() => decodeBody("application/cbor", h, { ...DEFAULT_CBOR_LIMITS, maxItems: 10_000 }), MalformedBodyError);
+    assert.ok(performance.now() - t0 < 1_000);
+  }
+});
+
+test("a __proto__ key cannot pollute prototypes", () => {
+  const body = new Uint8Array([0xa1, ...str("__proto__"), 0xa1, ...str("polluted"), 0x01]);
+  const { readings } = decodeBody("application/cbor", body, DEFAULT_CBOR_LIMITS);
+  const r = readings[0] as Record<string, unknown>;
+  assert.equal(Object.getPrototypeOf(r), Object.prototype);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  assert.equal(r.polluted, undefined);
+  const json = decodeBody("application/json", te.encode('{"__proto__":{"polluted":1}}'), DEFAULT_CBOR_LIMITS);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  assert.equal(Object.getPrototypeOf(json.readings[0]), Object.prototype);
+});
+
+test("decodeBody keeps each CBOR reading's own bytes and reads JSON objects and arrays", () => {
+  const a = encodeCbor({ s: "a" });
+  const b = encodeCbor({ s: "b" });
+  const seq = new Uint8Array([...a, ...b]);
+  const d = decodeBody("application/cbor-seq", seq, DEFAULT_CBOR_LIMITS);
+  assert.deepEqual(d.readings, [{ s: "a" }, { s: "b" }]);
+  assert.deepEqual(d.raw?.map((x) => [...x]), [[...a], [...b]]);
+  assert.deepEqual(decodeBody("application/json", te.encode('[{"a":1},{"a":2}]'), DEFAULT_CBOR_LIMITS).readings, [{ a: 1 }, { a: 2 }]);
+  assert.throws(() => decodeBody("application/json", te.encode("42"), DEFAULT_CBOR_LIMITS), /must be a reading \(an object\) or an array/);
+  assert.throws(() => decodeBody("application/json", te.encode("{"), DEFAULT_CBOR_LIMITS), /^MalformedBodyError: Malformed JSON/);
+});

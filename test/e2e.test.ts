@@ -1,0 +1,157 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { encodeCbor } from "../src/codec/cbor.ts";
+import { ingest, RUNTIMES, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "./_harness.ts";
+
+const ECHO = `
+import { defineHandler, v } from "outpost/handler";
+export default defineHandler({
+  topic: "e2e",
+  schema: v.object({ n: v.number(), bytes: v.optional(v.instance(Uint8Array)) }),
+  concurrency: 4,
+  async handle(r, ctx) {
+    await ctx.publish("echo", { n: r.n, bytes: r.bytes, attempt: ctx.attempt, id: ctx.id, topic: ctx.topic, aborted: ctx.signal.aborted });
+  },
+});
+`;
+const FLAKY = `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "boom",
+  retry: { maxAttempts: 3, backoff: [50, 100] },
+  async handle(r, ctx) {
+    ctx.log.warn("attempt " + ctx.attempt);
+    throw new Error("boom " + r.n);
+  },
+});
+`;
+const PERMANENT = `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "perm",
+  retry: { maxAttempts: 5 },
+  handle(r, ctx) { throw new ctx.Permanent("cannot ever work"); },
+});
+`;
+const THROWS_AT_IMPORT = `throw new Error("broken at import");\nexport default 1;\n`;
+const BAD_EXPORT = `export default { topic: "x" };\n`;
+const SYNTAX = `export default defineHandler({ topic: "y", handle( {\n`;
+
+for (const runtime of RUNTIMES) {
+  describe(`end to end on ${runtime}`, () => {
+    let nats: TestNats;
+    let host: TestHost;
+    before(async () => {
+      nats = await startNats();
+      host = await startHost({
+        runtime,
+        nats: nats.url,
+        workers: {
+          "echo.ts": ECHO, "flaky.ts": FLAKY, "perm.ts": PERMANENT,
+          "throws.ts": THROWS_AT_IMPORT, "bad-export.ts": BAD_EXPORT, "syntax.ts": SYNTAX,
+          "_helper.ts": "export const x = 1;\n",
+        },
+      });
+    });
+    after(async () => {
+      await host?.stop();
+      await nats?.stop();
+    });
+
+    test("CBOR, CBOR-seq and JSON readings reach the handler; its ctx.publish output is in OUTBOX", async () => {
+      const bytes = new Uint8Array([0, 1, 2, 254, 255]);
+      const one = await ingest(host.url, "e2e", encodeCbor({ n: 1, bytes }), "application/cbor");
+      const seq = await ingest(host.url, "e2e", new Uint8Array([...encodeCbor({ n: 2 }), ...encodeCbor({ n: 3 })]), "application/cbor-seq");
+      const json = await ingest(host.url, "e2e", JSON.stringify([{ n: 4 }, { n: 5 }]), "application/json");
+      assert.deepEqual([one.status, seq.status, json.status], [202, 202, 202]);
+      const seqs = [...one.json.results, ...seq.json.results, ...json.json.results].map((r: { seq: number }) => r.seq);
+      const out = await waitFor(async () => {
+        const m = await streamMessages(nats.jsm, "OUTBOX", "out.echo");
+        return m.length >= 5 ? m : undefined;
+      }, 20_000, "5 echoes in OUTBOX");
+      const byN = new Map(out.map((m) => [m.value.n, m.value]));
+      assert.deepEqual([...byN.keys()].sort(), [1, 2, 3, 4, 5]);
+      assert.deepEqual(byN.get(1).bytes, bytes, "bytes survive CBOR end to end");
+      for (const [i, n] of [1, 2, 3, 4, 5].entries()) {
+        const v = byN.get(n);
+        assert.equal(v.id, `INGEST:${seqs[i]}`);
+        assert.equal(v.topic, "e2e");
+        assert.equal(v.attempt, 1);
+        assert.equal(v.aborted, false);
+      }
+      assert.equal(out.length, 5, "each reading handled once");
+      const c = await nats.jsm.consumers.info("INGEST", "outpost-echo");
+      await waitFor(async () => (await nats.jsm.consumers.info("INGEST", "outpost-echo")).num_ack_pending === 0, 5_000, "acks");
+      assert.equal(c.num_pending, 0);
+    });
+
+    test("a throwing handler's message is retried with backoff, then lands in DLQ with its error", async () => {
+      const r = await ingest(host.url, "boom", JSON.stringify({ n: 7 }), "application/json");
+      assert.equal(r.status, 202);
+      const seq = r.json.results[0].seq;
+      const [dl] = await waitFor(async () => {
+        const m = await streamMessages(nats.jsm, "DLQ", "dlq.flaky");
+        return m.length ? m : undefined;
+      }, 20_000, "a DLQ entry");
+      assert.equal(dl!.subject, "dlq.flaky");
+      const v = dl!.value;
+      assert.equal(v.handler, "flaky");
+      assert.match(v.version, /^[0-9a-f]{12}$/);
+      assert.equal(v.subject, "ingest.boom");
+      assert.equal(v.seq, seq);
+      assert.equal(v.attempts, 3);
+      assert.equal(v.error.name, "Error");
+      assert.equal(v.error.message, "boom 7");
+      assert.match(v.error.stack, /boom 7/);
+      assert.equal(v.firstError.message, "boom 7");
+      assert.ok(v.storedAt instanceof Date && v.failedAt instanceof Date && v.failedAt >= v.storedAt);
+      assert.deepEqual(v.payload, encodeCbor({ n: 7 }));
+      assert.equal(dl!.headers?.get("Outpost-Error"), "Error: boom 7");
+      assert.equal((host.logs().match(/\[flaky\] attempt \d/g) ?? []).length, 3);
+      // Acked after the DLQ write: nothing left pending for this handler.
+      await waitFor(async () => {
+        const c = await nats.jsm.consumers.info("INGEST", "outpost-flaky");
+        return c.num_ack_pending === 0 && c.num_pending === 0;
+      }, 5_000, "flaky consumer drained");
+      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const flaky = handlers.find((h: { name: string }) => h.name === "flaky");
+      assert.deepEqual([flaky.counts.failed, flaky.counts.retried, flaky.counts.deadLettered, flaky.counts.acked], [3, 2, 1, 0]);
+    });
+
+    test("a permanent error skips the remaining attempts", async () => {
+      const r = await ingest(host.url, "perm", JSON.stringify({}), "application/json");
+      assert.equal(r.status, 202);
+      const [dl] = await waitFor(async () => {
+        const m = await streamMessages(nats.jsm, "DLQ", "dlq.perm");
+        return m.length ? m : undefined;
+      }, 10_000, "a DLQ entry");
+      assert.equal(dl!.value.attempts, 1);
+      assert.deepEqual([dl!.value.error.name, dl!.value.error.message], ["PermanentError", "cannot ever work"]);
+    });
+
+    test("broken handler modules are refused with a clear error and do not stop the others", async () => {
+      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const byName = Object.fromEntries(handlers.map((h: { name: string }) => [h.name, h]));
+      assert.deepEqual(Object.keys(byName).sort(), ["bad-export", "echo", "flaky", "perm", "syntax", "throws"]);
+      assert.equal(byName.throws.status, "failed");
+      assert.equal(byName.throws.lastError, "Handler throws failed to load: Error: broken at import");
+      assert.equal(byName["bad-export"].status, "failed");
+      assert.equal(byName["bad-export"].lastError,
+        "Handler bad-export failed to load: TypeError: Invalid handler definition: `handle` must be a function");
+      assert.equal(byName.syntax.status, "failed");
+      assert.match(byName.syntax.lastError, /^Cannot build handler syntax\.ts: .*syntax\.ts:\d+:\d+: /);
+      for (const ok of ["echo", "flaky", "perm"]) assert.equal(byName[ok].status, "running");
+      const ready = await (await fetch(`${host.url}/readyz`)).json();
+      assert.deepEqual(ready.handlers, { running: 3, failed: 3 });
+    });
+
+    test("a hostile 40 KB CBOR body gets 400 and the host stays healthy", async () => {
+      const hostile = new Uint8Array(40 * 1024).fill(0x9f);
+      const r = await ingest(host.url, "e2e", hostile, "application/cbor");
+      assert.equal(r.status, 400);
+      assert.equal(r.json.message, "Malformed CBOR at byte 33: nesting deeper than 32");
+      const health = await fetch(`${host.url}/healthz`);
+      assert.equal(health.status, 200);
+    });
+  });
+}
