@@ -11,6 +11,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { decodeCbor } from "../src/codec/cbor.ts";
+import { findNatsServer } from "../src/broker/nats_server.ts";
 
 export const ROOT = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..");
 export type Runtime = "node" | "deno" | "bun";
@@ -79,7 +80,7 @@ export async function startNats(): Promise<TestNats> {
   const port = await freePort();
   let proc: ChildProcess;
   const launch = async () => {
-    proc = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir], { stdio: "ignore" });
+    proc = spawn(await findNatsServer(), ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir], { stdio: "ignore" });
     await waitFor(async () => {
       const c = await connect({ servers: `127.0.0.1:${port}`, reconnect: false });
       await c.close();
@@ -181,8 +182,8 @@ export async function startHost(o: HostOptions = {}): Promise<TestHost> {
 }
 
 /** POST a body to `/v1/ingest/:topic`. */
-export async function ingest(url: string, topic: string, body: BodyInit, contentType: string, headers: Record<string, string> = {}): Promise<{ status: number; json: any; headers: Headers }> {
-  const r = await fetch(`${url}/v1/ingest/${topic}`, { method: "POST", body, headers: { "content-type": contentType, ...headers } });
+export async function ingest(url: string, topic: string, body: BodyInit | Uint8Array, contentType: string, headers: Record<string, string> = {}): Promise<{ status: number; json: any; headers: Headers }> {
+  const r = await fetch(`${url}/v1/ingest/${topic}`, { method: "POST", body: body as BodyInit, headers: { "content-type": contentType, ...headers } });
   const text = await r.text();
   let json: unknown;
   try {

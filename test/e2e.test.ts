@@ -33,6 +33,29 @@ export default defineHandler({
   handle(r, ctx) { throw new ctx.Permanent("cannot ever work"); },
 });
 `;
+const CHAIN = `
+import { defineHandler, v } from "outpost/handler";
+export default defineHandler({
+  topic: "chain",
+  retry: { maxAttempts: 1 },
+  async handle(r, ctx) { await ctx.emit(r.to, { n: r.n }); },
+});
+`;
+const PROBE = `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "probe",
+  async handle(r, ctx) {
+    const out = {};
+    try { await fetch(r.url); out.fetch = "reached"; } catch (e) { out.fetch = e.name; }
+    try {
+      const D = globalThis.Deno;
+      out.env = (D ? D.env.get("PATH") : process.env.PATH) ? "read" : "empty";
+    } catch (e) { out.env = e.name; }
+    await ctx.publish("probe", out);
+  },
+});
+`;
 const THROWS_AT_IMPORT = `throw new Error("broken at import");\nexport default 1;\n`;
 const BAD_EXPORT = `export default { topic: "x" };\n`;
 const SYNTAX = `export default defineHandler({ topic: "y", handle( {\n`;
@@ -47,7 +70,7 @@ for (const runtime of RUNTIMES) {
         runtime,
         nats: nats.url,
         workers: {
-          "echo.ts": ECHO, "flaky.ts": FLAKY, "perm.ts": PERMANENT,
+          "echo.ts": ECHO, "flaky.ts": FLAKY, "perm.ts": PERMANENT, "chain.ts": CHAIN, "probe.ts": PROBE,
           "throws.ts": THROWS_AT_IMPORT, "bad-export.ts": BAD_EXPORT, "syntax.ts": SYNTAX,
           "_helper.ts": "export const x = 1;\n",
         },
@@ -132,7 +155,7 @@ for (const runtime of RUNTIMES) {
     test("broken handler modules are refused with a clear error and do not stop the others", async () => {
       const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
       const byName = Object.fromEntries(handlers.map((h: { name: string }) => [h.name, h]));
-      assert.deepEqual(Object.keys(byName).sort(), ["bad-export", "echo", "flaky", "perm", "syntax", "throws"]);
+      assert.deepEqual(Object.keys(byName).sort(), ["bad-export", "chain", "echo", "flaky", "perm", "probe", "syntax", "throws"]);
       assert.equal(byName.throws.status, "failed");
       assert.equal(byName.throws.lastError, "Handler throws failed to load: Error: broken at import");
       assert.equal(byName["bad-export"].status, "failed");
@@ -140,9 +163,38 @@ for (const runtime of RUNTIMES) {
         "Handler bad-export failed to load: TypeError: Invalid handler definition: `handle` must be a function");
       assert.equal(byName.syntax.status, "failed");
       assert.match(byName.syntax.lastError, /^Cannot build handler syntax\.ts: .*syntax\.ts:\d+:\d+: /);
-      for (const ok of ["echo", "flaky", "perm"]) assert.equal(byName[ok].status, "running");
+      for (const ok of ["echo", "flaky", "perm", "chain", "probe"]) assert.equal(byName[ok].status, "running");
       const ready = await (await fetch(`${host.url}/readyz`)).json();
-      assert.deepEqual(ready.handlers, { running: 3, failed: 3 });
+      assert.deepEqual(ready.handlers, { running: 5, failed: 3 });
+    });
+
+    test("ctx.emit chains into another topic, checked against that topic's schema", async () => {
+      assert.equal((await ingest(host.url, "chain", JSON.stringify({ to: "e2e", n: 42 }), "application/json")).status, 202);
+      const echoed = await waitFor(async () => (await streamMessages(nats.jsm, "OUTBOX", "out.echo")).find((m) => m.value.n === 42), 10_000, "the chained reading");
+      assert.equal(echoed.value.topic, "e2e");
+      assert.equal((await ingest(host.url, "chain", JSON.stringify({ to: "e2e", n: "NaN" }), "application/json")).status, 202);
+      assert.equal((await ingest(host.url, "chain", JSON.stringify({ to: "nowhere", n: 1 }), "application/json")).status, 202);
+      const dls = await waitFor(async () => {
+        const m = await streamMessages(nats.jsm, "DLQ", "dlq.chain");
+        return m.length >= 2 ? m : undefined;
+      }, 10_000, "two refused emits in DLQ");
+      assert.deepEqual(dls.map((d) => d.value.error.message).sort(), [
+        'ctx.emit: no handler consumes topic "nowhere"; known topics: boom, chain, e2e, perm, probe',
+        "ctx.emit: the reading does not match the schema of e2e: n: Invalid type: Expected number but received \"NaN\"",
+      ]);
+    });
+
+    test(`what a worker-tier handler can reach on ${runtime}`, async () => {
+      assert.equal((await ingest(host.url, "probe", JSON.stringify({ url: `${host.url}/healthz` }), "application/json")).status, 202);
+      const [probe] = await waitFor(async () => {
+        const m = await streamMessages(nats.jsm, "OUTBOX", "out.probe");
+        return m.length ? m : undefined;
+      }, 10_000, "the probe's report");
+      // Deno workers run with every permission denied; Node and Bun workers can reach what the host can.
+      const expected = runtime === "deno" ? { fetch: "NotCapable", env: "NotCapable" } : { fetch: "reached", env: "read" };
+      assert.deepEqual(probe!.value, expected);
+      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      assert.equal(handlers.find((h: { name: string }) => h.name === "probe").sandboxed, runtime === "deno");
     });
 
     test("a hostile 40 KB CBOR body gets 400 and the host stays healthy", async () => {

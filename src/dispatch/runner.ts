@@ -10,6 +10,14 @@ import { HandlerError, WorkerIsolate } from "../sandbox/worker_isolate.ts";
 import { backoffDelay } from "./backoff.ts";
 import { deadLetter } from "./dlq.ts";
 
+/** Stores a reading emitted by a handler into INGEST under a topic. */
+export type EmitFn = (topic: string, data: Uint8Array) => Promise<void>;
+
+/** Whether `s` is a literal NATS subject made of safe tokens. */
+export function isSubject(s: string): boolean {
+  return s.length > 0 && s.length <= 256 && /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(s);
+}
+
 /** Where a handler stands. */
 export type HandlerStatus = "loading" | "running" | "restarting" | "crashing" | "failed" | "stopped";
 
@@ -46,13 +54,21 @@ export class HandlerRunner {
   #loop: Promise<void> | undefined;
   #crashTimes: number[] = [];
   #firstErrors = new Map<number, ErrorData>();
+  #up: Promise<void> = Promise.resolve();
+  #markUp: () => void = () => {};
   heapLimitEnforced = false;
   sandboxed = false;
 
-  constructor(built: BuiltHandler, broker: Broker, log: Logger) {
+  #emit: EmitFn;
+
+  /**
+   * @param emit stores a reading a handler emits (the registry checks topic and schema first)
+   */
+  constructor(built: BuiltHandler, broker: Broker, log: Logger, emit: EmitFn) {
     this.built = built;
     this.#broker = broker;
     this.#log = log.child(built.name);
+    this.#emit = emit;
   }
 
   /** The durable consumer's name. */
@@ -88,6 +104,7 @@ export class HandlerRunner {
   /** Stop fetching, let in-flight messages finish (up to `graceMs`), then stop the isolate. */
   async stop(graceMs = 5_000): Promise<void> {
     this.#stopping = true;
+    this.#markUp();
     this.#fetch?.stop();
     const until = Date.now() + graceMs;
     while (this.#inFlight > 0 && Date.now() < until) await _sleep(20);
@@ -112,8 +129,11 @@ export class HandlerRunner {
   }
 
   async #call(op: "publish" | "emit", subject: string, data: Uint8Array): Promise<void> {
-    const prefix = op === "publish" ? SUBJECTS.outbox : SUBJECTS.ingest;
-    await this.#broker.js.publish(`${prefix}.${subject}`, data);
+    if (op === "emit") return await this.#emit(subject, data);
+    if (!isSubject(subject)) {
+      throw new TypeError(`ctx.publish: invalid subject ${JSON.stringify(subject)} (dot-separated tokens, no wildcards)`);
+    }
+    await this.#broker.js.publish(`${SUBJECTS.outbox}.${subject}`, data);
   }
 
   #restart(reason: string): void {
@@ -124,6 +144,7 @@ export class HandlerRunner {
     const n = this.#crashTimes.length;
     this.status = n >= 3 ? "crashing" : "restarting";
     this.lastError = `isolate ${reason === "timeout" ? "restarted after a timeout" : `crashed: ${reason}`}`;
+    this.#up = new Promise<void>((r) => (this.#markUp = r));
     const delay = Math.min(30_000, 100 * 2 ** (n - 1));
     this.#log.warn(`${this.lastError}; restarting in ${delay} ms`);
     setTimeout(() => {
@@ -132,7 +153,9 @@ export class HandlerRunner {
       this.#isolate = iso;
       iso.start().then(
         () => {
-          if (!this.#stopping) this.status = "running";
+          if (this.#stopping) return;
+          this.status = "running";
+          this.#markUp();
         },
         (e: Error) => {
           this.lastError = e.message;
@@ -204,10 +227,11 @@ export class HandlerRunner {
     const info = this.info!;
     const attempt = m.info.deliveryCount;
     try {
+      // While the isolate restarts, hold the message (a restart is not an attempt of its own).
+      if (this.status !== "running") await this.#whileDown(m);
       const iso = this.#isolate;
-      if (!iso || this.status === "restarting" || this.status === "crashing") {
-        // Not running: hand the message back without holding it; it waits in the stream.
-        m.nak(Math.min(30_000, 500 * 2 ** this.#crashTimes.length));
+      if (this.#stopping || !iso) {
+        m.nak();
         return;
       }
       try {
@@ -222,6 +246,16 @@ export class HandlerRunner {
       this.#inFlight--;
       const w = this.#slotWaiters.shift();
       w?.();
+    }
+  }
+
+  async #whileDown(m: JsMsg): Promise<void> {
+    const down = () => this.status !== "running";
+    while (down() && !this.#stopping) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([this.#up, new Promise<void>((r) => (timer = setTimeout(r, 10_000)))]);
+      clearTimeout(timer);
+      if (down()) m.working(); // keep the server from redelivering it meanwhile
     }
   }
 

@@ -4,7 +4,9 @@ import type { Broker } from "../broker/connect.ts";
 import { HandlerRunner, type HandlerCounts, type HandlerStatus } from "../dispatch/runner.ts";
 import type { Logger } from "../log.ts";
 import type { Validator } from "../sandbox/validator.ts";
+import { decodeCbor, scanCbor } from "../codec/cbor.ts";
 import { buildHandler } from "./build.ts";
+import { isTopic } from "./definition.ts";
 
 /** File extensions loaded as handlers; files starting with `_` or `.` are helpers, not handlers. */
 export const HANDLER_EXTENSIONS = [".ts", ".js", ".mjs", ".mts"] as const;
@@ -80,7 +82,7 @@ export class HandlerRegistry {
     let runner: HandlerRunner | undefined;
     try {
       const built = await buildHandler(file, this.#bundleDir);
-      runner = new HandlerRunner(built, this.#broker, this.#log);
+      runner = new HandlerRunner(built, this.#broker, this.#log, (topic, data) => this.#emit(topic, data));
       const info = await runner.load();
       if (info.hasSchema) await this.#validator.load(this.#schemaKey(runner), built.schemaUrl);
       await runner.run();
@@ -170,6 +172,22 @@ export class HandlerRegistry {
       });
     }
     return rows.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** ctx.emit: the same checks as ingest (a consumed topic, its schemas) before storing. */
+  async #emit(topic: string, data: Uint8Array): Promise<void> {
+    const route = isTopic(topic) ? this.route(topic) : undefined;
+    if (!route) {
+      throw new Error(`ctx.emit: no handler consumes topic ${JSON.stringify(topic)}; known topics: ${this.topics().join(", ") || "(none)"}`);
+    }
+    if (route.schemaKeys.length) {
+      scanCbor(data, false); // the bytes come from an isolate: check them like any untrusted CBOR
+      const reading = decodeCbor(data);
+      const issues = await this.#validator.validate(route.schemaKeys, [reading]);
+      const first = issues[0];
+      if (first) throw new Error(`ctx.emit: the reading does not match the schema of ${topic}: ${first.path ? `${first.path}: ` : ""}${first.message}`);
+    }
+    await this.#broker.js.publish(`ingest.${topic}`, data);
   }
 
   #schemaKey(r: HandlerRunner): string {

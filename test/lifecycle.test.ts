@@ -1,0 +1,137 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { embeddedPid, hostCommand, ingest, join, pidAlive, readdir, startHost, streamMessages, tempDir, waitFor } from "./_harness.ts";
+
+const COUNTER = `
+import { defineHandler, v } from "outpost/handler";
+export default defineHandler({
+  topic: "count",
+  schema: v.object({ n: v.number() }),
+  async handle(r, ctx) { await ctx.publish("counted", { n: r.n, seq: ctx.seq }); },
+});
+`;
+
+/** Connect to a host's embedded nats-server with the credentials it generated. */
+async function embeddedJsm(dataDir: string) {
+  const conf = await readFile(join(dataDir, "nats", "nats-server.conf"), "utf8");
+  const pass = /password: "([0-9a-f]+)"/.exec(conf)![1]!;
+  const portsDir = join(dataDir, "nats", "ports");
+  const file = (await readdir(portsDir)).find((f) => f.endsWith(".ports"))!;
+  const url = JSON.parse(await readFile(join(portsDir, file), "utf8")).nats[0];
+  const nc = await connect({ servers: url, user: "outpost", pass });
+  return { nc, jsm: await jetstreamManager(nc) };
+}
+
+test("SIGTERM stops the embedded nats-server; a restart resumes the durable consumers without reprocessing", async () => {
+  const dataDir = await tempDir();
+  const workersDir = await tempDir("outpost-workers-");
+  const first = await startHost({ dataDir, workersDir, workers: { "counter.ts": COUNTER } });
+  const pid1 = await embeddedPid(dataDir);
+  assert.ok(pidAlive(pid1));
+  for (const n of [1, 2, 3]) assert.equal((await ingest(first.url, "count", JSON.stringify({ n }), "application/json")).status, 202);
+  let conn = await embeddedJsm(dataDir);
+  await waitFor(async () => (await streamMessages(conn.jsm, "OUTBOX", "out.counted")).length === 3, 10_000, "3 handled");
+  await conn.nc.close();
+  assert.equal(await first.stop("SIGTERM"), 0);
+  assert.equal(pidAlive(pid1), false, "nats-server stopped with the host");
+  assert.match(first.logs(), /SIGTERM: shutting down/);
+
+  const second = await startHost({ dataDir, workersDir });
+  try {
+    for (const n of [4, 5]) assert.equal((await ingest(second.url, "count", JSON.stringify({ n }), "application/json")).status, 202);
+    conn = await embeddedJsm(dataDir);
+    const out = await waitFor(async () => {
+      const m = await streamMessages(conn.jsm, "OUTBOX", "out.counted");
+      return m.length >= 5 ? m : undefined;
+    }, 10_000, "5 handled");
+    await new Promise((r) => setTimeout(r, 300)); // room for a wrongful redelivery to show up
+    const all = await streamMessages(conn.jsm, "OUTBOX", "out.counted");
+    assert.deepEqual(all.map((m) => m.value.n), [1, 2, 3, 4, 5], "every reading handled exactly once across the restart");
+    assert.deepEqual(all.map((m) => m.value.seq), [1, 2, 3, 4, 5]);
+    const c = await conn.jsm.consumers.info("INGEST", "outpost-counter");
+    assert.equal(c.delivered.stream_seq, 5);
+    assert.equal(c.num_redelivered, 0);
+    await conn.nc.close();
+  } finally {
+    await second.stop();
+  }
+});
+
+test("without nats-server the host exits non-zero with a one-paragraph install hint and no stack trace", async () => {
+  const [cmd, ...pre] = hostCommand("node");
+  const p = spawn(cmd!, [...pre, "run", "--port", "0", "--data-dir", await tempDir(), "--nats-server", "/nonexistent/nats-server"], { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  p.stderr.on("data", (d) => (err += d));
+  const code = await new Promise<number | null>((r) => p.once("exit", r));
+  assert.equal(code, 1);
+  assert.match(err, /^outpost: nats-server was not found at \/nonexistent\/nats-server\. Outpost needs nats-server/m);
+  assert.match(err, /sudo apt-get install -y nats-server/);
+  assert.doesNotMatch(err, /^\s+at /m);
+});
+
+test("a handler that overruns timeoutMs is stopped, its isolate restarted, and the attempt counted", async () => {
+  const LOOP = `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "slow",
+  timeoutMs: 200,
+  retry: { maxAttempts: 2, backoff: [10] },
+  handle(r) { if (r.spin) for (;;) {} },
+});
+`;
+  const host = await startHost({ workers: { "slow.ts": LOOP } });
+  try {
+    const r = await ingest(host.url, "slow", JSON.stringify({ spin: true }), "application/json");
+    assert.equal(r.status, 202);
+    const conn = await embeddedJsm(host.dataDir);
+    const [dl] = await waitFor(async () => {
+      const m = await streamMessages(conn.jsm, "DLQ", "dlq.slow");
+      return m.length ? m : undefined;
+    }, 20_000, "DLQ entry of the looping handler");
+    assert.equal(dl!.value.attempts, 2);
+    assert.deepEqual([dl!.value.error.name, dl!.value.error.message], ["HandlerTimeoutError", "Handler slow did not finish within 200 ms"]);
+    // The restarted isolate still works.
+    assert.equal((await ingest(host.url, "slow", JSON.stringify({ spin: false }), "application/json")).status, 202);
+    await waitFor(async () => {
+      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      return handlers[0].counts.acked === 1 && handlers[0].status === "running" ? handlers[0] : undefined;
+    }, 10_000, "the restarted isolate to ack");
+    assert.match(host.logs(), /isolate restarted after a timeout/);
+    await conn.nc.close();
+  } finally {
+    await host.stop();
+  }
+});
+
+test("--nats connects to an external server with credentials, and refuses bad ones clearly", async () => {
+  const { spawn: sp } = await import("node:child_process");
+  const { findNatsServer } = await import("../src/broker/nats_server.ts");
+  const { freePort } = await import("./_harness.ts");
+  const port = await freePort();
+  const store = await tempDir();
+  const srv = sp(await findNatsServer(), ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", store, "--user", "dev", "--pass", "s3cret"], { stdio: "ignore" });
+  try {
+    await waitFor(async () => {
+      const nc = await connect({ servers: `127.0.0.1:${port}`, user: "dev", pass: "s3cret", reconnect: false });
+      await nc.close();
+      return true;
+    }, 10_000, "nats-server with auth");
+    const host = await startHost({ nats: `nats://127.0.0.1:${port}`, args: ["--nats-user", "dev"], env: { OUTPOST_NATS_PASS: "s3cret" }, workers: { "counter.ts": COUNTER } });
+    try {
+      assert.equal((await ingest(host.url, "count", JSON.stringify({ n: 1 }), "application/json")).status, 202);
+      assert.match(host.logs(), /connected to external nats-server 2\.\d+\.\d+ at nats:\/\/127\.0\.0\.1:\d+/);
+    } finally {
+      await host.stop();
+    }
+    const bad = await startHost({ nats: `nats://127.0.0.1:${port}`, args: ["--nats-user", "dev", "--nats-pass", "wrong"], waitReady: false });
+    assert.equal(await bad.exited, 1);
+    assert.match(bad.logs(), /^outpost: .*Authorization Violation/im);
+    assert.doesNotMatch(bad.logs(), /^\s+at /m);
+  } finally {
+    srv.kill("SIGKILL");
+  }
+});
