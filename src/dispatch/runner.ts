@@ -6,7 +6,8 @@ import { HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData }
 import type { HandlerInfo } from "../handlers/definition.ts";
 import type { BuiltHandler } from "../handlers/build.ts";
 import type { Logger } from "../log.ts";
-import { HandlerError, WorkerIsolate } from "../sandbox/worker_isolate.ts";
+import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
+import { WorkerIsolate } from "../sandbox/worker_isolate.ts";
 import { backoffDelay } from "./backoff.ts";
 import { deadLetter } from "./dlq.ts";
 
@@ -46,7 +47,7 @@ export class HandlerRunner {
   readonly counts: HandlerCounts = { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0 };
   #broker: Broker;
   #log: Logger;
-  #isolate: WorkerIsolate | undefined;
+  #isolate: Isolate | undefined;
   #inFlight = 0;
   #slotWaiters: (() => void)[] = [];
   #fetch: ConsumerMessages | undefined;
@@ -114,8 +115,8 @@ export class HandlerRunner {
     this.status = "stopped";
   }
 
-  #makeIsolate(): WorkerIsolate {
-    const iso: WorkerIsolate = new WorkerIsolate({
+  #makeIsolate(): Isolate {
+    const iso: Isolate = new WorkerIsolate({
       name: this.built.name,
       url: this.built.handlerUrl,
       memoryMb: this.info?.memoryMb,

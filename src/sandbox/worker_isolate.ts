@@ -1,53 +1,21 @@
-import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, type ErrorData } from "../errors.ts";
+import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError } from "../errors.ts";
 import type { HandlerInfo } from "../handlers/definition.ts";
 import { spawnWorker, type WorkerHandle } from "../runtime/worker.ts";
+import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "./isolate.ts";
 import type { HostToIsolate, IsolateToHost } from "./protocol.ts";
 
-/** A handler's failure, as reported from inside the isolate (errors are data here). */
-export class HandlerError extends Error {
-  override name = "HandlerError";
-  /** The error the handler threw, as data. */
-  readonly data: ErrorData;
-  /** Whether the handler asked to skip retries. */
-  readonly permanent: boolean;
-  constructor(data: ErrorData, permanent: boolean) {
-    super(`${data.name}: ${data.message}`);
-    this.data = data;
-    this.permanent = permanent;
-  }
-}
-
-/** The host's answer to `ctx.publish` / `ctx.emit`. */
-export type CallHandler = (op: "publish" | "emit", subject: string, data: Uint8Array) => Promise<void>;
-
-/** One message to handle. */
-export interface Invocation {
-  subject: string;
-  seq: number;
-  attempt: number;
-  data: Uint8Array;
-}
+export { HandlerError, type CallHandler, type Invocation } from "./isolate.ts";
 
 /** Options of {@link WorkerIsolate}. */
-export interface WorkerIsolateOptions {
-  name: string;
-  url: URL;
-  memoryMb?: number | undefined;
-  onCall: CallHandler;
-  onLog: (level: "debug" | "info" | "warn" | "error", message: string) => void;
-  /** Called once if the isolate dies on its own after it was ready. */
-  onCrash: (reason: string) => void;
-  /** How long loading may take. */
-  loadTimeoutMs?: number;
-}
+export type WorkerIsolateOptions = IsolateOptions;
 
 type _Pending = { resolve(): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> | undefined };
 
 // Time a handler gets to settle after its signal aborted before the isolate is terminated.
 const _GRACE_MS = 100;
 
-/** A handler running in its own worker isolate. */
-export class WorkerIsolate {
+/** A handler running in its own worker isolate (worker_threads on Node, Web Worker on Deno and Bun). */
+export class WorkerIsolate implements Isolate {
   #opts: WorkerIsolateOptions;
   #w: WorkerHandle | undefined;
   #pending = new Map<number, _Pending>();
