@@ -74,8 +74,14 @@ export interface HandlerDefinition<S extends Schema | undefined = Schema | undef
   timeoutMs?: number;
   /** Messages handled at once (default 1). */
   concurrency?: number;
-  /** Heap limit of the isolate in MiB (enforced on Node). */
+  /** Heap limit of the isolate in MiB (default 128; enforced on Node, not by Deno or Bun workers). */
   memoryMb?: number;
+  /**
+   * What the handler's worker may reach beyond `ctx`. Deno starts workers with every permission
+   * denied and grants exactly these; Node and Bun workers can reach everything the host can.
+   * @example `{ net: ["api.example.com"], env: ["API_KEY"] }`
+   */
+  permissions?: { net?: boolean | string[]; read?: boolean | string[]; write?: boolean | string[]; env?: boolean | string[]; run?: boolean | string[] };
   retry?: RetryPolicy;
   /** Handle one reading; resolve to ack, throw to retry. */
   handle(reading: S extends Schema ? InferOutput<S> : unknown, ctx: Context): void | Promise<void>;

@@ -17,6 +17,10 @@ import { Validator } from "./sandbox/validator.ts";
 /** Everything `outpost run` can be told. */
 export interface OutpostOptions {
   workersDir: string;
+  /** Reload handlers when their files change (default true). */
+  watch?: boolean;
+  /** Quiet time before a changed file is loaded (default 100 ms). */
+  watchDebounceMs?: number;
   port: number;
   host: string;
   dataDir: string;
@@ -83,6 +87,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     validator = new Validator(await buildValidator(bundleDir), log.child("schemas"));
     await validator.start();
     registry = new HandlerRegistry({ dir: o.workersDir, bundleDir, broker, validator, log });
+    if (o.watch !== false) await registry.watch(o.watchDebounceMs ?? 100);
     await registry.loadAll();
     const app = new Hono();
     const ready = { streams: true, handlersLoaded: true };

@@ -26,7 +26,7 @@ test("handlerInfo applies the documented defaults", () => {
   const info = handlerInfo({ topic: "t", handle() {} });
   assert.deepEqual(info, {
     topic: "t", subjects: ["ingest.t"], hasSchema: false, idField: undefined, timeoutMs: 30_000, concurrency: 1,
-    memoryMb: undefined, maxAttempts: 5, backoff: "exponential",
+    memoryMb: 128, permissions: undefined, maxAttempts: 5, backoff: "exponential",
   });
   assert.deepEqual(handlerInfo({ subjects: ["a.*", "b.>"], handle() {} }).subjects, ["ingest.a.*", "ingest.b.>"]);
 });

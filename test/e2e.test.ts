@@ -157,12 +157,13 @@ for (const runtime of RUNTIMES) {
       const byName = Object.fromEntries(handlers.map((h: { name: string }) => [h.name, h]));
       assert.deepEqual(Object.keys(byName).sort(), ["bad-export", "chain", "echo", "flaky", "perm", "probe", "syntax", "throws"]);
       assert.equal(byName.throws.status, "failed");
-      assert.equal(byName.throws.lastError, "Handler throws failed to load: Error: broken at import");
+      assert.equal(byName.throws.loadError.message, "Handler throws failed to load: Error: broken at import");
+      assert.equal(byName.throws.version, null);
       assert.equal(byName["bad-export"].status, "failed");
-      assert.equal(byName["bad-export"].lastError,
+      assert.equal(byName["bad-export"].loadError.message,
         "Handler bad-export failed to load: TypeError: Invalid handler definition: `handle` must be a function");
       assert.equal(byName.syntax.status, "failed");
-      assert.match(byName.syntax.lastError, /^Cannot build handler syntax\.ts: .*syntax\.ts:\d+:\d+: /);
+      assert.match(byName.syntax.loadError.message, /^Cannot build handler syntax\.ts: .*syntax\.ts:\d+:\d+: /);
       for (const ok of ["echo", "flaky", "perm", "chain", "probe"]) assert.equal(byName[ok].status, "running");
       const ready = await (await fetch(`${host.url}/readyz`)).json();
       assert.deepEqual(ready.handlers, { running: 5, failed: 3 });

@@ -51,6 +51,8 @@ export async function main(args: string[] = argv()): Promise<number> {
     const log = createLogger(level as Level);
     const host = await startOutpost({
       workersDir: String(f.workers),
+      watch: f.watch as boolean,
+      watchDebounceMs: f["watch-debounce"] as number,
       port: f.port as number,
       host: String(f.host),
       dataDir: String(f["data-dir"]),

@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JsMsg } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS, SUBJECTS } from "../broker/streams.ts";
@@ -8,6 +8,7 @@ import type { BuiltHandler } from "../handlers/build.ts";
 import type { Logger } from "../log.ts";
 import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
 import { WorkerIsolate } from "../sandbox/worker_isolate.ts";
+import { workerPermissionsSupported } from "../runtime/worker.ts";
 import { backoffDelay } from "./backoff.ts";
 import { deadLetter } from "./dlq.ts";
 
@@ -44,13 +45,15 @@ export class HandlerRunner {
   info: HandlerInfo | undefined;
   lastError: string | undefined;
   loadedAt: Date | undefined;
+  /** Wall-clock ms of the first and the latest ack by this version (swap pause, cold start). */
+  firstAckAt: number | undefined;
+  lastAckAt: number | undefined;
   readonly counts: HandlerCounts = { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0 };
   #broker: Broker;
   #log: Logger;
   #isolate: Isolate | undefined;
   #inFlight = 0;
   #slotWaiters: (() => void)[] = [];
-  #fetch: ConsumerMessages | undefined;
   #stopping = false;
   #loop: Promise<void> | undefined;
   #crashTimes: number[] = [];
@@ -89,6 +92,12 @@ export class HandlerRunner {
   async load(): Promise<HandlerInfo> {
     this.#isolate = this.#makeIsolate();
     this.info = await this.#isolate.start();
+    if (this.info.permissions && workerPermissionsSupported()) {
+      // Permissions are part of the definition, known only once loaded: start again with them.
+      await this.#isolate.terminate();
+      this.#isolate = this.#makeIsolate();
+      this.info = await this.#isolate.start();
+    }
     this.heapLimitEnforced = this.#isolate.heapLimitEnforced;
     this.sandboxed = this.#isolate.sandboxed;
     this.loadedAt = new Date();
@@ -102,16 +111,20 @@ export class HandlerRunner {
     this.#loop = this.#fetchLoop(consumer);
   }
 
-  /** Stop fetching, let in-flight messages finish (up to `graceMs`), then stop the isolate. */
+  /**
+   * Stop fetching (the pull under way runs out within a second; what it brings is still handled),
+   * let in-flight messages finish for up to `graceMs`, nak the rest, then stop the isolate.
+   */
   async stop(graceMs = 5_000): Promise<void> {
     this.#stopping = true;
     this.#markUp();
-    this.#fetch?.stop();
-    const until = Date.now() + graceMs;
-    while (this.#inFlight > 0 && Date.now() < until) await _sleep(20);
-    this.#isolate?.cancelAll();
+    for (const w of this.#slotWaiters.splice(0)) w();
     await this.#loop?.catch(() => {});
+    const until = Date.now() + graceMs;
+    while (this.#inFlight > 0 && Date.now() < until) await _sleep(10);
+    this.#isolate?.cancelAll();
     await this.#isolate?.terminate();
+    while (this.#inFlight > 0) await _sleep(5); // the failures above are nak'd
     this.status = "stopped";
   }
 
@@ -120,6 +133,7 @@ export class HandlerRunner {
       name: this.built.name,
       url: this.built.handlerUrl,
       memoryMb: this.info?.memoryMb,
+      permissions: this.info?.permissions,
       onLog: (level, msg) => this.#log[level](msg),
       onCall: (op, subject, data) => this.#call(op, subject, data),
       onCrash: (reason) => {
@@ -209,16 +223,15 @@ export class HandlerRunner {
         await new Promise<void>((r) => this.#slotWaiters.push(r));
         continue;
       }
+      if (this.#stopping) break;
       try {
-        const batch = await consumer.fetch({ max_messages: free, expires: 5_000 });
-        this.#fetch = batch;
+        // Short pulls: stopping (shutdown, swap) waits for the one under way to run out.
+        const batch = await consumer.fetch({ max_messages: free, expires: 1_000 });
         for await (const m of batch) void this.#handle(m);
       } catch (e) {
         if (this.#stopping) break;
         this.#log.warn(`fetch failed: ${(e as Error).message}; retrying in 1 s`);
         await _sleep(1_000);
-      } finally {
-        this.#fetch = undefined;
       }
     }
   }
@@ -231,14 +244,16 @@ export class HandlerRunner {
       // While the isolate restarts, hold the message (a restart is not an attempt of its own).
       if (this.status !== "running") await this.#whileDown(m);
       const iso = this.#isolate;
-      if (this.#stopping || !iso) {
-        m.nak();
+      if (!iso || this.status !== "running") {
+        m.nak(); // stopping while the isolate was down: straight back to the stream
         return;
       }
       try {
         await iso.invoke({ subject: m.subject, seq: m.seq, attempt, data: m.data }, info.timeoutMs);
         m.ack();
         this.counts.acked++;
+        this.lastAckAt = Date.now();
+        this.firstAckAt ??= this.lastAckAt;
         this.#firstErrors.delete(m.seq);
       } catch (e) {
         await this.#failed(m, attempt, e);

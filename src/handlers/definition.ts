@@ -4,6 +4,7 @@
 export const DEFAULTS = {
   timeoutMs: 30_000,
   concurrency: 1,
+  memoryMb: 128,
   maxAttempts: 5,
   backoffBaseMs: 1_000,
   backoffMaxMs: 60_000,
@@ -51,6 +52,18 @@ export function checkDefinition(def: unknown): string[] {
   if (d.timeoutMs !== undefined && !_isPosInt(d.timeoutMs, 3_600_000)) p.push("`timeoutMs` must be an integer from 1 to 3600000");
   if (d.concurrency !== undefined && !_isPosInt(d.concurrency, 1_000)) p.push("`concurrency` must be an integer from 1 to 1000");
   if (d.memoryMb !== undefined && !_isPosInt(d.memoryMb, 65_536)) p.push("`memoryMb` must be a positive integer");
+  if (d.permissions !== undefined) {
+    const perms = d.permissions as Record<string, unknown> | null;
+    const kinds = ["net", "read", "write", "env", "run"];
+    if (!perms || typeof perms !== "object" || Array.isArray(perms)) p.push("`permissions` must be an object");
+    else {
+      for (const [k, val] of Object.entries(perms)) {
+        const ok = typeof val === "boolean" || (Array.isArray(val) && val.every((x) => typeof x === "string"));
+        if (!kinds.includes(k)) p.push(`\`permissions.${k}\` is not a permission (use ${kinds.join(", ")})`);
+        else if (!ok) p.push(`\`permissions.${k}\` must be true, false or a list of strings`);
+      }
+    }
+  }
   if (d.retry !== undefined) {
     const r = d.retry as Record<string, unknown> | null;
     if (!r || typeof r !== "object") p.push("`retry` must be an object");
@@ -73,7 +86,9 @@ export interface HandlerInfo {
   idField: string | undefined;
   timeoutMs: number;
   concurrency: number;
-  memoryMb: number | undefined;
+  memoryMb: number;
+  /** Extra permissions the handler's worker asks for (Deno enforces them; elsewhere workers have all). */
+  permissions: Record<string, boolean | string[]> | undefined;
   maxAttempts: number;
   backoff: number[] | "exponential";
 }
@@ -92,7 +107,8 @@ export function handlerInfo(def: Record<string, unknown>): HandlerInfo {
     idField: def.idField as string | undefined,
     timeoutMs: (def.timeoutMs as number | undefined) ?? DEFAULTS.timeoutMs,
     concurrency: (def.concurrency as number | undefined) ?? DEFAULTS.concurrency,
-    memoryMb: def.memoryMb as number | undefined,
+    memoryMb: (def.memoryMb as number | undefined) ?? DEFAULTS.memoryMb,
+    permissions: def.permissions as Record<string, boolean | string[]> | undefined,
     maxAttempts: retry.maxAttempts ?? DEFAULTS.maxAttempts,
     backoff: retry.backoff ? (retry.backoff === "exponential" ? "exponential" : [...retry.backoff]) : "exponential",
   };

@@ -5,6 +5,7 @@ import { HandlerRunner, type HandlerCounts, type HandlerStatus } from "../dispat
 import type { Logger } from "../log.ts";
 import type { Validator } from "../sandbox/validator.ts";
 import { decodeCbor, scanCbor } from "../codec/cbor.ts";
+import { watchDir, type DirWatch } from "../runtime/watch.ts";
 import { buildHandler } from "./build.ts";
 import { isTopic } from "./definition.ts";
 
@@ -23,10 +24,17 @@ export interface HandlerView {
   consumer: string | null;
   inFlight: number;
   counts: HandlerCounts;
-  limits: { timeoutMs: number; concurrency: number; maxAttempts: number; memoryMb: number | null; memoryEnforced: boolean } | null;
+  limits: { timeoutMs: number; concurrency: number; maxAttempts: number; memoryMb: number; memoryEnforced: boolean } | null;
   sandboxed: boolean;
   loadedAt: string | null;
+  /** The last runtime problem (crash, timeout restart). */
   lastError: string | null;
+  /** The last version that was refused (build or load failure); the running version, if any, kept running. */
+  loadError: { message: string; at: string } | null;
+  /** Versions replaced by a later one since start. */
+  swaps: number;
+  /** The last swap: versions, when, and the pause between the old version's last ack and the new one's first. */
+  lastSwap: { from: string; to: string; at: string; pauseMs: number | null } | null;
 }
 
 /** Where a topic's readings go and what they must satisfy. */
@@ -37,10 +45,15 @@ export interface TopicRoute {
   idField: string | undefined;
 }
 
-interface _Failed {
+interface _Entry {
   name: string;
   file: string;
-  error: string;
+  runner: HandlerRunner | undefined;
+  loadError: { message: string; at: Date } | undefined;
+  swaps: number;
+  lastSwap: { from: string; to: string; at: Date; oldLastAck: number | undefined; next: HandlerRunner } | undefined;
+  /** Operations on one handler run one after another. */
+  chain: Promise<void>;
 }
 
 /**
@@ -53,8 +66,8 @@ export class HandlerRegistry {
   #broker: Broker;
   #validator: Validator;
   #log: Logger;
-  #runners = new Map<string, HandlerRunner>();
-  #failed = new Map<string, _Failed>();
+  #entries = new Map<string, _Entry>();
+  #watch: DirWatch | undefined;
 
   constructor(opts: { dir: string; bundleDir: string; broker: Broker; validator: Validator; log: Logger }) {
     this.#dir = resolve(opts.dir);
@@ -62,6 +75,17 @@ export class HandlerRegistry {
     this.#broker = opts.broker;
     this.#validator = opts.validator;
     this.#log = opts.log;
+  }
+
+  /**
+   * Watch the directory: a new file loads, a changed file is rebuilt and swapped blue/green,
+   * a removed file's handler drains and stops.
+   */
+  async watch(quietMs = 100): Promise<void> {
+    this.#watch = await watchDir(this.#dir, isHandlerFile, (e) => {
+      if (e.type === "changed") void this.load(e.file);
+      else void this.remove(e.file);
+    }, { quietMs });
   }
 
   /** Load every handler file in the directory. */
@@ -77,43 +101,97 @@ export class HandlerRegistry {
     for (const f of files) await this.load(join(this.#dir, f));
   }
 
-  /** Build and start one handler file; failures are recorded, not thrown. */
-  async load(file: string): Promise<void> {
-    let runner: HandlerRunner | undefined;
-    try {
-      const built = await buildHandler(file, this.#bundleDir);
-      runner = new HandlerRunner(built, this.#broker, this.#log, (topic, data) => this.#emit(topic, data));
-      const info = await runner.load();
-      if (info.hasSchema) await this.#validator.load(this.#schemaKey(runner), built.schemaUrl);
-      await runner.run();
-      this.#runners.set(built.name, runner);
-      this.#failed.delete(built.name);
-      this.#log.info(
-        `loaded handler ${built.name} (${built.hash}) on ${info.subjects.join(", ")}; ` +
-          `concurrency ${info.concurrency}, timeout ${info.timeoutMs} ms, ${info.maxAttempts} attempts`,
-      );
-    } catch (e) {
-      await runner?.stop(0).catch(() => {});
-      const name = _nameOf(file);
-      const error = (e as Error).message;
-      this.#failed.set(name, { name, file, error });
-      this.#log.error(error);
-    }
+  /**
+   * Build and start one handler file, or swap in its new version: the new version must load
+   * cleanly in a fresh isolate before the old one stops fetching; the old one's in-flight
+   * messages finish (or are nak'd at its timeout); then the new one takes over the same durable
+   * consumer. A version that fails is recorded and the running one keeps running.
+   */
+  load(file: string): Promise<void> {
+    return this.#enqueue(file, (e) => this.#apply(e));
   }
 
-  /** Stop every handler, letting in-flight messages finish. */
+  /** Stop a removed file's handler after its in-flight messages finished; its consumer stays. */
+  remove(file: string): Promise<void> {
+    return this.#enqueue(file, async (e) => {
+      const r = e.runner;
+      e.runner = undefined;
+      e.loadError = undefined;
+      if (!r) return;
+      await r.stop(r.info!.timeoutMs + 1_000);
+      this.#validator.unload(this.#schemaKey(r));
+      this.#log.info(`handler ${e.name} removed; its consumer ${r.durable} keeps its position`);
+    });
+  }
+
+  /** Stop watching and stop every handler, letting in-flight messages finish. */
   async stopAll(): Promise<void> {
-    await Promise.all([...this.#runners.values()].map((r) => r.stop()));
+    this.#watch?.close();
+    await Promise.all([...this.#entries.values()].map((e) => e.chain));
+    await Promise.all(this.runners().map((r) => r.stop(r.info!.timeoutMs + 1_000)));
+  }
+
+  #enqueue(file: string, op: (e: _Entry) => Promise<void>): Promise<void> {
+    const name = _nameOf(file);
+    let e = this.#entries.get(name);
+    if (!e) {
+      e = { name, file, runner: undefined, loadError: undefined, swaps: 0, lastSwap: undefined, chain: Promise.resolve() };
+      this.#entries.set(name, e);
+    }
+    const entry = e;
+    entry.chain = entry.chain.then(() => op(entry)).catch((err: Error) => this.#log.error(`${name}: ${err.message}`));
+    return entry.chain;
+  }
+
+  async #apply(e: _Entry): Promise<void> {
+    const old = e.runner;
+    let next: HandlerRunner | undefined;
+    try {
+      const built = await buildHandler(e.file, this.#bundleDir);
+      if (old && old.built.hash === built.hash) return;
+      next = new HandlerRunner(built, this.#broker, this.#log, (topic, data) => this.#emit(topic, data));
+      const info = await next.load();
+      if (info.hasSchema) await this.#validator.load(this.#schemaKey(next), built.schemaUrl);
+    } catch (err) {
+      await next?.stop(0).catch(() => {});
+      const message = (err as Error).message;
+      e.loadError = { message, at: new Date() };
+      this.#log.error(old ? `${message}; version ${old.built.hash} keeps running` : message);
+      return;
+    }
+    const info = next.info!;
+    if (old) {
+      // Blue/green: the new version is loaded; now the old one stops fetching and drains.
+      await old.stop(old.info!.timeoutMs + 1_000);
+      e.swaps++;
+      e.lastSwap = { from: old.built.hash, to: next.built.hash, at: new Date(), oldLastAck: old.lastAckAt, next };
+    }
+    try {
+      await next.run();
+    } catch (err) {
+      await next.stop(0).catch(() => {});
+      e.loadError = { message: `Cannot start consumer for ${e.name}: ${(err as Error).message}`, at: new Date() };
+      e.runner = undefined;
+      this.#log.error(e.loadError.message);
+      return;
+    }
+    e.runner = next;
+    e.loadError = undefined;
+    if (old?.info?.hasSchema) this.#validator.unload(this.#schemaKey(old));
+    this.#log.info(
+      `${old ? `swapped handler ${e.name} ${old.built.hash} → ${next.built.hash}` : `loaded handler ${e.name} (${next.built.hash})`} ` +
+        `on ${info.subjects.join(", ")}; concurrency ${info.concurrency}, timeout ${info.timeoutMs} ms, ${info.maxAttempts} attempts`,
+    );
   }
 
   /** The running handlers. */
   runners(): HandlerRunner[] {
-    return [...this.#runners.values()];
+    return [...this.#entries.values()].flatMap((e) => (e.runner ? [e.runner] : []));
   }
 
-  /** Handlers that failed to load. */
+  /** Handler files with no running version (they failed to load). */
   failedCount(): number {
-    return this.#failed.size;
+    return [...this.#entries.values()].filter((e) => !e.runner && e.loadError).length;
   }
 
   /**
@@ -139,36 +217,45 @@ export class HandlerRegistry {
 
   /** Every handler, loaded or failed. */
   view(): HandlerView[] {
-    const rows: HandlerView[] = this.runners().map((r) => ({
-      name: r.built.name,
-      file: r.built.file,
-      version: r.built.hash,
-      status: r.status,
-      topic: r.info?.topic ?? null,
-      subjects: r.info?.subjects ?? [],
-      isolation: "worker",
-      consumer: r.durable,
-      inFlight: r.inFlight,
-      counts: { ...r.counts },
-      limits: r.info
-        ? {
-          timeoutMs: r.info.timeoutMs,
-          concurrency: r.info.concurrency,
-          maxAttempts: r.info.maxAttempts,
-          memoryMb: r.info.memoryMb ?? null,
-          memoryEnforced: r.info.memoryMb !== undefined && r.heapLimitEnforced,
-        }
-        : null,
-      sandboxed: r.sandboxed,
-      loadedAt: r.loadedAt?.toISOString() ?? null,
-      lastError: r.lastError ?? null,
-    }));
-    for (const f of this.#failed.values()) {
-      if (this.#runners.has(f.name)) continue;
+    const rows: HandlerView[] = [];
+    for (const e of this.#entries.values()) {
+      const r = e.runner;
+      if (!r && !e.loadError) continue; // still loading for the first time
+      const swap = e.lastSwap;
+      const firstAck = swap?.next.firstAckAt;
       rows.push({
-        name: f.name, file: f.file, version: null, status: "failed", topic: null, subjects: [], isolation: "worker",
-        consumer: null, inFlight: 0, counts: { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0 },
-        limits: null, sandboxed: false, loadedAt: null, lastError: f.error,
+        name: e.name,
+        file: r?.built.file ?? e.file,
+        version: r?.built.hash ?? null,
+        status: r?.status ?? "failed",
+        topic: r?.info?.topic ?? null,
+        subjects: r?.info?.subjects ?? [],
+        isolation: "worker",
+        consumer: r?.durable ?? null,
+        inFlight: r?.inFlight ?? 0,
+        counts: r ? { ...r.counts } : { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0 },
+        limits: r?.info
+          ? {
+            timeoutMs: r.info.timeoutMs,
+            concurrency: r.info.concurrency,
+            maxAttempts: r.info.maxAttempts,
+            memoryMb: r.info.memoryMb,
+            memoryEnforced: r.heapLimitEnforced,
+          }
+          : null,
+        sandboxed: r?.sandboxed ?? false,
+        loadedAt: r?.loadedAt?.toISOString() ?? null,
+        lastError: r?.lastError ?? null,
+        loadError: e.loadError ? { message: e.loadError.message, at: e.loadError.at.toISOString() } : null,
+        swaps: e.swaps,
+        lastSwap: swap
+          ? {
+            from: swap.from,
+            to: swap.to,
+            at: swap.at.toISOString(),
+            pauseMs: firstAck !== undefined && swap.oldLastAck !== undefined ? firstAck - swap.oldLastAck : null,
+          }
+          : null,
       });
     }
     return rows.sort((a, b) => a.name.localeCompare(b.name));

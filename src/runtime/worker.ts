@@ -1,13 +1,20 @@
 import { runtime } from "./detect.ts";
 
-/** What a worker may reach on runtimes that can restrict it (Deno). */
+/**
+ * What a worker may reach on runtimes that can restrict it (Deno): `true` for everything of a
+ * kind, or a list (hosts for `net`, paths for `read`/`write`, names for `env`, programs for `run`).
+ */
 export interface WorkerPermissions {
-  /** Paths the worker may read (Deno only). */
-  read?: string[];
-  net?: boolean;
-  env?: boolean;
-  run?: boolean;
-  write?: string[];
+  net?: boolean | string[];
+  read?: boolean | string[];
+  write?: boolean | string[];
+  env?: boolean | string[];
+  run?: boolean | string[];
+}
+
+/** Whether this runtime can start a worker with fewer permissions than the host (Deno). */
+export function workerPermissionsSupported(): boolean {
+  return runtime === "deno" && _denoPermissionsOk !== false;
 }
 
 /** Options for {@link spawnWorker}. */
@@ -70,7 +77,7 @@ export async function spawnWorker(url: URL, opts: WorkerOptions): Promise<Worker
         },
       });
       _denoPermissionsOk = true;
-      sandboxed = !p.net && !p.env && !p.run && !p.write;
+      sandboxed = !p.net && !p.env && !p.run && !p.write && p.read !== true;
     } catch {
       // Without --unstable-worker-options Deno refuses per-worker permissions.
       _denoPermissionsOk = false;

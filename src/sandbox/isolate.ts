@@ -1,5 +1,6 @@
 import type { ErrorData } from "../errors.ts";
 import type { HandlerInfo } from "../handlers/definition.ts";
+import type { WorkerPermissions } from "../runtime/worker.ts";
 
 /** A handler's failure, as reported from inside the isolate (errors are data here). */
 export class HandlerError extends Error {
@@ -33,6 +34,8 @@ export interface IsolateOptions {
   /** The handler bundle (worker entry) built by `buildHandler`. */
   url: URL;
   memoryMb?: number | undefined;
+  /** Permissions granted to the isolate where the runtime can restrict it. */
+  permissions?: WorkerPermissions | undefined;
   onCall: CallHandler;
   onLog: (level: "debug" | "info" | "warn" | "error", message: string) => void;
   /** Called once if the isolate dies on its own after it was ready (reason "timeout" after a timeout). */

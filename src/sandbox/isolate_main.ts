@@ -21,6 +21,7 @@ type _Def = {
 export async function runIsolate(load: () => Promise<{ default?: unknown }>): Promise<void> {
   const port = await hostPort();
   const send = (m: IsolateToHost, transfer?: ArrayBuffer[]) => port.post(m, transfer);
+  _trapExit(send);
   let def: _Def;
   try {
     const mod = await load();
@@ -99,6 +100,24 @@ async function _invoke(
   } finally {
     clearTimeout(timer);
     running.delete(m.id);
+  }
+}
+
+/**
+ * `process.exit` / `Deno.exit` in a worker would end it silently on some runtimes (Deno): report
+ * the attempt so the host restarts the isolate at once, then stop the caller.
+ */
+function _trapExit(send: (m: IsolateToHost) => void): void {
+  const g = globalThis as unknown as Record<string, Record<string, unknown> | undefined>;
+  for (const holder of [g.process, g.Deno]) {
+    if (!holder || typeof holder.exit !== "function") continue;
+    const trap = (code?: number) => {
+      send({ type: "exit", code: Number(code ?? 0) });
+      throw new Error(`exit(${code ?? 0}) called in a handler`);
+    };
+    try {
+      Object.defineProperty(holder, "exit", { value: trap, configurable: true, writable: true });
+    } catch { /* frozen: the runtime's own exit handling applies */ }
   }
 }
 

@@ -24,7 +24,8 @@ export type IsolateToHost =
   | { type: "done"; id: number }
   | { type: "failed"; id: number; error: ErrorData; permanent: boolean }
   | { type: "call"; callId: number; op: "publish" | "emit"; subject: string; data: Uint8Array }
-  | { type: "log"; level: "debug" | "info" | "warn" | "error"; message: string };
+  | { type: "log"; level: "debug" | "info" | "warn" | "error"; message: string }
+  | { type: "exit"; code: number };
 
 /** Host → validator isolate. */
 export type HostToValidator =

@@ -44,6 +44,7 @@ export class WorkerIsolate implements Isolate {
     const w = await spawnWorker(this.#opts.url, {
       name: this.#opts.name,
       ...(this.#opts.memoryMb ? { memoryMb: this.#opts.memoryMb } : {}),
+      ...(this.#opts.permissions ? { permissions: this.#opts.permissions } : {}),
     });
     this.#w = w;
     this.heapLimitEnforced = w.heapLimitEnforced;
@@ -85,6 +86,8 @@ export class WorkerIsolate implements Isolate {
             return this.#settle(m.id, new HandlerError(m.error, m.permanent));
           case "log":
             return this.#opts.onLog(m.level, m.message);
+          case "exit":
+            return void this.#crash(`exit(${m.code}) attempt`);
           case "call":
             return void this.#opts.onCall(m.op, m.subject, m.data).then(
               () => this.#post({ type: "reply", callId: m.callId }),
@@ -129,6 +132,13 @@ export class WorkerIsolate implements Isolate {
     this.#dead = true;
     this.#failAll(new IsolateCrashedError(`Isolate of ${this.#opts.name} was stopped`));
     await this.#w?.terminate();
+  }
+
+  async #crash(reason: string): Promise<void> {
+    if (this.#dead) return;
+    this.#failAll(new IsolateCrashedError(`Isolate of ${this.#opts.name} crashed: ${reason}`));
+    await this.terminate();
+    this.#opts.onCrash(reason);
   }
 
   #post(m: HostToIsolate, transfer?: ArrayBuffer[]): void {
