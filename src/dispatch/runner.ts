@@ -3,7 +3,7 @@ import { nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS, SUBJECTS } from "../broker/streams.ts";
 import { HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
-import type { HandlerInfo } from "../handlers/definition.ts";
+import { DEFAULTS, type HandlerInfo } from "../handlers/definition.ts";
 import type { BuiltHandler } from "../handlers/build.ts";
 import type { Logger } from "../log.ts";
 import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
@@ -92,8 +92,9 @@ export class HandlerRunner {
   async load(): Promise<HandlerInfo> {
     this.#isolate = this.#makeIsolate();
     this.info = await this.#isolate.start();
-    if (this.info.permissions && workerPermissionsSupported()) {
-      // Permissions are part of the definition, known only once loaded: start again with them.
+    if ((this.info.permissions && workerPermissionsSupported()) || this.info.memoryMb !== DEFAULTS.memoryMb) {
+      // Limits and permissions are part of the definition, known only once it loaded (under the
+      // defaults, with no permissions): start again with them.
       await this.#isolate.terminate();
       this.#isolate = this.#makeIsolate();
       this.info = await this.#isolate.start();
@@ -132,7 +133,7 @@ export class HandlerRunner {
     const iso: Isolate = new WorkerIsolate({
       name: this.built.name,
       url: this.built.handlerUrl,
-      memoryMb: this.info?.memoryMb,
+      memoryMb: this.info?.memoryMb ?? DEFAULTS.memoryMb,
       permissions: this.info?.permissions,
       onLog: (level, msg) => this.#log[level](msg),
       onCall: (op, subject, data) => this.#call(op, subject, data),

@@ -41,7 +41,7 @@ export interface WorkerHandle {
 interface _WebWorker {
   postMessage(msg: unknown, transfer?: ArrayBuffer[]): void;
   terminate(): void;
-  addEventListener(type: string, cb: (e: { data?: unknown; message?: string; preventDefault?(): void }) => void): void;
+  addEventListener(type: string, cb: (e: { data?: unknown; message?: string; error?: unknown; preventDefault?(): void }) => void): void;
 }
 
 let _denoPermissionsOk: boolean | undefined;
@@ -95,7 +95,7 @@ export async function spawnWorker(url: URL, opts: WorkerOptions): Promise<Worker
   };
   w.addEventListener("error", (e) => {
     e.preventDefault?.();
-    fireExit(`uncaught error: ${e.message ?? "unknown"}`);
+    fireExit(`uncaught ${_describe(e.error, e.message)}`);
     w.terminate();
   });
   w.addEventListener("close", () => fireExit("worker exited"));
@@ -144,4 +144,15 @@ async function _nodeWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle>
     heapLimitEnforced: opts.memoryMb !== undefined,
     sandboxed: false,
   };
+}
+
+/** "Name: message" of an error event, without the source excerpt or stack some runtimes add. */
+function _describe(error: unknown, message: string | undefined): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  const lines = (message ?? "unknown error").split("\n").map((l) => l.trim()).filter(Boolean);
+  for (const l of lines) {
+    const m = /^(?:Uncaught (?:\(in promise\) )?)?([A-Za-z]*Error|error): (.+)$/.exec(l);
+    if (m) return `${m[1] === "error" ? "Error" : m[1]}: ${m[2]}`;
+  }
+  return lines.find((l) => !l.startsWith("at ")) ?? "unknown error";
 }

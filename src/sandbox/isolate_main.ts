@@ -109,9 +109,15 @@ async function _invoke(
  */
 function _trapExit(send: (m: IsolateToHost) => void): void {
   const g = globalThis as unknown as Record<string, Record<string, unknown> | undefined>;
+  // Node ends a worker through process.exit after an uncaught exception: let that one pass.
+  let dying = false;
+  const proc = g.process as { on?(e: string, f: () => void): void } | undefined;
+  proc?.on?.("uncaughtExceptionMonitor", () => (dying = true));
   for (const holder of [g.process, g.Deno]) {
     if (!holder || typeof holder.exit !== "function") continue;
+    const original = holder.exit as (code?: number) => never;
     const trap = (code?: number) => {
+      if (dying) return original.call(holder, code);
       send({ type: "exit", code: Number(code ?? 0) });
       throw new Error(`exit(${code ?? 0}) called in a handler`);
     };
