@@ -9,6 +9,7 @@ import { buildValidator } from "./handlers/build.ts";
 import { HandlerRegistry } from "./handlers/registry.ts";
 import { ingestRoutes } from "./ingest/routes.ts";
 import { reply } from "./ingest/reply.ts";
+import { adminAuth } from "./admin.ts";
 import type { Logger } from "./log.ts";
 import { runtimeVersion } from "./runtime/detect.ts";
 import { serve, type Server } from "./runtime/serve.ts";
@@ -35,6 +36,8 @@ export interface OutpostOptions {
   fsync: string;
   bodyLimit: number;
   maxReadings: number;
+  /** Bearer token of the admin routes; they answer 403 without one. */
+  adminToken?: string | undefined;
   log: Logger;
 }
 
@@ -78,7 +81,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       if (!stopping) log.error(`embedded nats-server exited unexpectedly (code ${code}); readings are refused with 503`);
     });
   }
-  const bundleDir = join(dataDir, "bundles");
+  const bundleDir = join(dataDir, "build");
   let validator: Validator | undefined;
   let registry: HandlerRegistry;
   let server: Server;
@@ -113,6 +116,9 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       cborLimits: DEFAULT_CBOR_LIMITS,
       log: log.child("ingest"),
     }));
+    // Admin routes (DLQ, OTA bundles) need the admin token; ingest and health never do.
+    const admin = adminAuth(o.adminToken);
+    for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*"]) app.use(path, admin);
     app.notFound((c) => reply(c.req.raw, 404, { error: "not_found", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }));
     app.onError((e, c) => {
       log.error(`unhandled error on ${c.req.method} ${c.req.url}: ${e.stack ?? e.message}`);

@@ -31,6 +31,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "fsync", kind: "string", default: "1s", arg: "INTERVAL", help: "nats-server >= 2.10: sync_interval (a duration, or 'always')" },
   { name: "body-limit", kind: "size", default: "1M", arg: "SIZE", help: "largest request body accepted by ingest" },
   { name: "max-readings", kind: "int", default: "10000", arg: "N", help: "most readings in one ingest request" },
+  { name: "admin-token", kind: "string", arg: "TOKEN", help: "bearer token for the admin routes (/v1/dlq, /v1/bundles); they are off without it", secret: true },
   { name: "log-level", kind: "string", default: "info", arg: "LEVEL", help: "debug, info, warn or error" },
 ];
 

@@ -66,6 +66,7 @@ export async function main(args: string[] = argv()): Promise<number> {
       fsync: String(f.fsync),
       bodyLimit: f["body-limit"] as number,
       maxReadings: f["max-readings"] as number,
+      adminToken: f["admin-token"] as string | undefined,
       log,
     });
     return await new Promise<number>((resolve) => {
