@@ -10,6 +10,8 @@ import { HandlerRegistry } from "./handlers/registry.ts";
 import { ingestRoutes } from "./ingest/routes.ts";
 import { reply } from "./ingest/reply.ts";
 import { adminAuth } from "./admin.ts";
+import { DlqStore } from "./dispatch/dlq_store.ts";
+import { dlqRoutes } from "./dispatch/dlq_routes.ts";
 import type { Logger } from "./log.ts";
 import { runtimeVersion } from "./runtime/detect.ts";
 import { serve, type Server } from "./runtime/serve.ts";
@@ -119,6 +121,8 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     // Admin routes (DLQ, OTA bundles) need the admin token; ingest and health never do.
     const admin = adminAuth(o.adminToken);
     for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*"]) app.use(path, admin);
+    const dlq = new DlqStore(broker.jsm, broker.js);
+    app.route("/", dlqRoutes(() => dlq));
     app.notFound((c) => reply(c.req.raw, 404, { error: "not_found", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }));
     app.onError((e, c) => {
       log.error(`unhandled error on ${c.req.method} ${c.req.url}: ${e.stack ?? e.message}`);

@@ -158,6 +158,15 @@ describe("ingest over HTTP (Node host, real nats-server)", () => {
     assert.equal(v.error, "unknown_topic");
   });
 
+  test("without --admin-token the admin routes are off (403), not open", async () => {
+    const r = await fetch(`${host.url}/v1/dlq`, { headers: { authorization: "Bearer anything" } });
+    assert.equal(r.status, 403);
+    assert.deepEqual(await r.json(), {
+      error: "admin_disabled",
+      message: "Admin routes are off: start outpost with --admin-token (or OUTPOST_ADMIN_TOKEN)",
+    });
+  });
+
   test("GET /readyz and /v1/handlers describe the running handlers", async () => {
     const ready = await (await fetch(`${host.url}/readyz`)).json();
     assert.deepEqual(ready, { ready: true, broker: true, streams: true, handlers: { running: 2, failed: 0 } });

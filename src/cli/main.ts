@@ -3,11 +3,13 @@ import { createLogger, LEVELS, type Level } from "../log.ts";
 import { argv, env, exit, onShutdownSignal, writeErr, writeOut } from "../runtime/process.ts";
 import { flagHelp, parseFlags } from "./flags.ts";
 import { VERSION } from "../version.ts";
+import { dlqCommand } from "./dlq.ts";
 
 const _HELP = `outpost ${VERSION}: sensor readings over HTTP into a local NATS JetStream, handled by isolated handlers
 
 Usage:
   outpost run [flags]     start the host: embedded nats-server, handlers from --workers, HTTP ingest
+  outpost dlq ls|show|replay|purge   inspect and replay dead letters (see outpost dlq)
   outpost version         print the version
   outpost --help          this text
 
@@ -19,6 +21,8 @@ HTTP routes:
   GET  /v1/handlers       handlers with version, status, limits and counts
   GET  /healthz           the process is alive
   GET  /readyz            broker connected, streams present, handlers loaded (503 otherwise)
+  GET  /v1/dlq            dead letters (?handler ?topic ?after ?limit); admin token
+  GET  /v1/dlq/:id        one dead letter; POST /v1/dlq/:id/replay; DELETE /v1/dlq/:id; POST /v1/dlq/replay?handler=
 `;
 
 /**
@@ -35,6 +39,14 @@ export async function main(args: string[] = argv()): Promise<number> {
   if (cmd === "version" || cmd === "--version") {
     writeOut(`${VERSION}\n`);
     return 0;
+  }
+  if (cmd === "dlq") {
+    try {
+      return await dlqCommand(rest);
+    } catch (e) {
+      writeErr(`outpost: ${(e as Error).message}\n`);
+      return 1;
+    }
   }
   if (cmd !== "run") {
     writeErr(`outpost: unknown command ${JSON.stringify(cmd)}; see outpost --help\n`);
