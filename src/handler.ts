@@ -7,8 +7,11 @@ import { checkDefinition } from "./handlers/definition.ts";
 
 export * as v from "valibot";
 
-/** Backoff between attempts: a list of delays in ms (the last repeats), or exponential. */
-export type Backoff = readonly number[] | "exponential";
+/**
+ * Backoff between attempts: a list of delays in ms (the last repeats), `"exponential"` (1 s doubling
+ * to 60 s), or exponential with your own base and cap.
+ */
+export type Backoff = readonly number[] | "exponential" | { type: "exponential"; baseMs?: number; maxMs?: number };
 
 /** Retry policy of a handler. */
 export interface RetryPolicy {
@@ -16,6 +19,8 @@ export interface RetryPolicy {
   maxAttempts?: number;
   /** Delays between attempts (default `"exponential"`: 1 s, 2 s, 4 s … capped at 60 s). */
   backoff?: Backoff;
+  /** Scale each delay by a random factor in [1 - jitter, 1 + jitter] (default 0.1). */
+  jitter?: number;
 }
 
 /** Logging from a handler: `ctx.log("…")` is info; `.debug/.warn/.error` choose the level. */
@@ -68,14 +73,25 @@ export interface HandlerDefinition<S extends Schema | undefined = Schema | undef
   schema?: S;
   /** Field whose value becomes the reading's idempotency key in batches. */
   idField?: string;
-  /** Isolation tier (only `"worker"` today). */
-  isolation?: "worker";
+  /**
+   * Isolation tier: `"worker"` (default; a worker isolate, V8 JIT) or `"wasm"` (QuickJS compiled to
+   * WebAssembly: hard memory, CPU and stack caps, nothing but `ctx` and standard JavaScript).
+   */
+  isolation?: "worker" | "wasm";
   /** Time one message may take (default 30 000). The isolate is restarted when it overruns. */
   timeoutMs?: number;
   /** Messages handled at once (default 1). */
   concurrency?: number;
-  /** Heap limit of the isolate in MiB (default 128; enforced on Node, not by Deno or Bun workers). */
+  /**
+   * Heap limit of the isolate in MiB. Worker tier: default 128, enforced on Node, not by Deno or Bun
+   * workers. Wasm tier: default 16, enforced everywhere; the sandbox's linear memory is capped at
+   * this plus 16 MiB.
+   */
   memoryMb?: number;
+  /** Wasm tier only: native stack of the sandbox in KiB, 16 to 256 (default 192); bounds recursion. */
+  stackKb?: number;
+  /** Wasm tier only: CPU time one message may spend running in the sandbox, in ms (default 1000). */
+  cpuMs?: number;
   /**
    * What the handler's worker may reach beyond `ctx`. Deno starts workers with every permission
    * denied and grants exactly these; Node and Bun workers can reach everything the host can.

@@ -13,7 +13,7 @@ test("checkDefinition names every problem", () => {
     '`topic` must be dot-separated letters, digits, _ or -, got "bad topic"',
     '`schema` must be a valibot schema (use `v` from "outpost/handler")',
     "`timeoutMs` must be an integer from 1 to 3600000",
-    '`retry.backoff` must be "exponential" or a non-empty list of delays in ms',
+    '`retry.backoff` must be "exponential", { type: "exponential", baseMs, maxMs } or a non-empty list of delays in ms',
   ]);
   assert.deepEqual(checkDefinition({ topic: "a.b", schema: v.object({}), handle() {} }), []);
 });
@@ -24,16 +24,23 @@ test("defineHandler throws TypeError for an invalid definition", () => {
 
 test("handlerInfo applies the documented defaults", () => {
   const info = handlerInfo({ topic: "t", handle() {} });
-  assert.deepEqual(info, {
+  const { topic, subjects, hasSchema, idField, timeoutMs, concurrency, memoryMb, permissions, maxAttempts, backoff, jitter } = info;
+  assert.deepEqual({ topic, subjects, hasSchema, idField, timeoutMs, concurrency, memoryMb, permissions, maxAttempts, backoff, jitter }, {
     topic: "t", subjects: ["ingest.t"], hasSchema: false, idField: undefined, timeoutMs: 30_000, concurrency: 1,
-    memoryMb: 128, permissions: undefined, maxAttempts: 5, backoff: "exponential",
+    memoryMb: 128, permissions: undefined, maxAttempts: 5, backoff: { baseMs: 1000, maxMs: 60000 }, jitter: 0.1,
   });
   assert.deepEqual(handlerInfo({ subjects: ["a.*", "b.>"], handle() {} }).subjects, ["ingest.a.*", "ingest.b.>"]);
 });
 
-test("backoff: exponential doubles from 1 s to a 60 s cap; a list repeats its last delay", () => {
-  assert.deepEqual([1, 2, 3, 7, 10].map((a) => backoffDelay("exponential", a)), [1000, 2000, 4000, 60000, 60000]);
+test("backoff: exponential doubles from its base to its cap; a list repeats its last delay; jitter scales both", () => {
+  const expo = handlerInfo({ topic: "t", handle() {} }).backoff;
+  assert.deepEqual([1, 2, 3, 7, 10].map((a) => backoffDelay(expo, a)), [1000, 2000, 4000, 60000, 60000]);
+  const own = handlerInfo({ topic: "t", retry: { backoff: { type: "exponential", baseMs: 10, maxMs: 35 } }, handle() {} }).backoff;
+  assert.deepEqual([1, 2, 3, 4].map((a) => backoffDelay(own, a)), [10, 20, 35, 35]);
   assert.deepEqual([1, 2, 3, 4].map((a) => backoffDelay([10, 50], a)), [10, 50, 50, 50]);
+  assert.equal(backoffDelay([1000], 1, 0.2, () => 0), 800);
+  assert.equal(backoffDelay([1000], 1, 0.2, () => 0.999999), 1200);
+  assert.deepEqual(checkDefinition({ topic: "t", retry: { jitter: 2 }, handle() {} }), ["`retry.jitter` must be a fraction from 0 to 1"]);
 });
 
 test("subject matching follows NATS wildcards", () => {

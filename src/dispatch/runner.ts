@@ -7,7 +7,7 @@ import { DEFAULTS, type HandlerInfo } from "../handlers/definition.ts";
 import type { BuiltHandler } from "../handlers/build.ts";
 import type { Logger } from "../log.ts";
 import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
-import { WorkerIsolate } from "../sandbox/worker_isolate.ts";
+import { selectIsolate } from "../sandbox/wasm_select.ts";
 import { workerPermissionsSupported } from "../runtime/worker.ts";
 import { backoffDelay } from "./backoff.ts";
 import { deadLetter } from "./dlq.ts";
@@ -92,7 +92,8 @@ export class HandlerRunner {
   async load(): Promise<HandlerInfo> {
     this.#isolate = this.#makeIsolate();
     this.info = await this.#isolate.start();
-    if ((this.info.permissions && workerPermissionsSupported()) || this.info.memoryMb !== DEFAULTS.memoryMb) {
+    // (A wasm-tier sandbox applies its own definition's limits as it loads.)
+    if (this.info.isolation === "worker" && ((this.info.permissions && workerPermissionsSupported()) || this.info.memoryMb !== DEFAULTS.memoryMb)) {
       // Limits and permissions are part of the definition, known only once it loaded (under the
       // defaults, with no permissions): start again with them.
       await this.#isolate.terminate();
@@ -130,7 +131,8 @@ export class HandlerRunner {
   }
 
   #makeIsolate(): Isolate {
-    const iso: Isolate = new WorkerIsolate({
+    // The isolate kind follows the definition's `isolation` (see sandbox/wasm_select.ts).
+    const iso: Isolate = selectIsolate(this.built, this.info, {
       name: this.built.name,
       url: this.built.handlerUrl,
       memoryMb: this.info?.memoryMb ?? DEFAULTS.memoryMb,
@@ -307,11 +309,11 @@ export class HandlerRunner {
         this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}; moved to DLQ`);
       } catch (dlqErr) {
         this.#log.error(`cannot write message ${m.seq} to DLQ (${(dlqErr as Error).message}); it stays in INGEST`);
-        m.nak(backoffDelay(info.backoff, attempt));
+        m.nak(backoffDelay(info.backoff, attempt, info.jitter));
       }
       return;
     }
-    const delay = backoffDelay(info.backoff, attempt);
+    const delay = backoffDelay(info.backoff, attempt, info.jitter);
     this.counts.retried++;
     this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}; retrying in ${delay} ms`);
     m.nak(delay);

@@ -8,6 +8,19 @@ export const DEFAULTS = {
   maxAttempts: 5,
   backoffBaseMs: 1_000,
   backoffMaxMs: 60_000,
+  jitter: 0.1,
+} as const;
+
+/** Defaults and bounds of the `isolation: "wasm"` tier's limits. */
+export const WASM_DEFAULTS = {
+  /** Heap of the sandbox (QuickJS allocations); its linear memory is capped at this plus 16 MiB. */
+  memoryMb: 16,
+  /** Native stack QuickJS may use; wasm frames run on the host thread's stack, so it stays small. */
+  stackKb: 192,
+  maxStackKb: 256,
+  /** CPU time one message may spend running in the sandbox (the host thread runs it). */
+  cpuMs: 1_000,
+  maxCpuMs: 60_000,
 } as const;
 
 const _TOPIC = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
@@ -48,7 +61,16 @@ export function checkDefinition(def: unknown): string[] {
     }
   }
   if (d.idField !== undefined && typeof d.idField !== "string") p.push("`idField` must be a string");
-  if (d.isolation !== undefined && d.isolation !== "worker") p.push(`\`isolation\` must be "worker", got ${JSON.stringify(d.isolation)}`);
+  if (d.isolation !== undefined && d.isolation !== "worker" && d.isolation !== "wasm") {
+    p.push(`\`isolation\` must be "worker" or "wasm", got ${JSON.stringify(d.isolation)}`);
+  }
+  if (d.stackKb !== undefined && (d.isolation !== "wasm" || !_isPosInt(d.stackKb, WASM_DEFAULTS.maxStackKb) || (d.stackKb as number) < 16)) {
+    p.push(`\`stackKb\` needs isolation "wasm" and must be an integer from 16 to ${WASM_DEFAULTS.maxStackKb}`);
+  }
+  if (d.cpuMs !== undefined && (d.isolation !== "wasm" || !_isPosInt(d.cpuMs, WASM_DEFAULTS.maxCpuMs))) {
+    p.push(`\`cpuMs\` needs isolation "wasm" and must be an integer from 1 to ${WASM_DEFAULTS.maxCpuMs}`);
+  }
+  if (d.isolation === "wasm" && d.permissions !== undefined) p.push("`permissions` cannot be granted with isolation \"wasm\" (it can reach only ctx)");
   if (d.timeoutMs !== undefined && !_isPosInt(d.timeoutMs, 3_600_000)) p.push("`timeoutMs` must be an integer from 1 to 3600000");
   if (d.concurrency !== undefined && !_isPosInt(d.concurrency, 1_000)) p.push("`concurrency` must be an integer from 1 to 1000");
   if (d.memoryMb !== undefined && !_isPosInt(d.memoryMb, 65_536)) p.push("`memoryMb` must be a positive integer");
@@ -69,9 +91,15 @@ export function checkDefinition(def: unknown): string[] {
     if (!r || typeof r !== "object") p.push("`retry` must be an object");
     else {
       if (r.maxAttempts !== undefined && !_isPosInt(r.maxAttempts, 1_000)) p.push("`retry.maxAttempts` must be an integer from 1 to 1000");
-      const b = r.backoff;
-      if (b !== undefined && b !== "exponential" && !(Array.isArray(b) && b.length && b.every((x) => typeof x === "number" && x >= 0))) {
-        p.push('`retry.backoff` must be "exponential" or a non-empty list of delays in ms');
+      const b = r.backoff as unknown;
+      const ms = (x: unknown) => x === undefined || (typeof x === "number" && x >= 0 && x <= 86_400_000);
+      const expo = b && typeof b === "object" && !Array.isArray(b) && (b as { type?: unknown }).type === "exponential" &&
+        ms((b as { baseMs?: unknown }).baseMs) && ms((b as { maxMs?: unknown }).maxMs);
+      if (b !== undefined && b !== "exponential" && !expo && !(Array.isArray(b) && b.length && b.every((x) => ms(x)))) {
+        p.push('`retry.backoff` must be "exponential", { type: "exponential", baseMs, maxMs } or a non-empty list of delays in ms');
+      }
+      if (r.jitter !== undefined && !(typeof r.jitter === "number" && r.jitter >= 0 && r.jitter <= 1)) {
+        p.push("`retry.jitter` must be a fraction from 0 to 1");
       }
     }
   }
@@ -87,10 +115,19 @@ export interface HandlerInfo {
   timeoutMs: number;
   concurrency: number;
   memoryMb: number;
+  /** The isolate kind. */
+  isolation: "worker" | "wasm";
+  /** Wasm tier: native stack limit of the sandbox in KiB (undefined for the worker tier). */
+  stackKb: number | undefined;
+  /** Wasm tier: CPU time per message in ms (undefined for the worker tier). */
+  cpuMs: number | undefined;
   /** Extra permissions the handler's worker asks for (Deno enforces them; elsewhere workers have all). */
   permissions: Record<string, boolean | string[]> | undefined;
   maxAttempts: number;
-  backoff: number[] | "exponential";
+  /** Delays between attempts: a list (the last repeats) or exponential from `baseMs` capped at `maxMs`. */
+  backoff: number[] | { baseMs: number; maxMs: number };
+  /** Each delay is scaled by a random factor in [1 - jitter, 1 + jitter]. */
+  jitter: number;
 }
 
 /**
@@ -98,8 +135,14 @@ export interface HandlerInfo {
  * @returns plain data that can cross an isolate boundary
  */
 export function handlerInfo(def: Record<string, unknown>): HandlerInfo {
-  const retry = (def.retry ?? {}) as { maxAttempts?: number; backoff?: number[] | "exponential" };
+  const retry = (def.retry ?? {}) as {
+    maxAttempts?: number;
+    backoff?: number[] | "exponential" | { baseMs?: number; maxMs?: number };
+    jitter?: number;
+  };
+  const b = retry.backoff ?? "exponential";
   const topic = def.topic as string | undefined;
+  const wasm = def.isolation === "wasm";
   return {
     topic,
     subjects: topic !== undefined ? [`ingest.${topic}`] : (def.subjects as string[]).map((s) => `ingest.${s}`),
@@ -107,9 +150,17 @@ export function handlerInfo(def: Record<string, unknown>): HandlerInfo {
     idField: def.idField as string | undefined,
     timeoutMs: (def.timeoutMs as number | undefined) ?? DEFAULTS.timeoutMs,
     concurrency: (def.concurrency as number | undefined) ?? DEFAULTS.concurrency,
-    memoryMb: (def.memoryMb as number | undefined) ?? DEFAULTS.memoryMb,
+    memoryMb: (def.memoryMb as number | undefined) ?? (wasm ? WASM_DEFAULTS.memoryMb : DEFAULTS.memoryMb),
+    isolation: wasm ? "wasm" : "worker",
+    stackKb: wasm ? ((def.stackKb as number | undefined) ?? WASM_DEFAULTS.stackKb) : undefined,
+    cpuMs: wasm ? ((def.cpuMs as number | undefined) ?? WASM_DEFAULTS.cpuMs) : undefined,
     permissions: def.permissions as Record<string, boolean | string[]> | undefined,
     maxAttempts: retry.maxAttempts ?? DEFAULTS.maxAttempts,
-    backoff: retry.backoff ? (retry.backoff === "exponential" ? "exponential" : [...retry.backoff]) : "exponential",
+    backoff: Array.isArray(b)
+      ? [...b]
+      : b === "exponential"
+      ? { baseMs: DEFAULTS.backoffBaseMs, maxMs: DEFAULTS.backoffMaxMs }
+      : { baseMs: b.baseMs ?? DEFAULTS.backoffBaseMs, maxMs: b.maxMs ?? DEFAULTS.backoffMaxMs },
+    jitter: retry.jitter ?? DEFAULTS.jitter,
   };
 }
