@@ -36,6 +36,8 @@ export async function connectBroker(target: BrokerTarget, log: Logger): Promise<
     reconnectTimeWait: 250,
     waitOnFirstConnect: true,
     timeout: 5_000,
+    // An Error per request for async stack traces costs ~5% of ingest CPU; our errors say enough.
+    noAsyncTraces: true,
     ...(target.user !== undefined ? { user: target.user, pass: target.pass ?? "" } : {}),
     ...(target.token !== undefined ? { token: target.token } : {}),
     ...(target.credsFile ? { authenticator: credsAuthenticator(await readFile(target.credsFile)) } : {}),

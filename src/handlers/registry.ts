@@ -9,8 +9,11 @@ import { watchDir, type DirWatch } from "../runtime/watch.ts";
 import { buildHandler } from "./build.ts";
 import { isTopic } from "./definition.ts";
 
-/** File extensions loaded as handlers; files starting with `_` or `.` are helpers, not handlers. */
-export const HANDLER_EXTENSIONS = [".ts", ".js", ".mjs", ".mts"] as const;
+/**
+ * File extensions loaded as handlers; files starting with `_` or `.` are helpers, not handlers.
+ * A `.wasm` file is a raw WebAssembly handler, with its manifest in the `.json` file beside it.
+ */
+export const HANDLER_EXTENSIONS = [".ts", ".js", ".mjs", ".mts", ".wasm"] as const;
 
 /** One row of `GET /v1/handlers`. */
 export interface HandlerView {
@@ -20,7 +23,7 @@ export interface HandlerView {
   status: HandlerStatus;
   topic: string | null;
   subjects: string[];
-  isolation: "worker";
+  isolation: "worker" | "wasm";
   consumer: string | null;
   inFlight: number;
   counts: HandlerCounts;
@@ -124,11 +127,14 @@ export class HandlerRegistry {
     });
   }
 
-  /** Stop watching and stop every handler, letting in-flight messages finish. */
-  async stopAll(): Promise<void> {
+  /**
+   * Stop watching and stop every handler: in-flight messages get up to `graceMs` (bounded even
+   * for handlers with long timeouts) to finish; the rest are nak'd and wait in the stream.
+   */
+  async stopAll(graceMs = 10_000): Promise<void> {
     this.#watch?.close();
     await Promise.all([...this.#entries.values()].map((e) => e.chain));
-    await Promise.all(this.runners().map((r) => r.stop(r.info!.timeoutMs + 1_000)));
+    await Promise.all(this.runners().map((r) => r.stop(Math.min(r.info!.timeoutMs + 1_000, graceMs))));
   }
 
   #enqueue(file: string, op: (e: _Entry) => Promise<void>): Promise<void> {
@@ -143,15 +149,35 @@ export class HandlerRegistry {
     return entry.chain;
   }
 
+  /**
+   * Build a handler file and load it in a fresh isolate with its schema, not consuming yet.
+   * @returns the new version's runner, or undefined when it is the version already running
+   */
+  async #prepare(file: string, old: HandlerRunner | undefined): Promise<HandlerRunner | undefined> {
+    let next: HandlerRunner | undefined;
+    try {
+      const built = await buildHandler(file, this.#bundleDir);
+      if (old && old.built.hash === built.hash) return undefined;
+      next = new HandlerRunner(built, this.#broker, this.#log, (topic, data) => this.#emit(topic, data));
+      const info = await next.load();
+      if (info.hasSchema) {
+        // A wasm-tier handler's code never runs in a V8 worker: its schema is checked in QuickJS too.
+        if (info.isolation === "wasm") await this.#validator.loadWasm(this.#schemaKey(next), built.guestUrl, info);
+        else await this.#validator.load(this.#schemaKey(next), built.schemaUrl);
+      }
+      return next;
+    } catch (err) {
+      await next?.stop(0).catch(() => {});
+      throw err;
+    }
+  }
+
   async #apply(e: _Entry): Promise<void> {
     const old = e.runner;
     let next: HandlerRunner | undefined;
     try {
-      const built = await buildHandler(e.file, this.#bundleDir);
-      if (old && old.built.hash === built.hash) return;
-      next = new HandlerRunner(built, this.#broker, this.#log, (topic, data) => this.#emit(topic, data));
-      const info = await next.load();
-      if (info.hasSchema) await this.#validator.load(this.#schemaKey(next), built.schemaUrl);
+      next = await this.#prepare(e.file, old);
+      if (!next) return;
     } catch (err) {
       await next?.stop(0).catch(() => {});
       const message = (err as Error).message;
@@ -182,6 +208,87 @@ export class HandlerRegistry {
       `${old ? `swapped handler ${e.name} ${old.built.hash} → ${next.built.hash}` : `loaded handler ${e.name} (${next.built.hash})`} ` +
         `on ${info.subjects.join(", ")}; concurrency ${info.concurrency}, timeout ${info.timeoutMs} ms, ${info.maxAttempts} attempts`,
     );
+  }
+
+  /** The directory handlers are loaded from. */
+  get dir(): string {
+    return this.#dir;
+  }
+
+  /**
+   * Point the registry at another directory (an OTA release, or back to `--workers`) in one step.
+   * Every handler file there is built and loaded in a fresh isolate first; if one fails, nothing
+   * changes and the failures are returned. Otherwise every handler that changes or goes away stops
+   * fetching and drains (its in-flight messages finish on the version that took them), then every
+   * new version starts consuming: no message is handled while the set is half updated.
+   * @param dir the new handler directory
+   * @param opts `watch` it afterwards (release directories are immutable: no), with `quietMs`
+   * @returns the handlers that failed to load; empty when the switch happened
+   */
+  async switchDirectory(dir: string, opts: { watch?: boolean; quietMs?: number } = {}): Promise<{ name: string; message: string }[]> {
+    const abs = resolve(dir);
+    const files = (await readdir(abs).catch(() => [] as string[])).filter(isHandlerFile).sort().map((f) => join(abs, f));
+    await Promise.all([...this.#entries.values()].map((e) => e.chain));
+    const ready: { name: string; file: string; next: HandlerRunner | undefined }[] = [];
+    const failures: { name: string; message: string }[] = [];
+    for (const file of files) {
+      const name = _nameOf(file);
+      try {
+        ready.push({ name, file, next: await this.#prepare(file, this.#entries.get(name)?.runner) });
+      } catch (err) {
+        failures.push({ name, message: (err as Error).message });
+      }
+    }
+    if (failures.length) {
+      for (const r of ready) if (r.next) await this.#discard(r.next);
+      return failures;
+    }
+    this.#watch?.close();
+    this.#watch = undefined;
+    const names = new Set(ready.map((r) => r.name));
+    const leaving = [...this.#entries.values()].filter((e) => e.runner && (!names.has(e.name) || ready.some((r) => r.name === e.name && r.next)));
+    await Promise.all(leaving.map((e) => e.runner!.stop(e.runner!.info!.timeoutMs + 1_000)));
+    for (const e of this.#entries.values()) {
+      if (names.has(e.name)) continue;
+      if (e.runner?.info?.hasSchema) this.#validator.unload(this.#schemaKey(e.runner));
+      e.runner = undefined;
+      e.loadError = undefined;
+    }
+    for (const r of ready) {
+      let e = this.#entries.get(r.name);
+      if (!e) {
+        e = { name: r.name, file: r.file, runner: undefined, loadError: undefined, swaps: 0, lastSwap: undefined, chain: Promise.resolve() };
+        this.#entries.set(r.name, e);
+      }
+      e.file = r.file;
+      if (!r.next) continue;
+      const old = e.runner;
+      try {
+        await r.next.run();
+      } catch (err) {
+        await this.#discard(r.next);
+        e.runner = undefined;
+        e.loadError = { message: `Cannot start consumer for ${e.name}: ${(err as Error).message}`, at: new Date() };
+        failures.push({ name: e.name, message: e.loadError.message });
+        continue;
+      }
+      if (old) {
+        e.swaps++;
+        e.lastSwap = { from: old.built.hash, to: r.next.built.hash, at: new Date(), oldLastAck: old.lastAckAt, next: r.next };
+        if (old.info?.hasSchema) this.#validator.unload(this.#schemaKey(old));
+      }
+      e.runner = r.next;
+      e.loadError = undefined;
+    }
+    this.#dir = abs;
+    if (opts.watch) await this.watch(opts.quietMs ?? 100);
+    this.#log.info(`handlers now from ${abs}: ${[...names].join(", ") || "(none)"}`);
+    return failures;
+  }
+
+  async #discard(r: HandlerRunner): Promise<void> {
+    await r.stop(0).catch(() => {});
+    if (r.info?.hasSchema) this.#validator.unload(this.#schemaKey(r));
   }
 
   /** The running handlers. */
@@ -230,7 +337,7 @@ export class HandlerRegistry {
         status: r?.status ?? "failed",
         topic: r?.info?.topic ?? null,
         subjects: r?.info?.subjects ?? [],
-        isolation: "worker",
+        isolation: r?.info?.isolation ?? "worker",
         consumer: r?.durable ?? null,
         inFlight: r?.inFlight ?? 0,
         counts: r ? { ...r.counts } : { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0 },

@@ -60,7 +60,7 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     }
     let body: Uint8Array;
     try {
-      body = await readBody(req, deps.bodyLimit);
+      body = await readBody(req, deps.bodyLimit, c.env);
     } catch (e) {
       if (e instanceof BodyTooLargeError) {
         // The rest of the body is never read: tell the client not to reuse this connection.

@@ -31,9 +31,10 @@ export type IsolateToHost =
 export type HostToValidator =
   | { type: "load"; key: string; url: string }
   | { type: "unload"; key: string }
-  | { type: "validate"; id: number; keys: string[]; readings: unknown[] };
+  /** Requests that queued up while the previous batch was out, validated in one round trip. */
+  | { type: "validate"; items: { id: number; keys: string[]; readings: unknown[] }[] };
 
 /** Validator isolate → host. */
 export type ValidatorToHost =
   | { type: "loaded"; key: string; error?: ErrorData }
-  | { type: "validated"; id: number; issues: ReadingIssue[]; error?: ErrorData };
+  | { type: "validated"; results: { id: number; issues: ReadingIssue[]; error?: ErrorData }[] };

@@ -29,30 +29,38 @@ export async function runValidator(): Promise<void> {
     } else if (m.type === "unload") {
       schemas.delete(m.key);
     } else if (m.type === "validate") {
-      try {
-        const issues: ReadingIssue[] = [];
-        const seen = new Set<string>();
-        for (const key of m.keys) {
-          const validate = schemas.get(key);
-          if (!validate) continue;
-          for (let i = 0; i < m.readings.length; i++) {
-            let r = validate(m.readings[i]) as { issues?: _Issue[] } | Promise<{ issues?: _Issue[] }>;
-            if (r instanceof Promise) r = await r;
-            for (const issue of r.issues ?? []) {
-              // Several handlers of one topic often share a schema: report each problem once.
-              const found = { index: i, path: _path(issue.path), message: issue.message };
-              const id = `${found.index}\u0000${found.path}\u0000${found.message}`;
-              if (!seen.has(id)) issues.push(found);
-              seen.add(id);
-            }
-          }
+      const results = [];
+      for (const item of m.items) {
+        try {
+          results.push({ id: item.id, issues: await _check(schemas, item.keys, item.readings) });
+        } catch (e) {
+          results.push({ id: item.id, issues: [], error: toErrorData(e) });
         }
-        send({ type: "validated", id: m.id, issues });
-      } catch (e) {
-        send({ type: "validated", id: m.id, issues: [], error: toErrorData(e) });
       }
+      send({ type: "validated", results });
     }
   });
+}
+
+async function _check(schemas: Map<string, _Validate>, keys: string[], readings: unknown[]): Promise<ReadingIssue[]> {
+  const issues: ReadingIssue[] = [];
+  const seen = new Set<string>();
+  for (const key of keys) {
+    const validate = schemas.get(key);
+    if (!validate) continue;
+    for (let i = 0; i < readings.length; i++) {
+      let r = validate(readings[i]) as { issues?: _Issue[] } | Promise<{ issues?: _Issue[] }>;
+      if (r instanceof Promise) r = await r;
+      for (const issue of r.issues ?? []) {
+        // Several handlers of one topic often share a schema: report each problem once.
+        const found = { index: i, path: _path(issue.path), message: issue.message };
+        const id = `${found.index}\u0000${found.path}\u0000${found.message}`;
+        if (!seen.has(id)) issues.push(found);
+        seen.add(id);
+      }
+    }
+  }
+  return issues;
 }
 
 function _path(path: _Issue["path"]): string {
