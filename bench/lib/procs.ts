@@ -1,0 +1,203 @@
+/**
+ * The processes a benchmark run starts (nats-server, redis-server, Outpost hosts, probes), each
+ * registered so that {@link Procs.stopAll} ends them even when a section fails.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer, connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Runtime } from "./args.ts";
+
+/** Repository root. */
+export const ROOT = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "../..");
+
+/** A started child with its output so far. */
+export interface Proc {
+  name: string;
+  child: ChildProcess;
+  pid: number;
+  output(): string;
+  exited: Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+/** How to run a TypeScript file on a runtime. */
+export function tsCommand(rt: Runtime, file: string): string[] {
+  switch (rt) {
+    case "node":
+      return [process.execPath, "--import", join(ROOT, "test/_register.mjs"), file];
+    case "deno":
+      return [join(ROOT, "node_modules/.bin/deno"), "run", "-A", "--unstable-worker-options", file];
+    case "bun":
+      return [join(ROOT, "node_modules/.bin/bun"), file];
+  }
+}
+
+/** How each runtime starts the host: Node runs the single-file build, Deno and Bun the source. */
+export function hostCommand(rt: Runtime): string[] {
+  if (rt === "node") return [process.execPath, join(ROOT, "bundles/outpost.js")];
+  return tsCommand(rt, join(ROOT, "src/cli/bin.ts"));
+}
+
+/** A free TCP port on loopback. */
+export async function freePort(): Promise<number> {
+  return await new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => res(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
+
+/** Sleep. */
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Poll `fn` until truthy, at most `timeoutMs`. */
+export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(10);
+  }
+  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+}
+
+/** Resident set size of a process in bytes, from /proc (0 when gone). */
+export async function rssBytes(pid: number): Promise<number> {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = tcpConnect(port, "127.0.0.1");
+    s.once("connect", () => (s.destroy(), res(true)));
+    s.once("error", () => res(false));
+  });
+}
+
+/** Every process and temp dir of a run; {@link stopAll} is safe to call repeatedly. */
+export class Procs {
+  #procs: Proc[] = [];
+  #dirs: string[] = [];
+
+  /** A temp dir removed by {@link stopAll}. */
+  async tempDir(prefix: string): Promise<string> {
+    const d = await mkdtemp(join(tmpdir(), `outpost-bench-${prefix}-`));
+    this.#dirs.push(d);
+    return d;
+  }
+
+  /** Spawn a child (stdout and stderr captured, capped at 1 MB). */
+  spawn(name: string, cmd: string[], env: Record<string, string> = {}): Proc {
+    const child = spawn(cmd[0]!, cmd.slice(1), { cwd: ROOT, env: { ...process.env, NO_COLOR: "1", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const take = (d: Buffer) => {
+      if (out.length < 1_000_000) out += d;
+    };
+    child.stdout!.on("data", take);
+    child.stderr!.on("data", take);
+    let done = false;
+    const exited = new Promise<number | null>((r) => {
+      child.once("exit", (code) => ((done = true), r(code)));
+      child.once("error", (e) => ((done = true), (out += String(e)), r(-1)));
+    });
+    const p: Proc = {
+      name,
+      child,
+      pid: child.pid ?? 0,
+      output: () => out,
+      exited,
+      stop: async () => {
+        if (done) return;
+        child.kill("SIGTERM");
+        const t = setTimeout(() => child.kill("SIGKILL"), 5_000);
+        await exited;
+        clearTimeout(t);
+      },
+    };
+    this.#procs.push(p);
+    return p;
+  }
+
+  /** Stop everything started (newest first) and remove temp dirs. */
+  async stopAll(): Promise<void> {
+    const ps = this.#procs.reverse();
+    this.#procs = [];
+    for (const p of ps) await p.stop().catch(() => {});
+    for (const d of this.#dirs.splice(0)) await rm(d, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/** A nats-server with JetStream on loopback. */
+export async function startNats(procs: Procs): Promise<Proc & { url: string; port: number }> {
+  const dir = await procs.tempDir("nats");
+  const port = await freePort();
+  const p = procs.spawn("nats-server", ["nats-server", "-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir]);
+  await waitFor(async () => {
+    if (p.child.exitCode !== null) throw new Error(`nats-server exited: ${p.output()}`);
+    return await tcpOpen(port);
+  }, 10_000, "nats-server");
+  return { ...p, url: `nats://127.0.0.1:${port}`, port };
+}
+
+/**
+ * A redis-server on loopback with append-only persistence fsynced every second (the closest
+ * match to JetStream's file store; no RDB snapshots during the run).
+ */
+export async function startRedis(procs: Procs): Promise<Proc & { port: number }> {
+  const dir = await procs.tempDir("redis");
+  const port = await freePort();
+  const p = procs.spawn("redis-server", ["redis-server", "--bind", "127.0.0.1", "--port", String(port), "--dir", dir,
+    "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "yes"]);
+  await waitFor(async () => {
+    if (p.child.exitCode !== null) throw new Error(`redis-server exited: ${p.output()}`);
+    return await tcpOpen(port);
+  }, 10_000, "redis-server");
+  return { ...p, port };
+}
+
+/** Start an Outpost host against an external broker and wait for its listening line. */
+export async function startHost(procs: Procs, rt: Runtime, workersDir: string, natsUrl: string): Promise<Proc & { url: string }> {
+  const dataDir = await procs.tempDir("data");
+  const [cmd, ...pre] = hostCommand(rt);
+  const p = procs.spawn(`host-${rt}`, [cmd!, ...pre, "run", "--host", "127.0.0.1", "--port", "0", "--workers", workersDir,
+    "--data-dir", dataDir, "--nats", natsUrl, "--log-level", "info"]);
+  let m: RegExpExecArray | null = null;
+  for (const until = Date.now() + 60_000; !m && Date.now() < until; await sleep(10)) {
+    if (p.child.exitCode !== null) throw new Error(`host on ${rt} exited:\n${p.output()}`);
+    m = /listening on [^ ]+:(\d+);/.exec(p.output());
+  }
+  if (!m) throw new Error(`host on ${rt} did not listen within 60 s:\n${p.output()}`);
+  return { ...p, url: `http://127.0.0.1:${m[1]}` };
+}
+
+/**
+ * Run a probe script on a runtime and return the JSON object it prints as its last stdout line.
+ * @param args passed to the probe as one JSON argument
+ */
+export async function runProbe<T>(procs: Procs, rt: Runtime, file: string, args: object, timeoutMs: number): Promise<T> {
+  const p = procs.spawn(`probe-${file}`, [...tsCommand(rt, join(ROOT, "bench/probes", file)), JSON.stringify(args)]);
+  const t = setTimeout(() => p.child.kill("SIGKILL"), timeoutMs);
+  let stdout = "";
+  p.child.stdout!.on("data", (d) => (stdout += d));
+  const code = await p.exited;
+  clearTimeout(t);
+  const last = stdout.trim().split("\n").filter((l) => l.startsWith("{")).pop();
+  if (code !== 0 || !last) throw new Error(`probe ${file} on ${rt} failed (exit ${code}):\n${p.output().slice(-3000)}`);
+  return JSON.parse(last) as T;
+}

@@ -1,0 +1,56 @@
+/** The printed table and the comparison with an earlier results file. */
+import { bullmqProcessRate, type BullmqResult, type TargetCheck } from "./targets.ts";
+import type { RuntimeResult } from "./suite.ts";
+
+const _n = (x: number | null | undefined, d = 0) => (x === null || x === undefined || Number.isNaN(x) ? "n/a" : x.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d }));
+const _r = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** Markdown table of one runtime's figures. */
+export function table(r: RuntimeResult, b: BullmqResult | undefined, targets: TargetCheck[]): string {
+  const rows: string[][] = [
+    ["raw JetStream publish (ceiling 1)", `${_n(r.ceilings.publishPerSec)} msg/s`, "", `${r.ceilings.publishWindow} in flight, no HTTP`],
+    ["bare HTTP 202 (ceiling 2)", `${_n(r.ceilings.httpPerSec)} req/s`, "", "same serve() as the host"],
+    ["ingest, 1 reading/request", `${_n(r.ingest.single.readingsPerSec)} readings/s`, _r(r.ingest.single.ratio), `of min(1, 2); p50 ${_n(r.ingest.single.latencyMs.p50, 2)} ms, p99 ${_n(r.ingest.single.latencyMs.p99, 2)} ms`],
+    ["ingest, 100/request CBOR-seq", `${_n(r.ingest.cborBatch.readingsPerSec)} readings/s`, _r(r.ingest.cborBatch.ratio), `of ceiling 1; ${_n(r.ingest.cborBatch.requestsPerSec)} req/s`],
+    ["ingest, 100/request JSON array", `${_n(r.ingest.jsonBatch.readingsPerSec)} readings/s`, _r(r.ingest.jsonBatch.ratio), `of ceiling 1; ${_n(r.ingest.jsonBatch.requestsPerSec)} req/s`],
+    ["raw publish + consume + ack (ceiling 3)", `${_n(r.ceilings.pubsubPerSec)} msg/s`, "", "same client, one process"],
+    ["end to end sustained", `${_n(r.endToEnd.sustainedPerSec)} readings/s`, _r(r.endToEnd.ratio), `of ceiling 3; ingested ${_n(r.endToEnd.ingestPerSec)}/s, backlog ${_n(r.endToEnd.backlogAtEnd)}, drain ${_n(r.endToEnd.drainPerSec)}/s`],
+    ["end to end latency (open loop)", `p50 ${_n(r.endToEnd.latency.p50, 2)} / p99 ${_n(r.endToEnd.latency.p99, 2)} / p999 ${_n(r.endToEnd.latency.p999, 2)} ms`, "", `at ${_n(r.endToEnd.latency.ratePerSec)}/s, ${_n(r.endToEnd.latency.acked)} of ${_n(r.endToEnd.latency.sent)} acked`],
+    ["worker cold start (file → first ack)", `${_n(r.isolation.worker.coldStartMs.median, 1)} ms`, "", `min ${_n(r.isolation.worker.coldStartMs.min, 1)}, max ${_n(r.isolation.worker.coldStartMs.max, 1)}`],
+    ["worker per-message cost", `${_n(r.isolation.worker.perMessageUs, 1)} µs`, "", `in-process ${_n(r.isolation.worker.inProcessUs, 1)} µs (+${_n(r.isolation.worker.overheadUs, 1)} µs); ${_n(r.isolation.worker.perSec)} vs ${_n(r.isolation.worker.inProcessPerSec)} msg/s pipelined`],
+    ["wasm tier", "n/a", "", r.isolation.wasm.note],
+    ["host RSS idle / under load", `${_n(r.footprint.hostRssIdleMb, 1)} / ${_n(r.footprint.hostRssLoadMb, 1)} MB`, "", ""],
+    ["nats-server RSS idle / under load", `${_n(r.footprint.natsRssIdleMb, 1)} / ${_n(r.footprint.natsRssLoadMb, 1)} MB`, "", ""],
+    ["bundles/outpost.js", `${_n(r.footprint.bundleBytes / 1024, 1)} KB`, "", ""],
+  ];
+  if (b) {
+    rows.push(["BullMQ enqueue", `${_n(b.enqueuePerSec)} jobs/s`, "", `${b.producers} producers`]);
+    rows.push(["BullMQ process", `${_n(bullmqProcessRate(b))} jobs/s`, "", `drain ${_n(b.drainPerSec)}/s, sustained ${_n(b.sustained.processPerSec)}/s; concurrency ${b.concurrency}`]);
+  }
+  const head = `| ${r.runtime} | measured | ratio | notes |\n|---|---:|---:|---|\n`;
+  const body = rows.map((x) => `| ${x.join(" | ")} |`).join("\n");
+  const tt = `\n\n| target | wanted | measured | met |\n|---|---|---|---|\n` +
+    targets.map((t) => `| ${t.name} | ${t.target} | ${t.measured} | ${t.met ? "yes" : "**no**"} |`).join("\n");
+  return head + body + tt;
+}
+
+/** Every numeric leaf of a JSON value by its dotted path. */
+export function numericLeaves(v: unknown, prefix = "", out = new Map<string, number>()): Map<string, number> {
+  if (typeof v === "number" && Number.isFinite(v)) out.set(prefix, v);
+  else if (v && typeof v === "object") for (const [k, x] of Object.entries(v)) numericLeaves(x, prefix ? `${prefix}.${k}` : k, out);
+  return out;
+}
+
+/** Lines `path: old → new (±x%)` for the figures both results hold. */
+export function compare(previous: unknown, current: unknown): string {
+  const a = numericLeaves(previous);
+  const b = numericLeaves(current);
+  const lines: string[] = [];
+  for (const [k, nv] of b) {
+    if (!/PerSec|Us$|Ms|p50|p99|p999|ratio|Mb$|Bytes/.test(k) || !a.has(k)) continue;
+    const ov = a.get(k)!;
+    const d = ov === 0 ? 0 : ((nv - ov) / Math.abs(ov)) * 100;
+    lines.push(`${k}: ${_n(ov, 2)} → ${_n(nv, 2)} (${d >= 0 ? "+" : ""}${d.toFixed(1)}%)`);
+  }
+  return lines.length ? lines.join("\n") : "(no figure in common)";
+}

@@ -1,0 +1,175 @@
+/** Every section of one runtime's run: ceilings, ingest, end to end, isolation, footprint. */
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { Runtime } from "./args.ts";
+import { PARK_HANDLER, SINK_CONCURRENCY, sinkHandler } from "./handlers.ts";
+import { openLoop, type LatencyResult } from "./openloop.ts";
+import { cborReading, cborSeq, jsonArray } from "./payload.ts";
+import { Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
+import { runWrk, type WrkResult } from "./wrk.ts";
+import { writeFile } from "node:fs/promises";
+
+/** Durations and sizes of a run. */
+export interface Plan {
+  seconds: number;
+  latencySeconds: number;
+  idleSettleMs: number;
+  coldRuns: number;
+  seqMessages: number;
+  parMessages: number;
+  connections: number;
+  batch: number;
+}
+
+/** One ingest measurement. */
+export interface IngestResult {
+  readingsPerSec: number;
+  requestsPerSec: number;
+  stored: number;
+  ceilingPerSec: number;
+  ratio: number;
+  non2xx: number;
+  latencyMs: WrkResult["latencyMs"];
+}
+
+/** What one runtime measured. */
+export interface RuntimeResult {
+  runtime: Runtime;
+  ceilings: { publishPerSec: number; httpPerSec: number; pubsubPerSec: number; publishWindow: number };
+  ingest: { single: IngestResult; cborBatch: IngestResult; jsonBatch: IngestResult };
+  endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult };
+  isolation: {
+    worker: { coldStartMs: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
+    wasm: { available: false; note: string };
+  };
+  footprint: { hostRssIdleMb: number; hostRssLoadMb: number; natsRssIdleMb: number; natsRssLoadMb: number; bundleBytes: number };
+  loadGenerator: string;
+}
+
+const _MB = 1024 * 1024;
+
+/**
+ * Run every section on one runtime; all processes are registered in `procs`.
+ * @param rt runtime of the host and the probes
+ */
+export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: string) => void): Promise<RuntimeResult> {
+  const nats = await startNats(procs);
+  const nc = await connect({ servers: nats.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const workers = await procs.tempDir("workers");
+    await writeFile(join(workers, "park.ts"), PARK_HANDLER);
+    await writeFile(join(workers, "sink.ts"), sinkHandler("sink"));
+    say(`${rt}: starting host`);
+    const host = await startHost(procs, rt, workers, nats.url);
+    await waitFor(async () => (await fetch(`${host.url}/readyz`)).ok, 30_000, "host ready");
+    await sleep(plan.idleSettleMs);
+    const hostRssIdle = await rssBytes(host.pid);
+    const natsRssIdle = await rssBytes(nats.pid);
+    const peak = { host: hostRssIdle, nats: natsRssIdle };
+    const sampler = setInterval(() => {
+      void rssBytes(host.pid).then((r) => (peak.host = Math.max(peak.host, r)));
+      void rssBytes(nats.pid).then((r) => (peak.nats = Math.max(peak.nats, r)));
+    }, 200);
+    try {
+      const dir = await procs.tempDir("wrk");
+      const c = plan.connections;
+      // Ceilings.
+      say(`${rt}: raw JetStream publish ceiling`);
+      const pub = await runProbe<{ publishPerSec: number; window: number }>(procs, rt, "publish.ts",
+        { mode: "publish", url: nats.url, subject: "ingest.park", stream: "INGEST", seconds: plan.seconds, window: 64, concurrency: SINK_CONCURRENCY }, 120_000);
+      say(`${rt}: bare HTTP ceiling`);
+      const bare = procs.spawn(`bare-${rt}`, tsCommand(rt, join(ROOT, "bench/probes/bare_http.ts")));
+      const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(bare.output()), 30_000, "bare server"))[1];
+      const http = await runWrk({ url: `http://127.0.0.1:${port}/`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
+      await bare.stop();
+      const ceilingSingle = Math.min(pub.publishPerSec, http.requestsPerSec);
+
+      // Ingest, the handler parked so that nothing is dispatched meanwhile.
+      const lastSeq = async () => (await jsm.streams.info("INGEST")).state.last_seq;
+      const ingest = async (body: Uint8Array, type: string, ceiling: number): Promise<IngestResult> => {
+        const before = await lastSeq();
+        const w = await runWrk({ url: `${host.url}/v1/ingest/park`, body, contentType: type, seconds: plan.seconds, connections: c, dir });
+        const stored = (await lastSeq()) - before;
+        return { readingsPerSec: stored / w.seconds, requestsPerSec: w.requestsPerSec, stored, ceilingPerSec: ceiling, ratio: stored / w.seconds / ceiling, non2xx: w.non2xx + w.socketErrors, latencyMs: w.latencyMs };
+      };
+      say(`${rt}: ingest, one reading per request`);
+      const single = await ingest(cborReading(), "application/cbor", ceilingSingle);
+      say(`${rt}: ingest, ${plan.batch} readings per request`);
+      const cborBatch = await ingest(cborSeq(plan.batch), "application/cbor-seq", pub.publishPerSec);
+      const jsonBatch = await ingest(jsonArray(plan.batch), "application/json", pub.publishPerSec);
+
+      // End to end.
+      say(`${rt}: raw publish-and-consume ceiling`);
+      const pubsub = await runProbe<{ consumedPerSec: number }>(procs, rt, "publish.ts",
+        { mode: "pubsub", url: nats.url, subject: "ingest.ceiling", stream: "INGEST", seconds: plan.seconds, window: 64, concurrency: SINK_CONCURRENCY }, 120_000);
+      say(`${rt}: end to end, sustained`);
+      const acked = async () => {
+        const v = (await (await fetch(`${host.url}/v1/handlers`)).json()) as { handlers: { name: string; counts: { acked: number } }[] };
+        return v.handlers.find((h) => h.name === "sink")?.counts.acked ?? 0;
+      };
+      const a0 = await acked();
+      const s0 = await lastSeq();
+      const w = await runWrk({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
+      const a1 = await acked();
+      const ingested = (await lastSeq()) - s0;
+      const backlog = (await jsm.consumers.info("INGEST", "outpost-sink")).num_pending;
+      const t = performance.now();
+      await waitFor(async () => {
+        const i = await jsm.consumers.info("INGEST", "outpost-sink");
+        return i.num_pending === 0 && i.num_ack_pending === 0;
+      }, 120_000, "the sink backlog to drain");
+      const drainSec = (performance.now() - t) / 1_000;
+      const sustained = Math.min(ingested, a1 - a0) / w.seconds;
+      say(`${rt}: end to end latency at ${Math.round(sustained / 2)} readings/s (open loop)`);
+      const latency = await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate: Math.max(10, sustained / 2),
+        seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" });
+
+      say(`${rt}: isolation (cold start, per-message overhead)`);
+      const iso = await runProbe<{ coldStartMs: { median: number; min: number; max: number }; perMessage: { workerUs: number; inProcessUs: number; overheadUs: number; workerPerSec: number; inProcessPerSec: number } }>(
+        procs, rt, "isolation.ts", { url: nats.url, coldRuns: plan.coldRuns, seqMessages: plan.seqMessages, parMessages: plan.parMessages, window: SINK_CONCURRENCY }, 180_000);
+      clearInterval(sampler);
+      const { median, min, max } = iso.coldStartMs;
+      await host.stop();
+      return {
+        runtime: rt,
+        ceilings: { publishPerSec: pub.publishPerSec, httpPerSec: http.requestsPerSec, pubsubPerSec: pubsub.consumedPerSec, publishWindow: pub.window },
+        ingest: { single, cborBatch, jsonBatch },
+        endToEnd: {
+          sustainedPerSec: sustained,
+          ingestPerSec: ingested / w.seconds,
+          ratio: sustained / pubsub.consumedPerSec,
+          backlogAtEnd: backlog,
+          drainPerSec: backlog > 0 ? backlog / drainSec : null,
+          latency,
+        },
+        isolation: {
+          worker: {
+            coldStartMs: { median, min, max },
+            perMessageUs: iso.perMessage.workerUs,
+            inProcessUs: iso.perMessage.inProcessUs,
+            overheadUs: iso.perMessage.overheadUs,
+            perSec: iso.perMessage.workerPerSec,
+            inProcessPerSec: iso.perMessage.inProcessPerSec,
+          },
+          wasm: { available: false, note: "the wasm isolation tier does not exist yet" },
+        },
+        footprint: {
+          hostRssIdleMb: hostRssIdle / _MB,
+          hostRssLoadMb: peak.host / _MB,
+          natsRssIdleMb: natsRssIdle / _MB,
+          natsRssLoadMb: peak.nats / _MB,
+          bundleBytes: (await stat(join(ROOT, "bundles/outpost.js"))).size,
+        },
+        loadGenerator: `wrk -t1 -c${c} (closed loop); latency: Node http client, open loop, ${c} connections`,
+      };
+    } finally {
+      clearInterval(sampler);
+    }
+  } finally {
+    await nc.close().catch(() => {});
+    await procs.stopAll();
+  }
+}

@@ -1,0 +1,48 @@
+/** The issue's targets, checked against one runtime's figures. */
+import type { RuntimeResult } from "./suite.ts";
+
+/** BullMQ's figures (see probes/bullmq.ts). */
+export interface BullmqResult {
+  enqueuePerSec: number;
+  drainPerSec: number;
+  drained: number;
+  sustained: { enqueuePerSec: number; processPerSec: number };
+  producers: number;
+  concurrency: number;
+  redisRssMb: number;
+}
+
+/** One target with its measured figure. */
+export interface TargetCheck {
+  name: string;
+  target: string;
+  measured: string;
+  met: boolean;
+  /** measured ÷ target, oriented so that ≥ 1 means met (for the chart). */
+  score: number;
+}
+
+const _pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** BullMQ's process rate the comparison uses: the better of draining a backlog and sustained. */
+export function bullmqProcessRate(b: BullmqResult): number {
+  return Math.max(b.drainPerSec, b.sustained.processPerSec);
+}
+
+/** Check every target. */
+export function checkTargets(r: RuntimeResult, b: BullmqResult | undefined): TargetCheck[] {
+  const t: TargetCheck[] = [];
+  const atLeast = (name: string, target: number, v: number, fmt: (x: number) => string) =>
+    t.push({ name, target: `≥ ${fmt(target)}`, measured: fmt(v), met: v >= target, score: v / target });
+  const below = (name: string, target: number, v: number, unit: string) =>
+    t.push({ name, target: `< ${target} ${unit}`, measured: `${v.toFixed(1)} ${unit}`, met: v < target, score: target / v });
+  atLeast("single-reading ingest / min(publish, HTTP) ceiling", 0.7, r.ingest.single.ratio, _pct);
+  atLeast("batched CBOR-seq ingest / publish ceiling", 0.9, r.ingest.cborBatch.ratio, _pct);
+  atLeast("batched JSON ingest / publish ceiling", 0.9, r.ingest.jsonBatch.ratio, _pct);
+  atLeast("end-to-end sustained / publish-and-consume ceiling", 0.6, r.endToEnd.ratio, _pct);
+  below("end-to-end p99 at half the sustained rate", 20, r.endToEnd.latency.p99, "ms");
+  below("worker-tier cold start (median)", 50, r.isolation.worker.coldStartMs.median, "ms");
+  if (r.runtime === "node") below("host RSS idle (Node)", 60, r.footprint.hostRssIdleMb, "MB");
+  if (b) atLeast("end-to-end / BullMQ process rate", 1.5, r.endToEnd.sustainedPerSec / bullmqProcessRate(b), (x) => `${x.toFixed(2)}×`);
+  return t;
+}
