@@ -53,11 +53,25 @@ export interface Context {
   readonly signal: AbortSignal;
   /** Store `value` (as CBOR) in the OUTBOX stream under `out.<subject>`; resolves once stored. */
   publish(subject: string, value: unknown): Promise<void>;
-  /** Feed `value` back into ingest under `topic` (chaining handlers); resolves once stored. */
-  emit(topic: string, value: unknown): Promise<void>;
+  /**
+   * Feed `value` back into ingest under `topic` (chaining handlers); resolves once stored. With
+   * `delayMs` it is stored now and handled no earlier than that (a restart does not change it).
+   */
+  emit(topic: string, value: unknown, opts?: { delayMs?: number }): Promise<void>;
   log: HandlerLog;
   /** The error class that skips retries. */
   readonly Permanent: typeof PermanentError;
+}
+
+/** What `handleBatch` gets besides the readings. `attempt`, `id`, `seq`, `subject` are the first item's. */
+export interface BatchContext extends Context {
+  /** One entry per reading, in order. */
+  readonly items: readonly { id: string; seq: number; subject: string; attempt: number }[];
+  /**
+   * Report that reading `index` failed: it alone is retried (or dead-lettered after its last
+   * attempt, or at once for a `Permanent` error); the others are acked.
+   */
+  fail(index: number, error: unknown): void;
 }
 
 /** A schema usable for a topic: any valibot schema (sync or async). */
@@ -99,8 +113,24 @@ export interface HandlerDefinition<S extends Schema | undefined = Schema | undef
    */
   permissions?: { net?: boolean | string[]; read?: boolean | string[]; write?: boolean | string[]; env?: boolean | string[]; run?: boolean | string[] };
   retry?: RetryPolicy;
-  /** Handle one reading; resolve to ack, throw to retry. */
-  handle(reading: S extends Schema ? InferOutput<S> : unknown, ctx: Context): void | Promise<void>;
+  /** At most `perSecond` readings a second on average (`burst` at once, default one second's worth). */
+  rateLimit?: { perSecond: number; burst?: number };
+  /**
+   * Two lanes: readings posted with `Outpost-Priority: high` (or whose `field` is true, "high" or
+   * a positive number) are dispatched before normal ones, `weight` to 1 (default 4) under load.
+   */
+  priority?: true | { weight?: number; field?: string };
+  /**
+   * Skip a reading whose key (the values of these fields, dotted paths allowed) was handled within
+   * `ttlMs` (default 24 h), even when it was sent again long after the stream's duplicate window.
+   */
+  dedupe?: { key: string | readonly string[]; ttlMs?: number };
+  /** Hand `handleBatch` up to `size` readings at once, waiting at most `maxWaitMs` (default 1000) to fill a batch. */
+  batch?: { size: number; maxWaitMs?: number };
+  /** Handle one reading; resolve to ack, throw to retry. Required unless `batch` is set. */
+  handle?(reading: S extends Schema ? InferOutput<S> : unknown, ctx: Context): void | Promise<void>;
+  /** With `batch`: handle the readings together; throw to retry them all, `ctx.fail(i, e)` to retry one. */
+  handleBatch?(readings: (S extends Schema ? InferOutput<S> : unknown)[], ctx: BatchContext): void | Promise<void>;
 }
 
 /**

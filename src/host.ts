@@ -10,7 +10,11 @@ import { HandlerRegistry } from "./handlers/registry.ts";
 import { ingestRoutes } from "./ingest/routes.ts";
 import { reply } from "./ingest/reply.ts";
 import { adminAuth } from "./admin.ts";
+import { BundleManager } from "./bundles/manager.ts";
+import { bundleRoutes } from "./bundles/routes.ts";
+import { loadTrustStore } from "./bundles/trust.ts";
 import { DlqStore } from "./dispatch/dlq_store.ts";
+import { Scheduler } from "./dispatch/scheduler.ts";
 import { dlqRoutes } from "./dispatch/dlq_routes.ts";
 import type { Logger } from "./log.ts";
 import { runtimeVersion } from "./runtime/detect.ts";
@@ -40,6 +44,17 @@ export interface OutpostOptions {
   maxReadings: number;
   /** Bearer token of the admin routes; they answer 403 without one. */
   adminToken?: string | undefined;
+  /** OTA bundles: trusted keys (files or `ed25519:` texts), k of n, size limit, probation policy. */
+  bundles?: {
+    trust: string[];
+    trustThreshold: number;
+    maxBundleSize: number;
+    probationMs: number;
+    probationMessages: number;
+    probationFailurePct: number;
+    /** Pause after each installation step (for crash tests). */
+    stepDelayMs?: number;
+  };
   log: Logger;
 }
 
@@ -86,14 +101,26 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
   const bundleDir = join(dataDir, "build");
   let validator: Validator | undefined;
   let registry: HandlerRegistry;
+  let bundles: BundleManager | undefined;
+  let scheduler: Scheduler | undefined;
   let server: Server;
   try {
     await ensureStreams(broker.jsm, o.maxFileStore, log);
+    scheduler = new Scheduler(broker, log.child("scheduler"));
+    await scheduler.start();
     validator = new Validator(await buildValidator(bundleDir), log.child("schemas"));
     await validator.start();
-    registry = new HandlerRegistry({ dir: o.workersDir, bundleDir, broker, validator, log });
-    if (o.watch !== false) await registry.watch(o.watchDebounceMs ?? 100);
+    // An active OTA release takes precedence over --workers (see bundles/manager.ts).
+    const b = o.bundles ?? { trust: [], trustThreshold: 1, maxBundleSize: 16 * 1024 * 1024, probationMs: 60_000, probationMessages: 100, probationFailurePct: 10 };
+    bundles = await BundleManager.open({
+      dataDir, workersDir: o.workersDir, trust: await loadTrustStore(b.trust, b.trustThreshold), maxBytes: b.maxBundleSize,
+      probation: { ms: b.probationMs, messages: b.probationMessages, failurePct: b.probationFailurePct, minFailures: 3 },
+      watch: o.watch !== false, quietMs: o.watchDebounceMs ?? 100, log: log.child("bundles"), stepDelayMs: b.stepDelayMs ?? 0,
+    });
+    registry = new HandlerRegistry({ dir: bundles.handlerDir, bundleDir, broker, validator, log });
+    if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 100);
     await registry.loadAll();
+    await bundles.attach(registry);
     const app = new Hono();
     const ready = { streams: true, handlersLoaded: true };
     app.get("/healthz", (c) => reply(c.req.raw, 200, { status: "ok" }));
@@ -121,6 +148,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     // Admin routes (DLQ, OTA bundles) need the admin token; ingest and health never do.
     const admin = adminAuth(o.adminToken);
     for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*"]) app.use(path, admin);
+    app.route("/", bundleRoutes(() => bundles, b.maxBundleSize, log.child("bundles")));
     const dlq = new DlqStore(broker.jsm, broker.js);
     app.route("/", dlqRoutes(() => dlq));
     app.notFound((c) => reply(c.req.raw, 404, { error: "not_found", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }));
@@ -131,6 +159,8 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     server = await serve({ fetch: app.fetch, port: o.port, hostname: o.host });
   } catch (e) {
     stopping = true;
+    bundles?.stop();
+    await scheduler?.stop();
     await registry!?.stopAll().catch(() => {});
     await validator?.stop().catch(() => {});
     await broker.close().catch(() => {});
@@ -148,6 +178,8 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     stop: async () => {
       stopping = true;
       await server.close().catch(() => {});
+      bundles?.stop();
+      await scheduler!.stop();
       await registry.stopAll();
       await validator!.stop();
       await broker.close();

@@ -9,11 +9,17 @@ import type { Logger } from "../log.ts";
 import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
 import { selectIsolate } from "../sandbox/wasm_select.ts";
 import { workerPermissionsSupported } from "../runtime/worker.ts";
+import { decodeCbor } from "../codec/cbor.ts";
 import { backoffDelay } from "./backoff.ts";
+import { Batcher } from "./batcher.ts";
+import { dedupeKey, DedupeStore } from "./dedupe.ts";
 import { deadLetter } from "./dlq.ts";
+import { Slots, type Lane } from "./slots.ts";
+import { priorityFilter } from "./subjects.ts";
+import { TokenBucket } from "./token_bucket.ts";
 
-/** Stores a reading emitted by a handler into INGEST under a topic. */
-export type EmitFn = (topic: string, data: Uint8Array) => Promise<void>;
+/** Stores a reading emitted by a handler into INGEST under a topic, now or after `delayMs`. */
+export type EmitFn = (topic: string, data: Uint8Array, delayMs?: number) => Promise<void>;
 
 /** Whether `s` is a literal NATS subject made of safe tokens. */
 export function isSubject(s: string): boolean {
@@ -30,6 +36,8 @@ export interface HandlerCounts {
   retried: number;
   deadLettered: number;
   crashes: number;
+  /** Readings skipped because their dedupe key was handled before. */
+  deduped: number;
 }
 
 const _CRASH_WINDOW_MS = 60_000;
@@ -48,20 +56,28 @@ export class HandlerRunner {
   /** Wall-clock ms of the first and the latest ack by this version (swap pause, cold start). */
   firstAckAt: number | undefined;
   lastAckAt: number | undefined;
-  readonly counts: HandlerCounts = { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0 };
+  readonly counts: HandlerCounts = { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0, deduped: 0 };
   #broker: Broker;
   #log: Logger;
   #isolate: Isolate | undefined;
   #inFlight = 0;
-  #slotWaiters: (() => void)[] = [];
+  #slots: Slots | undefined;
+  #bucket: TokenBucket | undefined;
+  #batcher: Batcher | undefined;
+  #dedupe: DedupeStore | undefined;
   #stopping = false;
-  #loop: Promise<void> | undefined;
+  #loops: Promise<void>[] = [];
   #crashTimes: number[] = [];
   #firstErrors = new Map<number, ErrorData>();
   #up: Promise<void> = Promise.resolve();
   #markUp: () => void = () => {};
   heapLimitEnforced = false;
   sandboxed = false;
+  /**
+   * Set while an OTA release is on probation: a message that would go to DLQ is nak'd instead,
+   * so the release that rolls back does not take readings with it.
+   */
+  holdDeadLetters = false;
 
   #emit: EmitFn;
 
@@ -106,11 +122,28 @@ export class HandlerRunner {
     return this.info;
   }
 
-  /** Create or update the durable consumer and start the fetch loop. */
+  /** The durable consumer of high-priority readings (when the handler has `priority`). */
+  get durableHigh(): string {
+    return `${this.durable}-hi`;
+  }
+
+  /** Create or update the durable consumer(s) and start fetching. */
   async run(): Promise<void> {
-    const consumer = await this.#ensureConsumer();
+    const info = this.info!;
+    const lanes: Consumer[] = [await this.#ensureConsumer(this.durable, info.subjects)];
+    if (info.priority) lanes.push(await this.#ensureConsumer(this.durableHigh, info.subjects.map(priorityFilter)));
+    if (info.dedupe) {
+      this.#dedupe = new DedupeStore(this.#broker.jsm, this.#broker.js, this.built.name, info.dedupe.ttlMs);
+      await this.#dedupe.open();
+    }
+    // In batch mode a slot is one reading: `concurrency` batches of `size` may be out at once.
+    this.#slots = new Slots(info.concurrency * (info.batch?.size ?? 1), info.priority?.weight ?? 1);
+    if (info.rateLimit) this.#bucket = new TokenBucket(info.rateLimit.perSecond, info.rateLimit.burst);
+    if (info.batch) this.#batcher = new Batcher(info.batch.size, info.batch.maxWaitMs, (msgs) => void this.#handleBatch(msgs));
     this.status = "running";
-    this.#loop = this.#fetchLoop(consumer);
+    // With two lanes, short pulls keep one idle lane from holding the room the other needs.
+    const expires = lanes.length > 1 ? 250 : 1_000;
+    this.#loops = lanes.map((c, i) => this.#fetchLoop(c, i as Lane, expires));
   }
 
   /**
@@ -120,8 +153,9 @@ export class HandlerRunner {
   async stop(graceMs = 5_000): Promise<void> {
     this.#stopping = true;
     this.#markUp();
-    for (const w of this.#slotWaiters.splice(0)) w();
-    await this.#loop?.catch(() => {});
+    this.#slots?.close();
+    await Promise.all(this.#loops.map((l) => l.catch(() => {})));
+    this.#batcher?.flushNow();
     const until = Date.now() + graceMs;
     while (this.#inFlight > 0 && Date.now() < until) await _sleep(10);
     this.#isolate?.cancelAll();
@@ -138,7 +172,7 @@ export class HandlerRunner {
       memoryMb: this.info?.memoryMb ?? DEFAULTS.memoryMb,
       permissions: this.info?.permissions,
       onLog: (level, msg) => this.#log[level](msg),
-      onCall: (op, subject, data) => this.#call(op, subject, data),
+      onCall: (op, subject, data, opts) => this.#call(op, subject, data, opts?.delayMs),
       onCrash: (reason) => {
         if (this.#isolate === iso) this.#restart(reason);
       },
@@ -146,8 +180,8 @@ export class HandlerRunner {
     return iso;
   }
 
-  async #call(op: "publish" | "emit", subject: string, data: Uint8Array): Promise<void> {
-    if (op === "emit") return await this.#emit(subject, data);
+  async #call(op: "publish" | "emit", subject: string, data: Uint8Array, delayMs?: number): Promise<void> {
+    if (op === "emit") return await this.#emit(subject, data, delayMs);
     if (!isSubject(subject)) {
       throw new TypeError(`ctx.publish: invalid subject ${JSON.stringify(subject)} (dot-separated tokens, no wildcards)`);
     }
@@ -183,23 +217,23 @@ export class HandlerRunner {
     }, delay);
   }
 
-  async #ensureConsumer(): Promise<Consumer> {
+  async #ensureConsumer(durable: string, subjects: string[]): Promise<Consumer> {
     const info = this.info!;
     const jsm = this.#broker.jsm;
     const cfg = {
-      durable_name: this.durable,
+      durable_name: durable,
       description: `outpost handler ${this.built.name}`,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       // Messages are never held while not running, so ack_wait only has to cover one invocation.
       ack_wait: nanos(info.timeoutMs + 30_000),
       max_deliver: -1,
-      max_ack_pending: Math.max(1_000, info.concurrency * 4),
-      ...(info.subjects.length === 1 ? { filter_subject: info.subjects[0]! } : { filter_subjects: info.subjects }),
+      max_ack_pending: Math.max(1_000, info.concurrency * (info.batch?.size ?? 1) * 4),
+      ...(subjects.length === 1 ? { filter_subject: subjects[0]! } : { filter_subjects: subjects }),
     };
     let existing;
     try {
-      existing = await jsm.consumers.info(STREAMS.ingest, this.durable);
+      existing = await jsm.consumers.info(STREAMS.ingest, durable);
     } catch (e) {
       if (!(e instanceof JetStreamApiError)) throw e;
     }
@@ -208,33 +242,51 @@ export class HandlerRunner {
     } else {
       const { durable_name: _d, deliver_policy: _p, ...update } = cfg;
       try {
-        await jsm.consumers.update(STREAMS.ingest, this.durable, update);
+        await jsm.consumers.update(STREAMS.ingest, durable, update);
       } catch (e) {
         // Older servers cannot change a consumer's filter in place.
-        this.#log.warn(`recreating consumer ${this.durable}: ${(e as Error).message}`);
-        await jsm.consumers.delete(STREAMS.ingest, this.durable);
+        this.#log.warn(`recreating consumer ${durable}: ${(e as Error).message}`);
+        await jsm.consumers.delete(STREAMS.ingest, durable);
         await jsm.consumers.add(STREAMS.ingest, cfg);
       }
     }
-    return await this.#broker.js.consumers.get(STREAMS.ingest, this.durable);
+    return await this.#broker.js.consumers.get(STREAMS.ingest, durable);
   }
 
-  async #fetchLoop(consumer: Consumer): Promise<void> {
+  /**
+   * One lane's loop: wait for room (and tokens, with a rate limit), pull at most that many
+   * messages, hand each on. Room taken but not filled by the pull is given back.
+   */
+  async #fetchLoop(consumer: Consumer, lane: Lane, expires: number): Promise<void> {
+    const slots = this.#slots!;
     while (!this.#stopping) {
-      const free = this.info!.concurrency - this.#inFlight;
-      if (free <= 0) {
-        await new Promise<void>((r) => this.#slotWaiters.push(r));
-        continue;
+      let want = slots.capacity;
+      if (this.#bucket) {
+        const wait = this.#bucket.waitMs(1);
+        if (wait > 0) {
+          await _sleep(Math.min(wait, 250));
+          continue;
+        }
+        want = Math.max(1, Math.min(want, Math.floor(this.#bucket.available())));
       }
-      if (this.#stopping) break;
+      const room = await slots.acquire(lane, want);
+      if (room === 0) break;
+      let used = 0;
       try {
         // Short pulls: stopping (shutdown, swap) waits for the one under way to run out.
-        const batch = await consumer.fetch({ max_messages: free, expires: 1_000 });
-        for await (const m of batch) void this.#handle(m);
+        const batch = await consumer.fetch({ max_messages: room, expires });
+        for await (const m of batch) {
+          used++;
+          this.#bucket?.take(1);
+          if (this.#batcher) this.#batcher.add(m);
+          else void this.#handle(m);
+        }
       } catch (e) {
         if (this.#stopping) break;
         this.#log.warn(`fetch failed: ${(e as Error).message}; retrying in 1 s`);
         await _sleep(1_000);
+      } finally {
+        slots.release(room - used);
       }
     }
   }
@@ -251,21 +303,84 @@ export class HandlerRunner {
         m.nak(); // stopping while the isolate was down: straight back to the stream
         return;
       }
+      const key = await this.#seen(m);
+      if (key === null) return;
       try {
         await iso.invoke({ subject: m.subject, seq: m.seq, attempt, data: m.data }, info.timeoutMs);
-        m.ack();
-        this.counts.acked++;
-        this.lastAckAt = Date.now();
-        this.firstAckAt ??= this.lastAckAt;
-        this.#firstErrors.delete(m.seq);
+        await this.#succeeded(m, key);
       } catch (e) {
         await this.#failed(m, attempt, e);
       }
     } finally {
       this.#inFlight--;
-      const w = this.#slotWaiters.shift();
-      w?.();
+      this.#slots?.release(1);
     }
+  }
+
+  async #handleBatch(msgs: JsMsg[]): Promise<void> {
+    this.#inFlight += msgs.length;
+    const info = this.info!;
+    try {
+      if (this.status !== "running") await Promise.all(msgs.map((m) => this.#whileDown(m)));
+      const iso = this.#isolate;
+      if (!iso?.invokeBatch || this.status !== "running") {
+        for (const m of msgs) m.nak();
+        return;
+      }
+      const keys = await Promise.all(msgs.map((m) => this.#seen(m)));
+      const todo = msgs.map((m, i) => ({ m, key: keys[i] })).filter((x) => x.key !== null);
+      if (!todo.length) return;
+      const items = todo.map(({ m }) => ({ subject: m.subject, seq: m.seq, attempt: m.info.deliveryCount, data: m.data }));
+      let failures;
+      try {
+        failures = await iso.invokeBatch(items, info.timeoutMs);
+      } catch (e) {
+        // The batch as a whole failed: each reading counts an attempt of its own.
+        await Promise.all(todo.map(({ m }) => this.#failed(m, m.info.deliveryCount, e)));
+        return;
+      }
+      const failed = new Map(failures.map((f) => [f.index, f]));
+      await Promise.all(todo.map(({ m, key }, i) => {
+        const f = failed.get(i);
+        return f ? this.#failed(m, m.info.deliveryCount, new HandlerError(f.error, f.permanent)) : this.#succeeded(m, key);
+      }));
+    } finally {
+      this.#inFlight -= msgs.length;
+      this.#slots?.release(msgs.length);
+    }
+  }
+
+  /**
+   * With `dedupe`: the reading's key, or null when it was handled before (then it is acked here
+   * and skipped). Without: undefined.
+   */
+  async #seen(m: JsMsg): Promise<string | null | undefined> {
+    const d = this.info!.dedupe;
+    if (!d || !this.#dedupe) return undefined;
+    let key: string | undefined;
+    try {
+      key = dedupeKey(decodeCbor(m.data), d.fields);
+      if (key === undefined || !(await this.#dedupe.seen(key))) return key;
+    } catch (e) {
+      this.#log.warn(`dedupe check of message ${m.seq} failed (${(e as Error).message}); handling it`);
+      return key;
+    }
+    m.ack();
+    this.counts.deduped++;
+    this.#log.debug(`message ${m.seq} skipped: its dedupe key was handled before`);
+    return null;
+  }
+
+  async #succeeded(m: JsMsg, key: string | undefined | null): Promise<void> {
+    if (key) {
+      // Remember before acking: a crash in between redelivers a reading that is then skipped.
+      await this.#dedupe!.remember(key).catch((e: Error) => this.#log.warn(`cannot remember dedupe key of ${m.seq}: ${e.message}`));
+    }
+    m.ack();
+    this.counts.acked++;
+    this.lastAckAt = Date.now();
+    this.firstAckAt ??= this.lastAckAt;
+    this.#firstErrors.delete(m.seq);
   }
 
   async #whileDown(m: JsMsg): Promise<void> {
@@ -289,7 +404,7 @@ export class HandlerRunner {
     if (!this.#firstErrors.has(m.seq)) this.#firstErrors.set(m.seq, error);
     const permanent = e instanceof HandlerError && e.permanent;
     const kind = e instanceof HandlerTimeoutError ? "timed out" : e instanceof IsolateCrashedError ? "crashed" : "failed";
-    if (permanent || attempt >= info.maxAttempts) {
+    if ((permanent || attempt >= info.maxAttempts) && !this.holdDeadLetters) {
       try {
         await deadLetter(this.#broker.js, m, {
           handler: this.built.name,

@@ -9,6 +9,9 @@ export const DEFAULTS = {
   backoffBaseMs: 1_000,
   backoffMaxMs: 60_000,
   jitter: 0.1,
+  priorityWeight: 4,
+  dedupeTtlMs: 24 * 3_600_000,
+  batchMaxWaitMs: 1_000,
 } as const;
 
 /** Defaults and bounds of the `isolation: "wasm"` tier's limits. */
@@ -44,7 +47,9 @@ export function checkDefinition(def: unknown): string[] {
   }
   const d = def as Record<string, unknown>;
   const p: string[] = [];
-  if (typeof d.handle !== "function") p.push("`handle` must be a function");
+  if (d.batch !== undefined) {
+    if (typeof d.handleBatch !== "function") p.push("with `batch`, `handleBatch(readings, ctx)` must be a function");
+  } else if (typeof d.handle !== "function") p.push("`handle` must be a function");
   if (d.topic === undefined && d.subjects === undefined) p.push("`topic` (or `subjects`) is required");
   if (d.topic !== undefined && !isTopic(d.topic)) {
     p.push(`\`topic\` must be dot-separated letters, digits, _ or -, got ${JSON.stringify(d.topic)}`);
@@ -86,6 +91,7 @@ export function checkDefinition(def: unknown): string[] {
       }
     }
   }
+  p.push(..._checkQueuePolicy(d));
   if (d.retry !== undefined) {
     const r = d.retry as Record<string, unknown> | null;
     if (!r || typeof r !== "object") p.push("`retry` must be an object");
@@ -128,6 +134,14 @@ export interface HandlerInfo {
   backoff: number[] | { baseMs: number; maxMs: number };
   /** Each delay is scaled by a random factor in [1 - jitter, 1 + jitter]. */
   jitter: number;
+  /** Token bucket in front of `handle`: at most `perSecond` on average, `burst` at once. */
+  rateLimit: { perSecond: number; burst: number } | undefined;
+  /** Two lanes: high-priority readings get `weight` slots for each one of normal readings. */
+  priority: { weight: number; field: string | undefined } | undefined;
+  /** Skip a reading whose key (the values of `fields`) was handled within `ttlMs`. */
+  dedupe: { ttlMs: number; fields: string[] } | undefined;
+  /** Hand the handler arrays of up to `size` readings, waiting at most `maxWaitMs` to fill one. */
+  batch: { size: number; maxWaitMs: number } | undefined;
 }
 
 /**
@@ -162,5 +176,47 @@ export function handlerInfo(def: Record<string, unknown>): HandlerInfo {
       ? { baseMs: DEFAULTS.backoffBaseMs, maxMs: DEFAULTS.backoffMaxMs }
       : { baseMs: b.baseMs ?? DEFAULTS.backoffBaseMs, maxMs: b.maxMs ?? DEFAULTS.backoffMaxMs },
     jitter: retry.jitter ?? DEFAULTS.jitter,
+    ..._queuePolicy(def),
+  };
+}
+
+type _Obj = Record<string, unknown>;
+const _isObj = (v: unknown): v is _Obj => !!v && typeof v === "object" && !Array.isArray(v);
+const _num = (v: unknown, min: number, max: number) => typeof v === "number" && Number.isFinite(v) && v >= min && v <= max;
+
+/** Checks of `rateLimit`, `priority`, `dedupe` and `batch`. */
+function _checkQueuePolicy(d: _Obj): string[] {
+  const p: string[] = [];
+  const r = d.rateLimit;
+  if (r !== undefined && !(_isObj(r) && _num(r.perSecond, 0.001, 1e6) && (r.burst === undefined || _num(r.burst, 1, 1e6)))) {
+    p.push("`rateLimit` must be { perSecond: > 0, burst?: >= 1 }");
+  }
+  const pr = d.priority;
+  if (pr !== undefined && pr !== true && !(_isObj(pr) && (pr.weight === undefined || _num(pr.weight, 1, 1000)) && (pr.field === undefined || typeof pr.field === "string"))) {
+    p.push("`priority` must be true or { weight?: 1..1000, field?: string }");
+  }
+  const dd = d.dedupe;
+  const keyOk = (k: unknown) => (typeof k === "string" && k.length > 0) || (Array.isArray(k) && k.length > 0 && k.every((x) => typeof x === "string" && x.length > 0));
+  if (dd !== undefined && !(_isObj(dd) && keyOk(dd.key) && (dd.ttlMs === undefined || _num(dd.ttlMs, 1, 365 * 86_400_000)))) {
+    p.push("`dedupe` must be { key: field name or list of field names (dotted paths), ttlMs?: number }");
+  }
+  const b = d.batch;
+  if (b !== undefined && !(_isObj(b) && Number.isInteger(b.size) && _num(b.size, 1, 10_000) && (b.maxWaitMs === undefined || _num(b.maxWaitMs, 0, 3_600_000)))) {
+    p.push("`batch` must be { size: integer 1..10000, maxWaitMs?: number }");
+  }
+  return p;
+}
+
+/** `rateLimit`, `priority`, `dedupe` and `batch` with defaults applied. */
+function _queuePolicy(d: _Obj): Pick<HandlerInfo, "rateLimit" | "priority" | "dedupe" | "batch"> {
+  const r = d.rateLimit as { perSecond: number; burst?: number } | undefined;
+  const pr = d.priority as true | { weight?: number; field?: string } | undefined;
+  const dd = d.dedupe as { key: string | string[]; ttlMs?: number } | undefined;
+  const b = d.batch as { size: number; maxWaitMs?: number } | undefined;
+  return {
+    rateLimit: r ? { perSecond: r.perSecond, burst: r.burst ?? Math.max(1, Math.ceil(r.perSecond)) } : undefined,
+    priority: pr ? { weight: (pr === true ? undefined : pr.weight) ?? DEFAULTS.priorityWeight, field: pr === true ? undefined : pr.field } : undefined,
+    dedupe: dd ? { ttlMs: dd.ttlMs ?? DEFAULTS.dedupeTtlMs, fields: Array.isArray(dd.key) ? [...dd.key] : [dd.key] } : undefined,
+    batch: b ? { size: b.size, maxWaitMs: b.maxWaitMs ?? DEFAULTS.batchMaxWaitMs } : undefined,
   };
 }

@@ -4,7 +4,9 @@ import type { Broker } from "../broker/connect.ts";
 import { HandlerRunner, type HandlerCounts, type HandlerStatus } from "../dispatch/runner.ts";
 import type { Logger } from "../log.ts";
 import type { Validator } from "../sandbox/validator.ts";
+import { headers as natsHeaders } from "@nats-io/nats-core";
 import { decodeCbor, scanCbor } from "../codec/cbor.ts";
+import { delayedSubject, NOT_BEFORE_HEADER, readingSubject } from "../dispatch/subjects.ts";
 import { watchDir, type DirWatch } from "../runtime/watch.ts";
 import { buildHandler } from "./build.ts";
 import { isTopic } from "./definition.ts";
@@ -46,6 +48,8 @@ export interface TopicRoute {
   schemaKeys: string[];
   /** Field that gives each reading of a batch its idempotency key. */
   idField: string | undefined;
+  /** Set when every handler of the topic serves a high-priority lane; `field` marks a reading high. */
+  priority: { field: string | undefined } | undefined;
 }
 
 interface _Entry {
@@ -158,7 +162,7 @@ export class HandlerRegistry {
     try {
       const built = await buildHandler(file, this.#bundleDir);
       if (old && old.built.hash === built.hash) return undefined;
-      next = new HandlerRunner(built, this.#broker, this.#log, (topic, data) => this.#emit(topic, data));
+      next = new HandlerRunner(built, this.#broker, this.#log, (topic, data, delayMs) => this.#emit(topic, data, delayMs));
       const info = await next.load();
       if (info.hasSchema) {
         // A wasm-tier handler's code never runs in a V8 worker: its schema is checked in QuickJS too.
@@ -312,6 +316,10 @@ export class HandlerRegistry {
     return {
       schemaKeys: consumers.filter((r) => r.info?.hasSchema).map((r) => this.#schemaKey(r)),
       idField: consumers.map((r) => r.info?.idField).find((f) => f !== undefined),
+      // High-priority lanes only where every consumer of the topic has one.
+      priority: consumers.every((r) => r.info?.priority)
+        ? { field: consumers.map((r) => r.info?.priority?.field).find((f) => f !== undefined) }
+        : undefined,
     };
   }
 
@@ -340,7 +348,7 @@ export class HandlerRegistry {
         isolation: r?.info?.isolation ?? "worker",
         consumer: r?.durable ?? null,
         inFlight: r?.inFlight ?? 0,
-        counts: r ? { ...r.counts } : { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0 },
+        counts: r ? { ...r.counts } : { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0, deduped: 0 },
         limits: r?.info
           ? {
             timeoutMs: r.info.timeoutMs,
@@ -369,7 +377,7 @@ export class HandlerRegistry {
   }
 
   /** ctx.emit: the same checks as ingest (a consumed topic, its schemas) before storing. */
-  async #emit(topic: string, data: Uint8Array): Promise<void> {
+  async #emit(topic: string, data: Uint8Array, delayMs?: number): Promise<void> {
     const route = isTopic(topic) ? this.route(topic) : undefined;
     if (!route) {
       throw new Error(`ctx.emit: no handler consumes topic ${JSON.stringify(topic)}; known topics: ${this.topics().join(", ") || "(none)"}`);
@@ -381,7 +389,11 @@ export class HandlerRegistry {
       const first = issues[0];
       if (first) throw new Error(`ctx.emit: the reading does not match the schema of ${topic}: ${first.path ? `${first.path}: ` : ""}${first.message}`);
     }
-    await this.#broker.js.publish(`ingest.${topic}`, data);
+    if (delayMs && delayMs > 0) {
+      const h = natsHeaders();
+      h.set(NOT_BEFORE_HEADER, String(Date.now() + delayMs));
+      await this.#broker.js.publish(delayedSubject(topic), data, { headers: h });
+    } else await this.#broker.js.publish(readingSubject(topic), data);
   }
 
   #schemaKey(r: HandlerRunner): string {

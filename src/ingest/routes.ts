@@ -2,9 +2,9 @@ import { Hono } from "hono";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { PubAck } from "@nats-io/jetstream";
 import type { Broker } from "../broker/connect.ts";
-import { SUBJECTS } from "../broker/streams.ts";
 import { encodeCbor, type CborLimits } from "../codec/cbor.ts";
 import type { TopicRoute } from "../handlers/registry.ts";
+import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject } from "../dispatch/subjects.ts";
 import type { Logger } from "../log.ts";
 import type { ReadingIssue } from "../sandbox/protocol.ts";
 import { ValidatorUnavailableError, type Validator } from "../sandbox/validator.ts";
@@ -109,12 +109,23 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     const broker = deps.broker();
     if (!broker?.connected()) return _unavailable(req, "The message broker is unreachable; nothing was stored");
     const ids = _messageIds(req, topic, readings, route.idField);
-    const subject = `${SUBJECTS.ingest}.${topic}`;
+    const notBefore = _notBefore(req.headers.get("not-before"));
+    if (notBefore instanceof Error) return reply(req, 400, { error: "invalid_not_before", message: notBefore.message });
+    const delayed = notBefore !== undefined && notBefore > Date.now();
+    const requestHigh = /^high$/i.test(req.headers.get("outpost-priority") ?? "");
     const results = await Promise.allSettled(
       readings.map((r, i) => {
         const opts: { msgID?: string; headers?: ReturnType<typeof natsHeaders>; timeout: number } = { timeout: 5_000 };
         const id = ids[i];
         if (id !== undefined) opts.msgID = id;
+        // Priority lanes exist only where every handler of the topic serves them.
+        const high = route.priority !== undefined && (requestHigh || _isHigh(r, route.priority.field));
+        if (delayed || high) {
+          opts.headers = natsHeaders();
+          if (delayed) opts.headers.set(NOT_BEFORE_HEADER, String(notBefore));
+          if (high) opts.headers.set(PRIORITY_HEADER, "high");
+        }
+        const subject = delayed ? delayedSubject(topic) : readingSubject(topic, high);
         return broker.js.publish(subject, raw?.[i] ?? encodeCbor(r), opts);
       }),
     );
@@ -135,9 +146,31 @@ export function ingestRoutes(deps: IngestDeps): Hono {
         failed,
       }, { "retry-after": full ? "30" : "2" });
     }
-    return reply(req, 202, { topic, accepted: stored.length, results: stored });
+    return reply(req, 202, {
+      topic,
+      accepted: stored.length,
+      ...(delayed ? { notBefore: new Date(notBefore).toISOString() } : {}),
+      results: stored,
+    });
   });
   return app;
+}
+
+const _MAX_DELAY_MS = 365 * 86_400_000;
+
+/** `Not-Before`: an ISO 8601 or HTTP date, or epoch milliseconds. */
+function _notBefore(h: string | null): number | undefined | Error {
+  if (h === null || h.trim() === "") return undefined;
+  const t = /^\d+$/.test(h.trim()) ? Number(h.trim()) : Date.parse(h);
+  if (!Number.isFinite(t)) return new Error(`Not-Before ${JSON.stringify(h)} is not a date (ISO 8601, HTTP date, or epoch milliseconds)`);
+  if (t - Date.now() > _MAX_DELAY_MS) return new Error("Not-Before is more than 365 days ahead");
+  return t;
+}
+
+function _isHigh(reading: unknown, field: string | undefined): boolean {
+  if (!field || !reading || typeof reading !== "object") return false;
+  const v = (reading as Record<string, unknown>)[field];
+  return v === true || v === "high" || (typeof v === "number" && v > 0);
 }
 
 function _unavailable(req: Request, message: string): Response {

@@ -1,4 +1,5 @@
 import type { ErrorData } from "../errors.ts";
+import type { BatchFailure } from "./protocol.ts";
 import type { HandlerInfo } from "../handlers/definition.ts";
 import type { WorkerPermissions } from "../runtime/worker.ts";
 
@@ -26,7 +27,7 @@ export interface Invocation {
 }
 
 /** The host's answer to `ctx.publish` / `ctx.emit`. */
-export type CallHandler = (op: "publish" | "emit", subject: string, data: Uint8Array) => Promise<void>;
+export type CallHandler = (op: "publish" | "emit", subject: string, data: Uint8Array, opts?: { delayMs?: number }) => Promise<void>;
 
 /** What every isolate kind is given. */
 export interface IsolateOptions {
@@ -54,6 +55,8 @@ export interface Isolate {
   start(): Promise<HandlerInfo>;
   /** Handle one message within `timeoutMs`. */
   invoke(inv: Invocation, timeoutMs: number): Promise<void>;
+  /** Handle several messages with `handleBatch`; resolves with the readings it reported failed. Absent where batches are not supported. */
+  invokeBatch?(items: Invocation[], timeoutMs: number): Promise<BatchFailure[]>;
   /** Abort every running handler's signal (shutdown). */
   cancelAll(): void;
   /** Stop; pending invocations fail with IsolateCrashedError. */

@@ -6,11 +6,19 @@ import { decodeCbor, encodeCbor } from "../codec/cbor.ts";
 import { toErrorData } from "../errors.ts";
 import { checkDefinition, handlerInfo } from "../handlers/definition.ts";
 import { hostPort } from "../runtime/isolate_port.ts";
-import { PermanentError, type Context, type HandlerLog } from "../handler.ts";
-import type { HostToIsolate, IsolateToHost } from "./protocol.ts";
+import { PermanentError, type BatchContext, type Context, type HandlerLog } from "../handler.ts";
+import type { BatchFailure, HostToIsolate, IsolateToHost } from "./protocol.ts";
+import { topicOf } from "../dispatch/subjects.ts";
+
+type _Io = {
+  send: (m: IsolateToHost) => void;
+  call: (op: "publish" | "emit", s: string, v: unknown, delayMs?: number) => Promise<void>;
+  log: HandlerLog;
+};
 
 type _Def = {
   handle(r: unknown, ctx: Context): unknown;
+  handleBatch?(r: unknown[], ctx: BatchContext): unknown;
   schema?: { "~standard": { validate(v: unknown): unknown } };
 };
 
@@ -30,6 +38,11 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
       send({ type: "load-error", error: { name: "TypeError", message: `Invalid handler definition: ${problems.join("; ")}` } });
       return;
     }
+    if ((mod.default as { isolation?: unknown }).isolation === "wasm") {
+      // The host runs wasm-tier handlers in QuickJS; reaching a worker means its tier was misjudged.
+      send({ type: "load-error", error: { name: "TypeError", message: 'A handler with isolation "wasm" cannot run in a worker' } });
+      return;
+    }
     def = mod.default as _Def;
   } catch (e) {
     send({ type: "load-error", error: toErrorData(e) });
@@ -38,12 +51,14 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
   const calls = new Map<number, { resolve(): void; reject(e: Error): void }>();
   const running = new Map<number, AbortController>();
   let nextCall = 1;
-  const call = (op: "publish" | "emit", subject: string, value: unknown) =>
+  const call = (op: "publish" | "emit", subject: string, value: unknown, delayMs?: number) =>
     new Promise<void>((resolve, reject) => {
       const callId = nextCall++;
       calls.set(callId, { resolve, reject });
       const data = encodeCbor(value);
-      send({ type: "call", callId, op, subject, data }, [data.buffer as ArrayBuffer]);
+      const m: IsolateToHost = { type: "call", callId, op, subject, data };
+      if (delayMs) m.delayMs = delayMs;
+      send(m, [data.buffer as ArrayBuffer]);
     });
   const log = _makeLog(send);
   port.onMessage((raw) => {
@@ -57,6 +72,8 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
       running.get(m.id)?.abort(new DOMException("Cancelled by the host", "AbortError"));
     } else if (m.type === "invoke") {
       void _invoke(def, m, running, { send, call, log });
+    } else if (m.type === "invoke-batch") {
+      void _invokeBatch(def, m, running, { send, call, log });
     }
   });
   send({ type: "ready", info: handlerInfo(def as unknown as Record<string, unknown>) });
@@ -66,7 +83,7 @@ async function _invoke(
   def: _Def,
   m: Extract<HostToIsolate, { type: "invoke" }>,
   running: Map<number, AbortController>,
-  io: { send: (m: IsolateToHost) => void; call: (op: "publish" | "emit", s: string, v: unknown) => Promise<void>; log: HandlerLog },
+  io: _Io,
 ): Promise<void> {
   const ac = new AbortController();
   running.set(m.id, ac);
@@ -84,11 +101,11 @@ async function _invoke(
       id: `INGEST:${m.seq}`,
       seq: m.seq,
       subject: m.subject,
-      topic: m.subject.replace(/^ingest\./, ""),
+      topic: topicOf(m.subject),
       attempt: m.attempt,
       signal: ac.signal,
       publish: (subject, value) => io.call("publish", subject, value),
-      emit: (topic, value) => io.call("emit", topic, value),
+      emit: (topic, value, opts) => io.call("emit", topic, value, opts?.delayMs),
       log: io.log,
       Permanent: PermanentError,
     };
@@ -124,6 +141,65 @@ function _trapExit(send: (m: IsolateToHost) => void): void {
     try {
       Object.defineProperty(holder, "exit", { value: trap, configurable: true, writable: true });
     } catch { /* frozen: the runtime's own exit handling applies */ }
+  }
+}
+
+async function _invokeBatch(
+  def: _Def,
+  m: Extract<HostToIsolate, { type: "invoke-batch" }>,
+  running: Map<number, AbortController>,
+  io: _Io,
+): Promise<void> {
+  const ac = new AbortController();
+  running.set(m.id, ac);
+  const timer = setTimeout(() => ac.abort(new DOMException(`Timed out after ${m.timeoutMs} ms`, "TimeoutError")), m.timeoutMs);
+  const failures = new Map<number, BatchFailure>();
+  try {
+    const readings: unknown[] = [];
+    for (const [index, item] of m.items.entries()) {
+      let reading = decodeCbor(item.data);
+      if (def.schema) {
+        const r = (await def.schema["~standard"].validate(reading)) as { value?: unknown; issues?: { message: string }[] };
+        if (r.issues) {
+          failures.set(index, { index, permanent: true, error: { name: "PermanentError", message: `Reading no longer matches the schema: ${r.issues.map((i) => i.message).join("; ")}` } });
+        }
+        reading = r.value;
+      }
+      readings.push(reading);
+    }
+    // Readings that failed their schema are left out of the batch the handler sees.
+    const keep = m.items.map((_item, i) => i).filter((i) => !failures.has(i));
+    const first = m.items[keep[0] ?? 0]!;
+    const ctx: BatchContext = {
+      id: `INGEST:${first.seq}`,
+      seq: first.seq,
+      subject: first.subject,
+      topic: topicOf(first.subject),
+      attempt: first.attempt,
+      signal: ac.signal,
+      items: keep.map((k) => {
+        const i = m.items[k]!;
+        return { id: `INGEST:${i.seq}`, seq: i.seq, subject: i.subject, attempt: i.attempt };
+      }),
+      fail: (index, error) => {
+        const orig = keep[index];
+        if (!Number.isInteger(index) || orig === undefined) throw new RangeError(`ctx.fail: no reading ${index} in a batch of ${keep.length}`);
+        const data = toErrorData(error);
+        failures.set(orig, { index: orig, error: data, permanent: data.name === "PermanentError" });
+      },
+      publish: (subject, value) => io.call("publish", subject, value),
+      emit: (topic, value, opts) => io.call("emit", topic, value, opts?.delayMs),
+      log: io.log,
+      Permanent: PermanentError,
+    };
+    if (keep.length) await def.handleBatch!(keep.map((k) => readings[k]), ctx);
+    io.send({ type: "done", id: m.id, failures: [...failures.values()] });
+  } catch (e) {
+    const error = toErrorData(e);
+    io.send({ type: "failed", id: m.id, error, permanent: error.name === "PermanentError" });
+  } finally {
+    clearTimeout(timer);
+    running.delete(m.id);
   }
 }
 

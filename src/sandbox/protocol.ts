@@ -11,9 +11,18 @@ export interface ReadingIssue {
   message: string;
 }
 
+/** One reading of a batch that `handleBatch` reported as failed with `ctx.fail`. */
+export interface BatchFailure {
+  index: number;
+  error: ErrorData;
+  permanent: boolean;
+}
+
 /** Host → handler isolate. */
 export type HostToIsolate =
   | { type: "invoke"; id: number; subject: string; seq: number; attempt: number; data: Uint8Array; timeoutMs: number }
+  /** Several readings for `handleBatch`; answered by "done" (with per-item `failures`) or "failed". */
+  | { type: "invoke-batch"; id: number; items: { subject: string; seq: number; attempt: number; data: Uint8Array }[]; timeoutMs: number }
   | { type: "reply"; callId: number; error?: ErrorData }
   | { type: "cancel"; id: number };
 
@@ -21,9 +30,9 @@ export type HostToIsolate =
 export type IsolateToHost =
   | { type: "ready"; info: HandlerInfo }
   | { type: "load-error"; error: ErrorData }
-  | { type: "done"; id: number }
+  | { type: "done"; id: number; failures?: BatchFailure[] }
   | { type: "failed"; id: number; error: ErrorData; permanent: boolean }
-  | { type: "call"; callId: number; op: "publish" | "emit"; subject: string; data: Uint8Array }
+  | { type: "call"; callId: number; op: "publish" | "emit"; subject: string; data: Uint8Array; delayMs?: number }
   | { type: "log"; level: "debug" | "info" | "warn" | "error"; message: string }
   | { type: "exit"; code: number };
 

@@ -2,14 +2,14 @@ import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError } from "../e
 import type { HandlerInfo } from "../handlers/definition.ts";
 import { spawnWorker, type WorkerHandle } from "../runtime/worker.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "./isolate.ts";
-import type { HostToIsolate, IsolateToHost } from "./protocol.ts";
+import type { BatchFailure, HostToIsolate, IsolateToHost } from "./protocol.ts";
 
 export { HandlerError, type CallHandler, type Invocation } from "./isolate.ts";
 
 /** Options of {@link WorkerIsolate}. */
 export type WorkerIsolateOptions = IsolateOptions;
 
-type _Pending = { resolve(): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> | undefined };
+type _Pending = { resolve(f: BatchFailure[]): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> | undefined };
 
 // Time a handler gets to settle after its signal aborted before the isolate is terminated.
 const _GRACE_MS = 100;
@@ -81,7 +81,7 @@ export class WorkerIsolate implements Isolate {
             reject(new HandlerLoadError(`Handler ${this.#opts.name} failed to load: ${m.error.name}: ${m.error.message}`));
             return;
           case "done":
-            return this.#settle(m.id);
+            return this.#settle(m.id, undefined, m.failures);
           case "failed":
             return this.#settle(m.id, new HandlerError(m.error, m.permanent));
           case "log":
@@ -89,7 +89,7 @@ export class WorkerIsolate implements Isolate {
           case "exit":
             return void this.#crash(`exit(${m.code}) attempt`);
           case "call":
-            return void this.#opts.onCall(m.op, m.subject, m.data).then(
+            return void this.#opts.onCall(m.op, m.subject, m.data, m.delayMs ? { delayMs: m.delayMs } : undefined).then(
               () => this.#post({ type: "reply", callId: m.callId }),
               (e: Error) => this.#post({ type: "reply", callId: m.callId, error: { name: e.name, message: e.message } }),
             );
@@ -103,10 +103,27 @@ export class WorkerIsolate implements Isolate {
    * @param timeoutMs after this the handler's signal aborts; shortly after, the isolate is terminated
    * @throws HandlerError, HandlerTimeoutError or IsolateCrashedError
    */
-  invoke(inv: Invocation, timeoutMs: number): Promise<void> {
+  async invoke(inv: Invocation, timeoutMs: number): Promise<void> {
+    // Copy (not .slice(), which is a view for a Node Buffer): a nats message's data views the
+    // socket's read buffer, shared with other messages, which must not be cloned or detached.
+    const data = new Uint8Array(inv.data);
+    await this.#call(timeoutMs, (id) => [{ type: "invoke", id, subject: inv.subject, seq: inv.seq, attempt: inv.attempt, data, timeoutMs }, [data.buffer]]);
+  }
+
+  /**
+   * Hand several messages to `handleBatch` at once.
+   * @returns the readings the handler reported failed with `ctx.fail` (the others succeeded)
+   * @throws like {@link invoke}, for the batch as a whole
+   */
+  async invokeBatch(items: Invocation[], timeoutMs: number): Promise<BatchFailure[]> {
+    const copies = items.map((i) => ({ subject: i.subject, seq: i.seq, attempt: i.attempt, data: new Uint8Array(i.data) }));
+    return await this.#call(timeoutMs, (id) => [{ type: "invoke-batch", id, items: copies, timeoutMs }, copies.map((c) => c.data.buffer)]);
+  }
+
+  #call(timeoutMs: number, message: (id: number) => [HostToIsolate, ArrayBuffer[]]): Promise<BatchFailure[]> {
     if (this.#dead || !this.#w) return Promise.reject(new IsolateCrashedError(`Isolate of ${this.#opts.name} is not running`));
     const id = this.#next++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<BatchFailure[]>((resolve, reject) => {
       const timer = setTimeout(() => {
         const err = new HandlerTimeoutError(`Handler ${this.#opts.name} did not finish within ${timeoutMs} ms`);
         this.#settle(id, err);
@@ -115,10 +132,8 @@ export class WorkerIsolate implements Isolate {
         void this.terminate().then(() => this.#opts.onCrash("timeout"));
       }, timeoutMs + _GRACE_MS);
       this.#pending.set(id, { resolve, reject, timer });
-      // Copy (not .slice(), which is a view for a Node Buffer): a nats message's data views the
-      // socket's read buffer, shared with other messages, which must not be cloned or detached.
-      const data = new Uint8Array(inv.data);
-      this.#post({ type: "invoke", id, subject: inv.subject, seq: inv.seq, attempt: inv.attempt, data, timeoutMs }, [data.buffer]);
+      const [m, transfer] = message(id);
+      this.#post(m, transfer);
     });
   }
 
@@ -145,13 +160,13 @@ export class WorkerIsolate implements Isolate {
     if (!this.#dead) this.#w?.post(m, transfer);
   }
 
-  #settle(id: number, err?: Error): void {
+  #settle(id: number, err?: Error, failures: BatchFailure[] = []): void {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
     clearTimeout(p.timer);
     if (err) p.reject(err);
-    else p.resolve();
+    else p.resolve(failures);
   }
 
   #failAll(err: Error): void {
