@@ -141,9 +141,7 @@ export class HandlerRunner {
     if (info.rateLimit) this.#bucket = new TokenBucket(info.rateLimit.perSecond, info.rateLimit.burst);
     if (info.batch) this.#batcher = new Batcher(info.batch.size, info.batch.maxWaitMs, (msgs) => void this.#handleBatch(msgs));
     this.status = "running";
-    // With two lanes, short pulls keep one idle lane from holding the room the other needs.
-    const expires = lanes.length > 1 ? 250 : 1_000;
-    this.#loops = lanes.map((c, i) => this.#fetchLoop(c, i as Lane, expires));
+    this.#loops = lanes.length === 1 ? [this.#fetchLoop(lanes[0]!, 0)] : lanes.map((c, i) => this.#laneLoop(c, i as Lane));
   }
 
   /**
@@ -257,7 +255,7 @@ export class HandlerRunner {
    * One lane's loop: wait for room (and tokens, with a rate limit), pull at most that many
    * messages, hand each on. Room taken but not filled by the pull is given back.
    */
-  async #fetchLoop(consumer: Consumer, lane: Lane, expires: number): Promise<void> {
+  async #fetchLoop(consumer: Consumer, lane: Lane): Promise<void> {
     const slots = this.#slots!;
     while (!this.#stopping) {
       let want = slots.capacity;
@@ -273,8 +271,8 @@ export class HandlerRunner {
       if (room === 0) break;
       let used = 0;
       try {
-        // Short pulls: stopping (shutdown, swap) waits for the one under way to run out.
-        const batch = await consumer.fetch({ max_messages: room, expires });
+        // Short pulls (1 s, the client's shortest): stopping (shutdown, swap) waits for the one under way.
+        const batch = await consumer.fetch({ max_messages: room, expires: 1_000 });
         for await (const m of batch) {
           used++;
           this.#bucket?.take(1);
@@ -289,6 +287,53 @@ export class HandlerRunner {
         slots.release(room - used);
       }
     }
+  }
+
+  /**
+   * A lane of a handler with priorities. A pull here holds no slot (an idle lane would otherwise
+   * sit on the room the busy one needs for a whole pull): each message it brings waits for a slot,
+   * and the slots go to the lanes by weight. A lane pulls no more than the free room, at least one,
+   * so each lane holds at most one message beyond the handler's concurrency.
+   */
+  async #laneLoop(consumer: Consumer, lane: Lane): Promise<void> {
+    const slots = this.#slots!;
+    while (!this.#stopping) {
+      let want = Math.max(1, slots.capacity - slots.used);
+      if (this.#bucket) {
+        const wait = this.#bucket.waitMs(1);
+        if (wait > 0) {
+          await _sleep(Math.min(wait, 250));
+          continue;
+        }
+        want = Math.max(1, Math.min(want, Math.floor(this.#bucket.available())));
+      }
+      try {
+        const batch = await consumer.fetch({ max_messages: want, expires: 1_000 });
+        const waits: Promise<void>[] = [];
+        for await (const m of batch) {
+          this.#bucket?.take(1);
+          waits.push(this.#whenSlot(lane, m));
+        }
+        await Promise.all(waits);
+      } catch (e) {
+        if (this.#stopping) break;
+        this.#log.warn(`fetch failed: ${(e as Error).message}; retrying in 1 s`);
+        await _sleep(1_000);
+      }
+    }
+  }
+
+  /** Wait for a slot for a message already pulled (keeping it ours meanwhile), then handle it. */
+  async #whenSlot(lane: Lane, m: JsMsg): Promise<void> {
+    const timer = setInterval(() => m.working(), 10_000);
+    const got = await this.#slots!.acquire(lane, 1);
+    clearInterval(timer);
+    if (got === 0) {
+      m.nak(); // stopping
+      return;
+    }
+    if (this.#batcher) this.#batcher.add(m);
+    else void this.#handle(m);
   }
 
   async #handle(m: JsMsg): Promise<void> {
@@ -323,7 +368,7 @@ export class HandlerRunner {
     try {
       if (this.status !== "running") await Promise.all(msgs.map((m) => this.#whileDown(m)));
       const iso = this.#isolate;
-      if (!iso?.invokeBatch || this.status !== "running") {
+      if (!iso || this.status !== "running") {
         for (const m of msgs) m.nak();
         return;
       }
@@ -333,6 +378,7 @@ export class HandlerRunner {
       const items = todo.map(({ m }) => ({ subject: m.subject, seq: m.seq, attempt: m.info.deliveryCount, data: m.data }));
       let failures;
       try {
+        if (!iso.invokeBatch) throw new HandlerError({ name: "PermanentError", message: "Batches are not available in this isolation tier" }, true);
         failures = await iso.invokeBatch(items, info.timeoutMs);
       } catch (e) {
         // The batch as a whole failed: each reading counts an attempt of its own.
