@@ -15,6 +15,7 @@ import { bundleRoutes } from "./bundles/routes.ts";
 import { loadTrustStore } from "./bundles/trust.ts";
 import { DlqStore } from "./dispatch/dlq_store.ts";
 import { Scheduler } from "./dispatch/scheduler.ts";
+import { Backpressure } from "./dispatch/backpressure.ts";
 import { dlqRoutes } from "./dispatch/dlq_routes.ts";
 import type { Logger } from "./log.ts";
 import { runtimeVersion } from "./runtime/detect.ts";
@@ -42,6 +43,8 @@ export interface OutpostOptions {
   fsync: string;
   bodyLimit: number;
   maxReadings: number;
+  /** Ingest answers 429 once a consuming handler has this many readings waiting (default 100 000). */
+  maxBacklog?: number;
   /** Bearer token of the admin routes; they answer 403 without one. */
   adminToken?: string | undefined;
   /** OTA bundles: trusted keys (files or `ed25519:` texts), k of n, size limit, probation policy. */
@@ -121,6 +124,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 100);
     await registry.loadAll();
     await bundles.attach(registry);
+    const pressure = new Backpressure(broker, o.maxBacklog ?? 100_000);
     const app = new Hono();
     const ready = { streams: true, handlersLoaded: true };
     app.get("/healthz", (c) => reply(c.req.raw, 200, { status: "ok" }));
@@ -140,6 +144,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       route: (t) => registry.route(t),
       topics: () => registry.topics(),
       validator,
+      pressure: (t) => pressure.check(registry.consumersOf(t)),
       bodyLimit: o.bodyLimit,
       maxReadings: o.maxReadings,
       cborLimits: DEFAULT_CBOR_LIMITS,

@@ -220,3 +220,42 @@ export default defineHandler({
     await nats.stop();
   }
 });
+
+test("back-pressure: past the high-water mark ingest answers 429 with Retry-After, and recovers as the handler drains", async (t) => {
+  const nats = await startNats();
+  const host = await startHost({
+    nats: nats.url,
+    args: ["--max-backlog", "20"],
+    workers: {
+      "slow.ts": `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({ topic: "slow", async handle() { await new Promise((res) => setTimeout(res, 100)); } });`,
+    },
+  });
+  try {
+    let refused;
+    for (let i = 0; i < 30 && !refused; i++) {
+      const before = (await nats.jsm.streams.info("INGEST")).state.last_seq;
+      const r = await ingest(host.url, "slow", JSON.stringify(Array.from({ length: 10 }, (_, n) => ({ n }))), "application/json");
+      if (r.status === 429) {
+        refused = r;
+        assert.equal((await nats.jsm.streams.info("INGEST")).state.last_seq, before, "a refused request stores nothing");
+      } else assert.equal(r.status, 202);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.ok(refused, "ingest turned to 429");
+    assert.equal(refused.json.error, "backlog");
+    assert.match(refused.json.message, /^Handler slow has \d+ readings waiting \(high-water mark 20\); try again later; nothing was stored$/);
+    const retryAfter = Number(refused.headers.get("retry-after"));
+    assert.ok(retryAfter >= 1 && retryAfter <= 300, `Retry-After ${retryAfter}`);
+    t.diagnostic(`429 with Retry-After ${retryAfter} s (${refused.json.message})`);
+    const ok = await waitFor(async () => {
+      const r = await ingest(host.url, "slow", JSON.stringify({ n: 99 }), "application/json");
+      return r.status === 202 ? r : undefined;
+    }, 30_000, "ingest to accept again");
+    assert.equal(ok.json.accepted, 1);
+  } finally {
+    await host.stop();
+    await nats.stop();
+  }
+});

@@ -31,7 +31,14 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "fsync", kind: "string", default: "1s", arg: "INTERVAL", help: "nats-server >= 2.10: sync_interval (a duration, or 'always')" },
   { name: "body-limit", kind: "size", default: "1M", arg: "SIZE", help: "largest request body accepted by ingest" },
   { name: "max-readings", kind: "int", default: "10000", arg: "N", help: "most readings in one ingest request" },
+  { name: "max-backlog", kind: "int", default: "100000", arg: "N", help: "ingest answers 429 once a handler of the topic has this many readings waiting" },
   { name: "admin-token", kind: "string", arg: "TOKEN", help: "bearer token for the admin routes (/v1/dlq, /v1/bundles); they are off without it", secret: true },
+  { name: "trust", kind: "string", arg: "KEYS", help: "public keys trusted to sign OTA bundles: comma-separated .pub files or ed25519:<key> texts (no keys: bundles are refused)" },
+  { name: "trust-threshold", kind: "int", default: "1", arg: "K", help: "distinct trusted keys that must sign a bundle (k of n)" },
+  { name: "max-bundle-size", kind: "size", default: "16M", arg: "SIZE", help: "largest OTA bundle accepted (upload and declared file sizes)" },
+  { name: "probation-ms", kind: "int", default: "60000", arg: "MS", help: "probation window of a new release: committed after this long without too many failures" },
+  { name: "probation-messages", kind: "int", default: "100", arg: "N", help: "or after its handlers handled this many messages" },
+  { name: "probation-failure-pct", kind: "int", default: "10", arg: "PCT", help: "a release on probation whose failure rate passes this percentage is rolled back" },
   { name: "log-level", kind: "string", default: "info", arg: "LEVEL", help: "debug, info, warn or error" },
 ];
 

@@ -3,6 +3,8 @@ import { createLogger, LEVELS, type Level } from "../log.ts";
 import { argv, env, exit, onShutdownSignal, writeErr, writeOut } from "../runtime/process.ts";
 import { flagHelp, parseFlags } from "./flags.ts";
 import { VERSION } from "../version.ts";
+import { bundlesCommand, keygenCommand, packCommand, pushCommand } from "./bundle_commands.ts";
+import { buildCommand } from "./build_command.ts";
 import { dlqCommand } from "./dlq.ts";
 
 const _HELP = `outpost ${VERSION}: sensor readings over HTTP into a local NATS JetStream, handled by isolated handlers
@@ -11,6 +13,12 @@ Usage:
   outpost run [flags]     start the host: embedded nats-server, handlers from --workers, HTTP ingest
   outpost dlq ls|show|replay|purge   inspect and replay dead letters (see outpost dlq)
   outpost version         print the version
+  outpost build [--out FILE]                       write the single-file runtime bundles/outpost.js (from the source tree)
+  outpost keygen [--out DIR] [--name NAME]         make an Ed25519 key pair for signing bundles (NAME.key, NAME.pub)
+  outpost pack <dir> --version X --key K[,K2] [--release N] [--name NAME] [--expires-in 30d] [--out FILE]
+                                                   prebuild the handlers of <dir> and write a signed bundle
+  outpost push <bundle> --to URL [--admin-token T] upload a bundle to a host (POST /v1/bundles), with progress
+  outpost bundles [--url URL] [--admin-token T] [--json]   a host's active, previous, staged and failed releases
   outpost --help          this text
 
 Flags of run (each also read from the environment variable shown):
@@ -21,6 +29,8 @@ HTTP routes:
   GET  /v1/handlers       handlers with version, status, limits and counts
   GET  /healthz           the process is alive
   GET  /readyz            broker connected, streams present, handlers loaded (503 otherwise)
+  POST /v1/bundles        install a signed OTA bundle (admin token)
+  GET  /v1/bundles        active, previous, staged and failed releases (admin token)
   GET  /v1/dlq            dead letters (?handler ?topic ?after ?limit); admin token
   GET  /v1/dlq/:id        one dead letter; POST /v1/dlq/:id/replay; DELETE /v1/dlq/:id; POST /v1/dlq/replay?handler=
 `;
@@ -45,6 +55,19 @@ export async function main(args: string[] = argv()): Promise<number> {
       return await dlqCommand(rest);
     } catch (e) {
       writeErr(`outpost: ${(e as Error).message}\n`);
+      return 1;
+    }
+  }
+  const tools: Record<string, (a: string[]) => Promise<number>> = {
+    build: buildCommand, keygen: keygenCommand, pack: packCommand, push: pushCommand, bundles: bundlesCommand,
+  };
+  const tool = tools[cmd];
+  if (tool) {
+    try {
+      return await tool(rest);
+    } catch (e) {
+      const err = e as Error;
+      writeErr(`outpost ${cmd}: ${/Error$/.test(err.name) && err.name !== "Error" ? err.message : err.stack ?? err.message}\n`);
       return 1;
     }
   }
@@ -79,6 +102,16 @@ export async function main(args: string[] = argv()): Promise<number> {
       bodyLimit: f["body-limit"] as number,
       maxReadings: f["max-readings"] as number,
       adminToken: f["admin-token"] as string | undefined,
+      maxBacklog: f["max-backlog"] as number,
+      bundles: {
+        trust: String(f.trust ?? "").split(",").filter((s) => s.trim()),
+        trustThreshold: f["trust-threshold"] as number,
+        maxBundleSize: f["max-bundle-size"] as number,
+        probationMs: f["probation-ms"] as number,
+        probationMessages: f["probation-messages"] as number,
+        probationFailurePct: f["probation-failure-pct"] as number,
+        stepDelayMs: Number(env().OUTPOST_BUNDLE_STEP_DELAY_MS ?? 0) || 0,
+      },
       log,
     });
     return await new Promise<number>((resolve) => {
@@ -93,7 +126,7 @@ export async function main(args: string[] = argv()): Promise<number> {
   } catch (e) {
     const err = e as Error;
     // Known conditions get their message alone: a person reads it, not a stack trace.
-    const known = ["ConfigError", "NatsServerNotFoundError", "NatsServerStartError", "HandlerLoadError"].includes(err.name) ||
+    const known = ["ConfigError", "NatsServerNotFoundError", "NatsServerStartError", "HandlerLoadError", "BundleFormatError"].includes(err.name) ||
       /ECONNREFUSED|CONNECTION_REFUSED|Authorization/i.test(err.message);
     writeErr(`outpost: ${known ? err.message : err.stack ?? err.message}\n`);
     return 1;

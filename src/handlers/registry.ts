@@ -310,8 +310,7 @@ export class HandlerRegistry {
    * @param topic the topic of `POST /v1/ingest/:topic`
    */
   route(topic: string): TopicRoute | undefined {
-    const subject = `ingest.${topic}`;
-    const consumers = this.runners().filter((r) => r.info?.subjects.some((s) => subjectMatches(s, subject)));
+    const consumers = this.consumersOf(topic);
     if (!consumers.length) return undefined;
     return {
       schemaKeys: consumers.filter((r) => r.info?.hasSchema).map((r) => this.#schemaKey(r)),
@@ -321,6 +320,12 @@ export class HandlerRegistry {
         ? { field: consumers.map((r) => r.info?.priority?.field).find((f) => f !== undefined) }
         : undefined,
     };
+  }
+
+  /** The running handlers that consume `topic`. */
+  consumersOf(topic: string): HandlerRunner[] {
+    const subject = `ingest.${topic}`;
+    return this.runners().filter((r) => r.info?.subjects.some((s) => subjectMatches(s, subject)));
   }
 
   /** Topics (or subject patterns) some handler consumes, for error messages. */

@@ -4,6 +4,7 @@ import type { PubAck } from "@nats-io/jetstream";
 import type { Broker } from "../broker/connect.ts";
 import { encodeCbor, type CborLimits } from "../codec/cbor.ts";
 import type { TopicRoute } from "../handlers/registry.ts";
+import type { Pressure } from "../dispatch/backpressure.ts";
 import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject } from "../dispatch/subjects.ts";
 import type { Logger } from "../log.ts";
 import type { ReadingIssue } from "../sandbox/protocol.ts";
@@ -18,6 +19,8 @@ export interface IngestDeps {
   route: (topic: string) => TopicRoute | undefined;
   topics: () => string[];
   validator: Validator;
+  /** Back-pressure: a refusal for the topic, or undefined to accept. */
+  pressure?: (topic: string) => Pressure | undefined;
   bodyLimit: number;
   maxReadings: number;
   cborLimits: CborLimits;
@@ -108,6 +111,10 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     }
     const broker = deps.broker();
     if (!broker?.connected()) return _unavailable(req, "The message broker is unreachable; nothing was stored");
+    const pressure = deps.pressure?.(topic);
+    if (pressure) {
+      return reply(req, pressure.status, { error: pressure.error, message: `${pressure.message}; nothing was stored` }, { "retry-after": String(pressure.retryAfterS) });
+    }
     const ids = _messageIds(req, topic, readings, route.idField);
     const notBefore = _notBefore(req.headers.get("not-before"));
     if (notBefore instanceof Error) return reply(req, 400, { error: "invalid_not_before", message: notBefore.message });
