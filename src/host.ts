@@ -43,6 +43,8 @@ export interface OutpostOptions {
   fsync: string;
   bodyLimit: number;
   maxReadings: number;
+  /** Fault injection for crash tests (from OUTPOST_FAULT_ACK_DELAY_MS): delay between success and ack. */
+  faults?: { ackDelayMs?: number };
   /** Ingest answers 429 once a consuming handler has this many readings waiting (default 100 000). */
   maxBacklog?: number;
   /** Bearer token of the admin routes; they answer 403 without one. */
@@ -121,6 +123,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       watch: o.watch !== false, quietMs: o.watchDebounceMs ?? 100, log: log.child("bundles"), stepDelayMs: b.stepDelayMs ?? 0,
     });
     registry = new HandlerRegistry({ dir: bundles.handlerDir, bundleDir, broker, validator, log });
+    if (o.faults) registry.faults = o.faults;
     if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 100);
     await registry.loadAll();
     await bundles.attach(registry);

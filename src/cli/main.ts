@@ -103,6 +103,7 @@ export async function main(args: string[] = argv()): Promise<number> {
       maxReadings: f["max-readings"] as number,
       adminToken: f["admin-token"] as string | undefined,
       maxBacklog: f["max-backlog"] as number,
+      ...(env().OUTPOST_FAULT_ACK_DELAY_MS ? { faults: { ackDelayMs: Number(env().OUTPOST_FAULT_ACK_DELAY_MS) } } : {}),
       bundles: {
         trust: String(f.trust ?? "").split(",").filter((s) => s.trim()),
         trustThreshold: f["trust-threshold"] as number,

@@ -78,6 +78,8 @@ export class HandlerRunner {
    * so the release that rolls back does not take readings with it.
    */
   holdDeadLetters = false;
+  /** Fault injection for crash tests: wait this long between a success and its ack. */
+  faults: { ackDelayMs?: number } = {};
 
   #emit: EmitFn;
 
@@ -215,6 +217,10 @@ export class HandlerRunner {
     }, delay);
   }
 
+  #ackWaitMs(): number {
+    return this.info!.timeoutMs + 5_000;
+  }
+
   async #ensureConsumer(durable: string, subjects: string[]): Promise<Consumer> {
     const info = this.info!;
     const jsm = this.#broker.jsm;
@@ -223,8 +229,10 @@ export class HandlerRunner {
       description: `outpost handler ${this.built.name}`,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      // Messages are never held while not running, so ack_wait only has to cover one invocation.
-      ack_wait: nanos(info.timeoutMs + 30_000),
+      // ack_wait covers one invocation plus the time to record its outcome; messages held while
+      // the isolate restarts or a slot frees are kept with `working()`. After a crash of the
+      // host, this is how long its unfinished messages wait before they are delivered again.
+      ack_wait: nanos(this.#ackWaitMs()),
       max_deliver: -1,
       max_ack_pending: Math.max(1_000, info.concurrency * (info.batch?.size ?? 1) * 4),
       ...(subjects.length === 1 ? { filter_subject: subjects[0]! } : { filter_subjects: subjects }),
@@ -325,7 +333,7 @@ export class HandlerRunner {
 
   /** Wait for a slot for a message already pulled (keeping it ours meanwhile), then handle it. */
   async #whenSlot(lane: Lane, m: JsMsg): Promise<void> {
-    const timer = setInterval(() => m.working(), 10_000);
+    const timer = setInterval(() => m.working(), this.#ackWaitMs() / 3);
     const got = await this.#slots!.acquire(lane, 1);
     clearInterval(timer);
     if (got === 0) {
@@ -422,6 +430,7 @@ export class HandlerRunner {
       // Remember before acking: a crash in between redelivers a reading that is then skipped.
       await this.#dedupe!.remember(key).catch((e: Error) => this.#log.warn(`cannot remember dedupe key of ${m.seq}: ${e.message}`));
     }
+    if (this.faults.ackDelayMs) await _sleep(this.faults.ackDelayMs);
     m.ack();
     this.counts.acked++;
     this.lastAckAt = Date.now();
@@ -433,7 +442,7 @@ export class HandlerRunner {
     const down = () => this.status !== "running";
     while (down() && !this.#stopping) {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([this.#up, new Promise<void>((r) => (timer = setTimeout(r, 10_000)))]);
+      await Promise.race([this.#up, new Promise<void>((r) => (timer = setTimeout(r, this.#ackWaitMs() / 3)))]);
       clearTimeout(timer);
       if (down()) m.working(); // keep the server from redelivering it meanwhile
     }

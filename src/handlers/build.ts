@@ -3,9 +3,13 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
 import { HandlerLoadError } from "../errors.ts";
+import { buildEmbedded, buildEmbeddedValidator } from "./build_embedded.ts";
+import { EMBEDDED } from "./embedded.ts";
 
-/** A handler bundled into the two files the isolates load. */
+/** A handler bundled into the files the isolates load. */
 export interface BuiltHandler {
+  /** A JavaScript/TypeScript module, or a raw `.wasm` module with its `.json` manifest. */
+  kind: "module" | "wasm-module";
   /** Handler name: the file name without extension. */
   name: string;
   /** Absolute path of the source module. */
@@ -16,6 +20,8 @@ export interface BuiltHandler {
   handlerUrl: URL;
   /** Module whose default export is the definition, for the schema isolate. */
   schemaUrl: URL;
+  /** Module for a wasm-tier sandbox (QuickJS): the guest bootstrap + handler, no `node:` imports. */
+  guestUrl: URL;
 }
 
 let _root: string | undefined;
@@ -73,19 +79,25 @@ const _common = (root: string): esbuild.BuildOptions => ({
  * @throws HandlerLoadError with esbuild's messages (file:line:column)
  */
 export async function buildHandler(file: string, outDir: string): Promise<BuiltHandler> {
+  // The single-file build has no src/ beside it: it builds against its embedded SDK.
+  if (EMBEDDED && extname(file) !== ".wasm") return await buildEmbedded(EMBEDDED, file, outDir);
   const root = await packageRoot();
   const abs = resolve(file);
+  if (extname(abs) === ".wasm") return await _buildRawWasm(root, abs, outDir);
   const spec = JSON.stringify(abs);
   const entries = {
     handler: `import { runIsolate } from ${JSON.stringify(join(root, "src/sandbox/isolate_main.ts"))};\n` +
       `runIsolate(() => import(${spec}));\n`,
     schema: `export { default } from ${spec};\n`,
+    // The guest bootstrap is imported first: it takes the host's functions before handler code runs.
+    guest: `import { serveGuest } from ${JSON.stringify(join(root, "src/sandbox/wasm_guest.ts"))};\n` +
+      `import * as mod from ${spec};\nserveGuest(mod.default);\n`,
   };
   let result: esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
   try {
     result = await esbuild.build({
       ..._common(root),
-      entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema" },
+      entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema", guest: "outpost-entry:guest" },
       outdir: outDir,
       plugins: [_plugin(root, entries)],
     }) as typeof result;
@@ -94,6 +106,7 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   }
   const handlerJs = result.outputFiles.find((f) => f.path.endsWith("handler.js"))!.contents;
   const schemaJs = result.outputFiles.find((f) => f.path.endsWith("schema.js"))!.contents;
+  const guestJs = result.outputFiles.find((f) => f.path.endsWith("guest.js"))!.contents;
   const hash = await sha256Hex(handlerJs);
   const name = basename(abs, extname(abs));
   await mkdir(outDir, { recursive: true });
@@ -101,7 +114,36 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   const schemaPath = join(outDir, `${name}-${hash.slice(0, 12)}.schema.mjs`);
   await writeFile(handlerPath, handlerJs);
   await writeFile(schemaPath, schemaJs);
-  return { name, file: abs, hash: hash.slice(0, 12), handlerUrl: pathToFileURL(handlerPath), schemaUrl: pathToFileURL(schemaPath) };
+  const guestPath = join(outDir, `${name}-${hash.slice(0, 12)}.guest.mjs`);
+  await writeFile(guestPath, guestJs);
+  return {
+    kind: "module", name, file: abs, hash: hash.slice(0, 12),
+    handlerUrl: pathToFileURL(handlerPath), schemaUrl: pathToFileURL(schemaPath), guestUrl: pathToFileURL(guestPath),
+  };
+}
+
+/** A raw `.wasm` handler: checks its manifest and memory, bundles a worker entry embedding both. */
+async function _buildRawWasm(root: string, abs: string, outDir: string): Promise<BuiltHandler> {
+  const { buildRawWasmEntry } = await import("../sandbox/wasm_raw_build.ts");
+  let entry: { code: string; version: Uint8Array };
+  try {
+    entry = await buildRawWasmEntry(abs, join(root, "src/sandbox/wasm_raw_main.ts"));
+  } catch (e) {
+    throw new HandlerLoadError(`Cannot build handler ${basename(abs)}: ${(e as Error).message}`, { cause: e });
+  }
+  const result = await esbuild.build({
+    ..._common(root),
+    entryPoints: { handler: "outpost-entry:handler" },
+    outdir: outDir,
+    plugins: [_plugin(root, { handler: entry.code })],
+  }) as esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
+  const hash = (await sha256Hex(entry.version)).slice(0, 12);
+  const name = basename(abs, ".wasm");
+  await mkdir(outDir, { recursive: true });
+  const path = join(outDir, `${name}-${hash}.wasm-handler.mjs`);
+  await writeFile(path, result.outputFiles[0]!.contents);
+  const url = pathToFileURL(path);
+  return { kind: "wasm-module", name, file: abs, hash, handlerUrl: url, schemaUrl: url, guestUrl: url };
 }
 
 /**
@@ -109,6 +151,7 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
  * @returns its file URL
  */
 export async function buildValidator(outDir: string): Promise<URL> {
+  if (EMBEDDED) return await buildEmbeddedValidator(EMBEDDED, outDir);
   const root = await packageRoot();
   const entries = {
     validator: `import { runValidator } from ${JSON.stringify(join(root, "src/sandbox/validator_main.ts"))};\nrunValidator();\n`,

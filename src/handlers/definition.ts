@@ -75,6 +75,7 @@ export function checkDefinition(def: unknown): string[] {
   if (d.cpuMs !== undefined && (d.isolation !== "wasm" || !_isPosInt(d.cpuMs, WASM_DEFAULTS.maxCpuMs))) {
     p.push(`\`cpuMs\` needs isolation "wasm" and must be an integer from 1 to ${WASM_DEFAULTS.maxCpuMs}`);
   }
+  if (d.isolation === "wasm" && d.batch !== undefined) p.push("`batch` is not available with isolation \"wasm\" (yet)");
   if (d.isolation === "wasm" && d.permissions !== undefined) p.push("`permissions` cannot be granted with isolation \"wasm\" (it can reach only ctx)");
   if (d.timeoutMs !== undefined && !_isPosInt(d.timeoutMs, 3_600_000)) p.push("`timeoutMs` must be an integer from 1 to 3600000");
   if (d.concurrency !== undefined && !_isPosInt(d.concurrency, 1_000)) p.push("`concurrency` must be an integer from 1 to 1000");

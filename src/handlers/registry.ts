@@ -74,6 +74,8 @@ export class HandlerRegistry {
   #validator: Validator;
   #log: Logger;
   #entries = new Map<string, _Entry>();
+  /** Fault injection for crash tests, handed to every handler (see HandlerRunner.faults). */
+  faults: { ackDelayMs?: number } = {};
   #watch: DirWatch | undefined;
 
   constructor(opts: { dir: string; bundleDir: string; broker: Broker; validator: Validator; log: Logger }) {
@@ -163,6 +165,7 @@ export class HandlerRegistry {
       const built = await buildHandler(file, this.#bundleDir);
       if (old && old.built.hash === built.hash) return undefined;
       next = new HandlerRunner(built, this.#broker, this.#log, (topic, data, delayMs) => this.#emit(topic, data, delayMs));
+      next.faults = this.faults;
       const info = await next.load();
       if (info.hasSchema) {
         // A wasm-tier handler's code never runs in a V8 worker: its schema is checked in QuickJS too.

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { runtime } from "./detect.ts";
 
 /**
@@ -14,6 +15,7 @@ export interface WorkerPermissions {
 
 /** Whether this runtime can start a worker with fewer permissions than the host (Deno). */
 export function workerPermissionsSupported(): boolean {
+  if (runtime === "deno") _denoPermissionsOk ??= _denoWorkerOptionsFlag();
   return runtime === "deno" && _denoPermissionsOk !== false;
 }
 
@@ -57,6 +59,7 @@ export async function spawnWorker(url: URL, opts: WorkerOptions): Promise<Worker
   const WebWorker = (globalThis as unknown as { Worker: new (u: URL, o: object) => _WebWorker }).Worker;
   let w: _WebWorker;
   let sandboxed = false;
+  if (runtime === "deno") _denoPermissionsOk ??= _denoWorkerOptionsFlag();
   if (runtime === "deno" && _denoPermissionsOk !== false) {
     const p = opts.permissions ?? {};
     try {
@@ -144,6 +147,19 @@ async function _nodeWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle>
     heapLimitEnforced: opts.memoryMb !== undefined,
     sandboxed: false,
   };
+}
+
+/**
+ * Deno 2 ends the whole process (instead of throwing) when a worker gets `deno.permissions` without
+ * `--unstable-worker-options`: read the flags from /proc first. Undefined when they cannot be read.
+ */
+function _denoWorkerOptionsFlag(): boolean | undefined {
+  try {
+    const args = readFileSync("/proc/self/cmdline", "utf8").split("\0");
+    return args.some((a) => a === "--unstable-worker-options" || a === "--unstable");
+  } catch {
+    return undefined;
+  }
 }
 
 /** "Name: message" of an error event, without the source excerpt or stack some runtimes add. */

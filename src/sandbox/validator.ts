@@ -4,6 +4,7 @@ import type { ErrorData } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { spawnWorker, type WorkerHandle } from "../runtime/worker.ts";
 import type { HostToValidator, ReadingIssue, ValidatorToHost } from "./protocol.ts";
+import { WasmSchemas, WasmSchemaUnavailableError } from "./wasm_schemas.ts";
 
 /** The validator did not answer in time or died; ingest answers 503. */
 export class ValidatorUnavailableError extends Error {
@@ -23,6 +24,9 @@ export class Validator {
   #loads = new Map<string, { resolve(): void; reject(e: Error): void }>();
   #next = 1;
   #timeoutMs: number;
+  #queue: { id: number; keys: string[]; readings: unknown[] }[] = [];
+  #batchOut = false;
+  #wasm = new WasmSchemas();
 
   constructor(url: URL, log: Logger, timeoutMs = 2_000) {
     this.#url = url;
@@ -50,12 +54,16 @@ export class Validator {
         if (m.error) l?.reject(new Error(`${m.error.name}: ${m.error.message}`));
         else l?.resolve();
       } else {
-        const p = this.#waiting.get(m.id);
-        if (!p) return;
-        this.#waiting.delete(m.id);
-        clearTimeout(p.timer);
-        if (m.error) p.reject(_schemaError(m.error));
-        else p.resolve(m.issues);
+        this.#batchOut = false;
+        for (const r of m.results) {
+          const p = this.#waiting.get(r.id);
+          if (!p) continue;
+          this.#waiting.delete(r.id);
+          clearTimeout(p.timer);
+          if (r.error) p.reject(_schemaError(r.error));
+          else p.resolve(r.issues);
+        }
+        this.#flush();
       }
     });
     for (const [key, url] of this.#modules) await this.#load(key, url);
@@ -70,8 +78,18 @@ export class Validator {
     await this.#load(key, url);
   }
 
+  /**
+   * Load a wasm-tier handler's schema: it runs in a QuickJS sandbox of its own, never in this worker.
+   * @param guestUrl the handler's sandbox bundle (`BuiltHandler.guestUrl`)
+   * @param limits the handler's memoryMb, stackKb and cpuMs
+   */
+  async loadWasm(key: string, guestUrl: URL, limits: { memoryMb: number; stackKb?: number | undefined; cpuMs?: number | undefined }): Promise<void> {
+    await this.#wasm.load(key, guestUrl, limits);
+  }
+
   /** Forget a schema. */
   unload(key: string): void {
+    this.#wasm.unload(key);
     this.#modules.delete(key);
     this.#post({ type: "unload", key });
   }
@@ -88,7 +106,27 @@ export class Validator {
    * @returns the issues, empty when every reading is valid
    * @throws ValidatorUnavailableError when the schema isolate does not answer in time
    */
-  validate(keys: string[], readings: unknown[]): Promise<ReadingIssue[]> {
+  async validate(keys: string[], readings: unknown[]): Promise<ReadingIssue[]> {
+    const wasmKeys = keys.filter((k) => this.#wasm.has(k));
+    if (!wasmKeys.length) return await this.#validate(keys, readings);
+    const workerKeys = keys.filter((k) => !this.#wasm.has(k));
+    let wasmIssues: ReadingIssue[];
+    try {
+      wasmIssues = await this.#wasm.validate(wasmKeys, readings);
+    } catch (e) {
+      if (e instanceof WasmSchemaUnavailableError) throw new ValidatorUnavailableError(e.message);
+      throw e;
+    }
+    const all = [...(workerKeys.length ? await this.#validate(workerKeys, readings) : []), ...wasmIssues];
+    // Several handlers of one topic often share a schema: report each problem once.
+    const seen = new Set<string>();
+    return all.filter((i) => {
+      const id = `${i.index}\u0000${i.path}\u0000${i.message}`;
+      return !seen.has(id) && !!seen.add(id);
+    });
+  }
+
+  #validate(keys: string[], readings: unknown[]): Promise<ReadingIssue[]> {
     if (!this.#w) return Promise.reject(new ValidatorUnavailableError("Schema isolate is restarting"));
     const id = this.#next++;
     return new Promise<ReadingIssue[]>((resolve, reject) => {
@@ -98,14 +136,30 @@ export class Validator {
         // A schema stuck in a loop blocks every topic: replace the isolate.
         const w = this.#w;
         this.#w = undefined;
+        this.#failAll(new ValidatorUnavailableError(`Schema validation did not finish within ${this.#timeoutMs} ms`));
         void w?.terminate().then(() => this.start());
       }, this.#timeoutMs);
       this.#waiting.set(id, { resolve, reject, timer });
-      this.#post({ type: "validate", id, keys, readings });
+      this.#queue.push({ id, keys, readings });
+      this.#flush();
     });
   }
 
+  /**
+   * One batch in flight at a time: requests that arrive meanwhile travel together in the next
+   * one, so under load many requests share a round trip, and an idle host adds no wait.
+   */
+  #flush(): void {
+    if (this.#batchOut || !this.#queue.length || !this.#w) return;
+    const items = this.#queue.filter((i) => this.#waiting.has(i.id));
+    this.#queue = [];
+    if (!items.length) return;
+    this.#batchOut = true;
+    this.#post({ type: "validate", items });
+  }
+
   async stop(): Promise<void> {
+    this.#wasm.stop();
     const w = this.#w;
     this.#w = undefined;
     this.#failAll(new ValidatorUnavailableError("Schema isolate stopped"));
@@ -117,6 +171,8 @@ export class Validator {
   }
 
   #failAll(e: Error): void {
+    this.#queue = [];
+    this.#batchOut = false;
     for (const [id, p] of this.#waiting) {
       clearTimeout(p.timer);
       p.reject(e);

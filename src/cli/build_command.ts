@@ -1,0 +1,23 @@
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { packageRoot } from "../handlers/build.ts";
+import { ConfigError } from "../errors.ts";
+import { writeOut } from "../runtime/process.ts";
+import { parseFlags } from "./flags.ts";
+
+/** `outpost build [--out FILE]`: write the single-file runtime (needs the source tree and esbuild). */
+export async function buildCommand(args: string[]): Promise<number> {
+  const { values: f } = parseFlags(args, {}, [{ name: "out", kind: "string", arg: "FILE", help: "" }]);
+  let root: string;
+  try {
+    root = await packageRoot();
+  } catch {
+    throw new ConfigError("outpost build needs the source tree (src/, scripts/build.mjs and esbuild): run it in a clone of the repository");
+  }
+  const mod = (await import(pathToFileURL(join(root, "scripts/build.mjs")).href)) as {
+    buildSingleFile(o: { out?: string }): Promise<{ out: string; bytes: number; sdkBytes: number }>;
+  };
+  const r = await mod.buildSingleFile(f.out ? { out: String(f.out) } : {});
+  writeOut(`${r.out}: ${r.bytes} bytes (of which ${r.sdkBytes} bytes embedded handler SDK)\n`);
+  return 0;
+}

@@ -1,0 +1,109 @@
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { generateKeyPair, readSigningKey } from "../bundles/keys.ts";
+import { packDirectory, parseDuration } from "../bundles/pack.ts";
+import { ConfigError } from "../errors.ts";
+import { env, writeErr, writeOut } from "../runtime/process.ts";
+import { parseFlags, type FlagSpec } from "./flags.ts";
+
+const _TOKEN: FlagSpec = { name: "admin-token", kind: "string", arg: "TOKEN", help: "admin token of the host", secret: true };
+
+/** `outpost keygen [--out DIR] [--name NAME]`: an Ed25519 key pair for signing bundles. */
+export async function keygenCommand(args: string[]): Promise<number> {
+  const { values: f } = parseFlags(args, {}, [
+    { name: "out", kind: "string", default: ".", arg: "DIR", help: "" },
+    { name: "name", kind: "string", default: "outpost", arg: "NAME", help: "" },
+  ]);
+  const dir = String(f.out);
+  await mkdir(dir, { recursive: true });
+  const k = await generateKeyPair();
+  const priv = join(dir, `${f.name}.key`);
+  const pub = join(dir, `${f.name}.pub`);
+  await writeFile(priv, k.privateText, { mode: 0o600, flag: "wx" });
+  await writeFile(pub, k.publicText, { flag: "wx" });
+  writeOut(`key ${k.id}\n  private: ${priv} (keep it off the devices)\n  public:  ${pub} (give it to devices: --trust ${pub})\n`);
+  return 0;
+}
+
+/** `outpost pack <dir> --version X --key K[,K2] [--release N] [--name NAME] [--expires-in 30d] [--out FILE]`. */
+export async function packCommand(args: string[]): Promise<number> {
+  const { values: f, positional } = parseFlags(args, {}, [
+    { name: "version", kind: "string", arg: "X", help: "" },
+    { name: "key", kind: "string", arg: "FILES", help: "" },
+    { name: "release", kind: "int", arg: "N", help: "" },
+    { name: "name", kind: "string", default: "handlers", arg: "NAME", help: "" },
+    { name: "expires-in", kind: "string", default: "30d", arg: "DURATION", help: "" },
+    { name: "runtimes", kind: "string", default: "node,deno,bun", arg: "LIST", help: "" },
+    { name: "rollback", kind: "boolean", default: "false", help: "" },
+    { name: "out", kind: "string", arg: "FILE", help: "" },
+  ]);
+  const dir = positional[0];
+  if (!dir || !f.version || !f.key) throw new ConfigError("Usage: outpost pack <dir> --version X --key FILE[,FILE] [--release N] [--name NAME] [--expires-in 30d] [--out FILE]");
+  const keys = await Promise.all(String(f.key).split(",").map((k) => readSigningKey(k.trim())));
+  // Seconds since the epoch grow with every pack unless a release number is given.
+  const release = (f.release as number | undefined) ?? Math.floor(Date.now() / 1000);
+  const { bytes, manifest } = await packDirectory({
+    dir, name: String(f.name), version: String(f.version), release, expiresInMs: parseDuration(String(f["expires-in"])), keys,
+    runtimes: String(f.runtimes).split(",").map((s) => s.trim()).filter(Boolean), rollback: f.rollback === true,
+  });
+  const out = String(f.out ?? `${manifest.name}-${manifest.version}.outpost`);
+  await writeFile(out, bytes);
+  writeOut(`${out}: ${manifest.name} ${manifest.version}, release ${manifest.release}, ${manifest.files.length} files, ${bytes.length} bytes, ` +
+    `expires ${new Date(manifest.expires).toISOString()}, signed by ${keys.map((k) => k.id).join(", ")}\n`);
+  return 0;
+}
+
+/** `outpost push <bundle> --to URL [--admin-token T]`: upload with progress; prints the host's answer. */
+export async function pushCommand(args: string[]): Promise<number> {
+  const { values: f, positional } = parseFlags(args, env(), [{ name: "to", kind: "string", arg: "URL", help: "" }, _TOKEN]);
+  const file = positional[0];
+  if (!file || !f.to) throw new ConfigError("Usage: outpost push <bundle> --to http://device:8080 [--admin-token TOKEN]");
+  const bytes = await readFile(file);
+  const total = bytes.length;
+  let sent = 0;
+  let shown = -1;
+  const chunk = 64 * 1024;
+  const body = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (sent >= total) return c.close();
+      const part = bytes.subarray(sent, Math.min(total, sent + chunk));
+      sent += part.length;
+      const pct = Math.floor((100 * sent) / total);
+      if (pct !== shown) writeErr(`\ruploading ${file}: ${sent} / ${total} bytes (${(shown = pct)} %)`);
+      c.enqueue(part);
+    },
+  });
+  const res = await fetch(new URL("/v1/bundles", String(f.to)), {
+    method: "POST",
+    body,
+    headers: { "content-type": "application/vnd.outpost.bundle", "content-length": String(total), ...(f["admin-token"] ? { authorization: `Bearer ${f["admin-token"]}` } : {}) },
+    duplex: "half",
+  } as RequestInit);
+  writeErr("\n");
+  const text = await res.text();
+  writeOut(`${res.status} ${text}\n`);
+  return res.ok ? 0 : 1;
+}
+
+/** `outpost bundles --url URL [--admin-token T] [--json]`: the host's releases. */
+export async function bundlesCommand(args: string[]): Promise<number> {
+  const { values: f } = parseFlags(args, env(), [
+    { name: "url", kind: "string", default: "http://127.0.0.1:8080", arg: "URL", help: "" },
+    { name: "json", kind: "boolean", default: "false", help: "" },
+    _TOKEN,
+  ]);
+  const res = await fetch(new URL("/v1/bundles", String(f.url)), { headers: f["admin-token"] ? { authorization: `Bearer ${f["admin-token"]}` } : {} });
+  const text = await res.text();
+  if (!res.ok || f.json) {
+    writeOut(`${text}\n`);
+    return res.ok ? 0 : 1;
+  }
+  type R = { release: number; name: string; version: string; source: string; activatedAt: string };
+  const v = JSON.parse(text) as { active: R; previous: R | null; staged: R & { step: string } | null; probation: { release: number; handled: number; failed: number } | null; failed: (R & { reason: string; at: string })[] };
+  const row = (r: R) => (r.source === "workers" ? "--workers directory" : `release ${r.release}: ${r.name} ${r.version} (since ${r.activatedAt})`);
+  writeOut(`active:    ${row(v.active)}${v.probation ? ` — on probation, ${v.probation.failed} of ${v.probation.handled} failed` : ""}\n`);
+  writeOut(`previous:  ${v.previous ? row(v.previous) : "none"}\n`);
+  writeOut(`staged:    ${v.staged ? `release ${v.staged.release} (${v.staged.step})` : "none"}\n`);
+  for (const x of v.failed) writeOut(`failed:    release ${x.release}: ${x.name} ${x.version} at ${x.at}: ${x.reason}\n`);
+  return 0;
+}

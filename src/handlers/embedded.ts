@@ -1,0 +1,23 @@
+/**
+ * The handler SDK as prebuilt ESM text, present only in the single-file build (`bundles/outpost.js`,
+ * where `scripts/build.mjs` defines `__OUTPOST_EMBEDDED__`). From source it is undefined and
+ * handlers are built against `src/`.
+ * @module
+ */
+
+/** Prebuilt, self-contained ESM modules a device needs to build and run handlers. */
+export interface EmbeddedSdk {
+  /** `outpost/handler`: defineHandler, v (valibot), PermanentError. */
+  sdk: string;
+  /** Exports `runIsolate`: the worker isolate's bootstrap. */
+  isolate: string;
+  /** Exports `runValidator`: the schema isolate's bootstrap. */
+  validator: string;
+  /** Exports `serveGuest`: the wasm-tier sandbox's bootstrap. */
+  guest: string;
+}
+
+declare const __OUTPOST_EMBEDDED__: EmbeddedSdk | undefined;
+
+/** The embedded SDK of the single-file build, or undefined when running from source. */
+export const EMBEDDED: EmbeddedSdk | undefined = typeof __OUTPOST_EMBEDDED__ === "undefined" ? undefined : __OUTPOST_EMBEDDED__;
