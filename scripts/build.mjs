@@ -1,22 +1,80 @@
-// Builds bundles/outpost.js: the whole host in one ESM file that node, deno and bun run as is.
-// esbuild stays external: it is the handler bundler and ships a native binary per platform.
+// Builds bundles/outpost.js: the whole host in one minified ESM file that node, deno and bun run
+// as is, with nothing beside it. The handler SDK (src/handler.ts + valibot) and the isolate
+// bootstraps are embedded as prebuilt ESM text, so a device builds drop-in handlers without src/ or
+// node_modules. esbuild is not inside (a native binary per platform): the host imports it lazily
+// when it exists beside the file and otherwise loads plain .js/.mjs handlers (and .ts on Deno, Bun).
 import * as esbuild from "esbuild";
 import { stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
-const quiet = process.argv.includes("--quiet");
-const out = "bundles/outpost.js";
-await esbuild.build({
-  entryPoints: ["src/cli/bin.ts"],
-  outfile: out,
-  bundle: true,
-  format: "esm",
-  platform: "node",
-  target: ["node20", "es2022"],
-  minify: !process.env.OUTPOST_BUILD_DEV,
-  legalComments: "none",
-  external: ["esbuild"],
-  // cbor-x's Node entry loads its optional native accelerator through require().
-  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  logLevel: "warning",
-});
-if (!quiet) console.log(`${out}: ${(await stat(out)).size} bytes`);
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Bundle one module of the SDK into self-contained, minified ESM text. */
+async function sdkModule(entry, minify) {
+  const r = await esbuild.build({
+    entryPoints: [join(ROOT, entry)],
+    bundle: true,
+    write: false,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    mainFields: ["module", "main"],
+    external: ["node:*"],
+    minify,
+    legalComments: "none",
+    logLevel: "warning",
+  });
+  return r.outputFiles[0].text;
+}
+
+/**
+ * Build the single file.
+ * @param {{ out?: string, minify?: boolean }} o
+ * @returns {Promise<{ out: string, bytes: number, sdkBytes: number }>}
+ */
+export async function buildSingleFile(o = {}) {
+  const out = o.out ?? join(ROOT, "bundles/outpost.js");
+  const minify = o.minify ?? !process.env.OUTPOST_BUILD_DEV;
+  const embedded = {
+    sdk: await sdkModule("src/handler.ts", minify),
+    isolate: await sdkModule("src/sandbox/isolate_main.ts", minify),
+    validator: await sdkModule("src/sandbox/validator_main.ts", minify),
+    guest: await sdkModule("src/sandbox/wasm_guest.ts", minify).catch(() => ""),
+  };
+  await esbuild.build({
+    entryPoints: [join(ROOT, "src/cli/bin.ts")],
+    outfile: out,
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: ["node20", "es2022"],
+    minify,
+    legalComments: "none",
+    define: { __OUTPOST_EMBEDDED__: JSON.stringify(embedded) },
+    plugins: [{
+      // `import * as esbuild from "esbuild"` (the source build path) becomes a lazy import that
+      // resolves to nothing on a device without esbuild.
+      name: "lazy-esbuild",
+      setup(b) {
+        b.onResolve({ filter: /^esbuild$/ }, (a) => (a.namespace === "lazy-esbuild" || a.kind === "dynamic-import" ? { path: "esbuild", external: true } : { path: "esbuild", namespace: "lazy-esbuild" }));
+        b.onLoad({ filter: /.*/, namespace: "lazy-esbuild" }, () => ({
+          contents: "const m = await import('esbuild').catch(() => null);\n" +
+            "export const build = (...a) => m ? m.build(...a) : Promise.reject(new Error('esbuild is not installed beside outpost.js'));\n" +
+            "export const transform = (...a) => m ? m.transform(...a) : Promise.reject(new Error('esbuild is not installed beside outpost.js'));\n",
+          loader: "js",
+        }));
+      },
+    }],
+    // cbor-x's Node entry loads its optional native accelerator through require().
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    logLevel: "warning",
+  });
+  const sdkBytes = Object.values(embedded).reduce((a, t) => a + t.length, 0);
+  return { out, bytes: (await stat(out)).size, sdkBytes };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const r = await buildSingleFile({ out: "bundles/outpost.js" });
+  if (!process.argv.includes("--quiet")) console.log(`${r.out}: ${r.bytes} bytes (of which ${r.sdkBytes} bytes embedded handler SDK)`);
+}

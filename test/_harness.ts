@@ -137,6 +137,8 @@ export interface HostOptions {
   env?: Record<string, string>;
   /** Wait for the listening line (default true). */
   waitReady?: boolean;
+  /** The command that starts the host instead of {@link hostCommand} (e.g. a copied single file). */
+  command?: string[];
 }
 
 export async function startHost(o: HostOptions = {}): Promise<TestHost> {
@@ -145,7 +147,7 @@ export async function startHost(o: HostOptions = {}): Promise<TestHost> {
   await mkdir(workersDir, { recursive: true });
   for (const [name, src] of Object.entries(o.workers ?? {})) await writeFile(join(workersDir, name), src);
   const dataDir = o.dataDir ?? (await tempDir("outpost-data-"));
-  const [cmd, ...pre] = hostCommand(rt);
+  const [cmd, ...pre] = o.command ?? hostCommand(rt);
   const args = [...pre, "run", "--host", "127.0.0.1", "--port", "0", "--workers", workersDir, "--data-dir", dataDir,
     ...(o.nats ? ["--nats", o.nats] : []), ...(o.args ?? [])];
   const proc = spawn(cmd!, args, { env: { ...process.env, NO_COLOR: "1", ...o.env }, stdio: ["ignore", "pipe", "pipe"] });

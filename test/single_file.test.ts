@@ -1,0 +1,113 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { copyFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { encodeCbor } from "../src/codec/cbor.ts";
+import { bundles, makeBundle, makeKey, otaHandler, push, type TestKey } from "./_bundles.ts";
+import { ingest, ROOT, RUNTIMES, startHost, startNats, streamMessages, tempDir, waitFor, type Runtime, type TestHost, type TestNats } from "./_harness.ts";
+
+// Plain JavaScript handlers: a device without esbuild loads .js/.mjs against the embedded SDK.
+const ECHO = `
+import { defineHandler, v } from "outpost/handler";
+export default defineHandler({
+  topic: "e2e",
+  schema: v.object({ n: v.number(), bytes: v.optional(v.instance(Uint8Array)) }),
+  concurrency: 4,
+  async handle(r, ctx) {
+    await ctx.publish("echo", { n: r.n, bytes: r.bytes, attempt: ctx.attempt, id: ctx.id, topic: ctx.topic });
+  },
+});
+`;
+const FLAKY = `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "boom",
+  retry: { maxAttempts: 3, backoff: [50, 100] },
+  async handle(r, ctx) { throw new ctx.Permanent("boom " + r.n); },
+});
+`;
+
+function singleFileCommand(rt: Runtime, file: string): string[] {
+  switch (rt) {
+    case "node":
+      return [process.execPath, file];
+    case "deno":
+      return [join(ROOT, "node_modules/.bin/deno"), "run", "-A", file];
+    case "bun":
+      return [join(ROOT, "node_modules/.bin/bun"), file];
+  }
+}
+
+let key: TestKey;
+let release: Uint8Array;
+let file: string;
+before(async () => {
+  // A directory with nothing but the single file: no node_modules, no src/.
+  const dir = await tempDir("outpost-single-");
+  file = join(dir, "outpost.js");
+  await copyFile(join(ROOT, "bundles/outpost.js"), file);
+  key = await makeKey();
+  release = await makeBundle({ release: 7, handlers: { "ota.ts": otaHandler("r7") }, keys: [key] });
+  console.log(`bundles/outpost.js: ${(await stat(file)).size} bytes`);
+});
+
+for (const runtime of RUNTIMES) {
+  describe(`the single file bundles/outpost.js alone on ${runtime}`, () => {
+    let nats: TestNats;
+    let host: TestHost;
+    before(async () => {
+      nats = await startNats();
+      host = await startHost({
+        runtime,
+        command: singleFileCommand(runtime, file),
+        nats: nats.url,
+        workers: { "echo.mjs": ECHO, "flaky.js": FLAKY },
+        args: ["--admin-token", "tok", "--trust", key.pubFile, "--probation-ms", "500"],
+      });
+    });
+    after(async () => {
+      await host?.stop();
+      await nats?.stop();
+    });
+
+    test("CBOR, CBOR-seq and JSON readings reach the handler; its ctx.publish output is in OUTBOX", async () => {
+      const bytes = new Uint8Array([0, 1, 2, 254, 255]);
+      const one = await ingest(host.url, "e2e", encodeCbor({ n: 1, bytes }), "application/cbor");
+      const seq = await ingest(host.url, "e2e", new Uint8Array([...encodeCbor({ n: 2 }), ...encodeCbor({ n: 3 })]), "application/cbor-seq");
+      const json = await ingest(host.url, "e2e", JSON.stringify([{ n: 4 }, { n: 5 }]), "application/json");
+      assert.deepEqual([one.status, seq.status, json.status], [202, 202, 202]);
+      const bad = await ingest(host.url, "e2e", JSON.stringify({ n: "x" }), "application/json");
+      assert.equal(bad.status, 400);
+      const out = await waitFor(async () => {
+        const m = await streamMessages(nats.jsm, "OUTBOX", "out.echo");
+        return m.length >= 5 ? m : undefined;
+      }, 20_000, "5 echoes in OUTBOX");
+      const byN = new Map(out.map((m) => [m.value.n, m.value]));
+      assert.deepEqual([...byN.keys()].sort(), [1, 2, 3, 4, 5]);
+      assert.deepEqual(byN.get(1).bytes, bytes);
+      assert.equal(byN.get(1).topic, "e2e");
+    });
+
+    test("a failing handler's message lands in DLQ", async () => {
+      assert.equal((await ingest(host.url, "boom", JSON.stringify({ n: 7 }), "application/json")).status, 202);
+      const [dl] = await waitFor(async () => {
+        const m = await streamMessages(nats.jsm, "DLQ", "dlq.flaky");
+        return m.length ? m : undefined;
+      }, 20_000, "a DLQ entry");
+      assert.deepEqual([dl!.value.error.name, dl!.value.error.message], ["PermanentError", "boom 7"]);
+    });
+
+    test("a signed bundle (prebuilt by outpost pack) activates without esbuild on the device", async () => {
+      const r = await push(host.url, release);
+      assert.equal(r.status, 201, JSON.stringify(r.json));
+      const ok = await ingest(host.url, "ota", JSON.stringify({ n: 1 }), "application/json");
+      assert.equal(ok.status, 202);
+      const m = await waitFor(async () => (await streamMessages(nats.jsm, "OUTBOX", "out.ota"))[0], 10_000, "the release's output");
+      assert.equal(m.value.v, "r7");
+      await waitFor(async () => (await bundles(host.url)).probation === null, 10_000, "commit");
+      assert.equal((await bundles(host.url)).active.release, 7);
+      // The release replaced --workers: e2e is no longer consumed.
+      assert.equal((await ingest(host.url, "e2e", JSON.stringify({ n: 1 }), "application/json")).status, 404);
+    });
+  });
+}
