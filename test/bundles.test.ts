@@ -57,7 +57,7 @@ describe("OTA bundles (Node)", () => {
     assert.equal(v.active.source, "bundle");
     assert.equal(v.previous.source, "workers");
     assert.deepEqual(v.active.signers, [dev.id]);
-    assert.match(host.logs(), /release 10 committed after probation/);
+    await waitFor(() => /release 10 committed after probation/.test(host.logs()), 5_000, "the commit to be logged");
     console.log(`activation ${r.json.activationMs} ms, push to commit ${Date.now() - t0} ms`);
   });
 

@@ -127,9 +127,12 @@ export class WorkerIsolate implements Isolate {
       const timer = setTimeout(() => {
         const err = new HandlerTimeoutError(`Handler ${this.#opts.name} did not finish within ${timeoutMs} ms`);
         this.#settle(id, err);
-        // A handler that ignores its signal keeps the isolate busy: replace the isolate.
+        // A handler that ignores its signal keeps the isolate busy: replace the isolate. The owner
+        // hears of it at once, before a retry of the same message could reach this dead isolate.
         this.#failAll(new IsolateCrashedError(`Isolate of ${this.#opts.name} restarted after a timeout`));
-        void this.terminate().then(() => this.#opts.onCrash("timeout"));
+        this.#dead = true;
+        this.#opts.onCrash("timeout");
+        void this.terminate();
       }, timeoutMs + _GRACE_MS);
       this.#pending.set(id, { resolve, reject, timer });
       const [m, transfer] = message(id);
@@ -152,8 +155,9 @@ export class WorkerIsolate implements Isolate {
   async #crash(reason: string): Promise<void> {
     if (this.#dead) return;
     this.#failAll(new IsolateCrashedError(`Isolate of ${this.#opts.name} crashed: ${reason}`));
-    await this.terminate();
+    this.#dead = true;
     this.#opts.onCrash(reason);
+    await this.terminate();
   }
 
   #post(m: HostToIsolate, transfer?: ArrayBuffer[]): void {
