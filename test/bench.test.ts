@@ -58,7 +58,13 @@ test("bench --quick writes a results file and a chart with every section measure
       ["bullmq.drainPerSec", r.bullmq.drainPerSec],
     ];
     for (const [name, v] of numbers) assert.ok(typeof v === "number" && Number.isFinite(v) && (v > 0 || name.endsWith("overheadUs")), `${name} is ${v}`);
-    assert.equal(node.isolation.wasm.available, false);
+    for (const [k, v] of [
+      ["isolation.tiers.wasm.coldStartMs", node.isolation.tiers.wasm.coldStartMs],
+      ["isolation.tiers.wasm.perMessageUs", node.isolation.tiers.wasm.perMessageUs],
+      ["isolation.tiers.wasm.rssPerIsolateBytes", node.isolation.tiers.wasm.rssPerIsolateBytes],
+      ["isolation.dropIn.coldStartMs.median", node.isolation.dropIn.coldStartMs.median],
+      ["isolation.dropIn.swapPauseMs.median", node.isolation.dropIn.swapPauseMs.median],
+    ] as const) assert.ok(Number.isFinite(v), `${k} is a number (${v})`);
     assert.ok(node.targets.length >= 7 && node.targets.every((t: { met: unknown }) => typeof t.met === "boolean"));
   } finally {
     await rm(out, { recursive: true, force: true });

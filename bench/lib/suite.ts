@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { Runtime } from "./args.ts";
+import type { TierFigures } from "../../src/sandbox/wasm_measure.ts";
 import { PARK_HANDLER, SINK_CONCURRENCY, sinkHandler } from "./handlers.ts";
 import { openLoop, type LatencyResult } from "./openloop.ts";
 import { cborReading, cborSeq, jsonArray } from "./payload.ts";
@@ -42,7 +43,10 @@ export interface RuntimeResult {
   endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult };
   isolation: {
     worker: { coldStartMs: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
-    wasm: { available: false; note: string };
+    /** The wasm tier next to the worker tier, from sandbox/wasm_measure.ts in one process. */
+    tiers: { wasm: TierFigures; worker: TierFigures };
+    /** Through the host's directory watcher: new file → first ack, and the pause of a swap under load. */
+    dropIn: { coldStartMs: { median: number; min: number; max: number }; swapPauseMs: { median: number; min: number; max: number; swaps: number } };
   };
   footprint: { hostRssIdleMb: number; hostRssLoadMb: number; natsRssIdleMb: number; natsRssLoadMb: number; bundleBytes: number };
   loadGenerator: string;
@@ -130,6 +134,12 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       say(`${rt}: isolation (cold start, per-message overhead)`);
       const iso = await runProbe<{ coldStartMs: { median: number; min: number; max: number }; perMessage: { workerUs: number; inProcessUs: number; overheadUs: number; workerPerSec: number; inProcessPerSec: number } }>(
         procs, rt, "isolation.ts", { url: nats.url, coldRuns: plan.coldRuns, seqMessages: plan.seqMessages, parMessages: plan.parMessages, window: SINK_CONCURRENCY }, 180_000);
+      say(`${rt}: drop-in cold start and swap pause through the directory watcher`);
+      const dropIn = await runProbe<RuntimeResult["isolation"]["dropIn"]>(procs, rt, "dropin.ts",
+        { url: host.url, nats: nats.url, workersDir: workers, runs: plan.coldRuns, swaps: plan.coldRuns === 1 ? 1 : 3 }, 180_000);
+      say(`${rt}: wasm tier next to the worker tier`);
+      const tiers = await runProbe<RuntimeResult["isolation"]["tiers"]>(procs, rt, "wasm.ts",
+        { isolates: plan.coldRuns === 1 ? 2 : 10, messages: Math.max(50, Math.floor(plan.seqMessages / 5)) }, 180_000);
       clearInterval(sampler);
       const { median, min, max } = iso.coldStartMs;
       await host.stop();
@@ -154,7 +164,8 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
             perSec: iso.perMessage.workerPerSec,
             inProcessPerSec: iso.perMessage.inProcessPerSec,
           },
-          wasm: { available: false, note: "the wasm isolation tier does not exist yet" },
+          tiers,
+          dropIn,
         },
         footprint: {
           hostRssIdleMb: hostRssIdle / _MB,

@@ -42,6 +42,8 @@ export function checkTargets(r: RuntimeResult, b: BullmqResult | undefined): Tar
   atLeast("end-to-end sustained / publish-and-consume ceiling", 0.6, r.endToEnd.ratio, _pct);
   below("end-to-end p99 at half the sustained rate", 20, r.endToEnd.latency.p99, "ms");
   below("worker-tier cold start (median)", 50, r.isolation.worker.coldStartMs.median, "ms");
+  below("wasm-tier cold start", 10, r.isolation.tiers.wasm.coldStartMs, "ms");
+  below("wasm-tier RSS per idle sandbox", 2, r.isolation.tiers.wasm.rssPerIsolateBytes / 1048576, "MiB");
   if (r.runtime === "node") below("host RSS idle (Node)", 60, r.footprint.hostRssIdleMb, "MB");
   if (b) atLeast("end-to-end / BullMQ process rate", 1.5, r.endToEnd.sustainedPerSec / bullmqProcessRate(b), (x) => `${x.toFixed(2)}×`);
   return t;

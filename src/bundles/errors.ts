@@ -75,3 +75,10 @@ export class BundleBusyError extends BundleError {
   override readonly code = "busy";
   override readonly status = 409;
 }
+
+/** The fleet's bundle could not be fetched from the hub (unreachable, missing object); tried again later. */
+export class FleetFetchError extends BundleError {
+  override name = "FleetFetchError";
+  override readonly code = "fetch_failed";
+  override readonly status = 502;
+}

@@ -4,6 +4,7 @@ import type { Logger } from "../log.ts";
 import { runtime } from "../runtime/detect.ts";
 import { BundleActivationError, BundleBusyError } from "./errors.ts";
 import { Probation, type ProbationPolicy } from "./probation.ts";
+import type { FleetView } from "./fleet.ts";
 import { ReleaseStore, type BundleState, type FailedRelease, type ReleaseRef } from "./store.ts";
 import type { TrustStore } from "./trust.ts";
 import { verifyBundle } from "./verify.ts";
@@ -48,6 +49,8 @@ export interface BundlesView {
   trust: { keys: string[]; threshold: number };
   lastActivation: { release: number; ms: number; at: string } | null;
   lastRollback: { release: number; to: number; reason: string; ms: number; at: string } | null;
+  /** The fleet watcher (`--fleet`): the desired release seen on the hub and what became of it; null without one. */
+  fleet: FleetView | null;
 }
 
 const _CHECK_MS = 50;
@@ -68,6 +71,8 @@ export class BundleManager {
   #lastActivation: BundlesView["lastActivation"] = null;
   #lastRollback: BundlesView["lastRollback"] = null;
   #log: Logger;
+  /** Set by the host when a fleet watcher runs; its state is part of {@link view}. */
+  fleetView: (() => FleetView) | undefined;
 
   private constructor(o: BundleManagerOptions, store: ReleaseStore, state: BundleState) {
     this.#o = o;
@@ -104,6 +109,19 @@ export class BundleManager {
     return this.#state.active?.release ?? 0;
   }
 
+  /** Releases that failed on this device (refused after verification, or rolled back). */
+  get failedReleases(): number[] {
+    return this.#state.failed.map((f) => f.release);
+  }
+
+  /** Why {@link install} would answer `busy` now, or undefined when it would not. */
+  get busyReason(): string | undefined {
+    if (!this.#registry) return "the host is still starting";
+    if (this.#busy) return this.#busy;
+    if (this.#probation) return `release ${this.#probation.release} is still on probation`;
+    return undefined;
+  }
+
   /**
    * Start managing the registry's handlers. A release that was on probation when the host stopped
    * is judged again: its handlers must have loaded, then a fresh probation window runs.
@@ -138,7 +156,7 @@ export class BundleManager {
       const b = await verifyBundle(bytes, {
         trust: this.#o.trust,
         activeRelease: this.activeRelease,
-        failedReleases: this.#state.failed.map((f) => f.release),
+        failedReleases: this.failedReleases,
         maxBytes: this.#o.maxBytes,
         runtime,
       });
@@ -191,6 +209,7 @@ export class BundleManager {
       trust: { keys: this.#o.trust.keys.map((k) => k.id), threshold: this.#o.trust.threshold },
       lastActivation: this.#lastActivation,
       lastRollback: this.#lastRollback,
+      fleet: this.fleetView?.() ?? null,
     };
   }
 

@@ -22,6 +22,11 @@ export interface BuiltHandler {
   schemaUrl: URL;
   /** Module for a wasm-tier sandbox (QuickJS): the guest bootstrap + handler, no `node:` imports. */
   guestUrl: URL;
+  /**
+   * Whether the handler's own source files (not the SDK, not packages) contain "wasm" at all. When
+   * they do not, the handler cannot ask for the wasm tier and is started in a worker directly.
+   */
+  mentionsWasm?: boolean;
 }
 
 let _root: string | undefined;
@@ -69,7 +74,8 @@ const _common = (root: string): esbuild.BuildOptions => ({
   nodePaths: [join(root, "node_modules")],
   logLevel: "silent",
   legalComments: "none",
-  minifySyntax: true,
+  minify: true,
+  keepNames: true,
 });
 
 /**
@@ -100,6 +106,7 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
       entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema", guest: "outpost-entry:guest" },
       outdir: outDir,
       plugins: [_plugin(root, entries)],
+      metafile: true,
     }) as typeof result;
   } catch (e) {
     throw new HandlerLoadError(`Cannot build handler ${basename(file)}: ${_esbuildMessage(e)}`, { cause: e });
@@ -119,7 +126,23 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   return {
     kind: "module", name, file: abs, hash: hash.slice(0, 12),
     handlerUrl: pathToFileURL(handlerPath), schemaUrl: pathToFileURL(schemaPath), guestUrl: pathToFileURL(guestPath),
+    mentionsWasm: await _mentionsWasm(root, Object.keys(result.metafile?.inputs ?? {})),
   };
+}
+
+/** Whether any of the handler's own input files mentions "wasm" (SDK and packages excluded). */
+async function _mentionsWasm(root: string, inputs: string[]): Promise<boolean> {
+  for (const input of inputs) {
+    if (input.includes(":")) continue; // virtual entries
+    const path = resolve(input);
+    if (path.startsWith(join(root, "src")) || path.includes(`${"/"}node_modules${"/"}`)) continue;
+    try {
+      if (/wasm/i.test(await readFile(path, "utf8"))) return true;
+    } catch {
+      return true; // unreadable: be careful
+    }
+  }
+  return false;
 }
 
 /** A raw `.wasm` handler: checks its manifest and memory, bundles a worker entry embedding both. */

@@ -122,6 +122,9 @@ async function _nodeWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle>
     ...(opts.memoryMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.memoryMb } } : {}),
     stdout: false,
     stderr: false,
+    // Workers run prebuilt JavaScript: they need none of the host's flags, and a loader given with
+    // --import (as the test runner does) would otherwise start again in every worker (~100 ms).
+    execArgv: [],
   });
   let exitCb: ((reason: string) => void) | undefined;
   let done = false;

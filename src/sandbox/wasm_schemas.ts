@@ -15,6 +15,8 @@ export class WasmSchemaError extends Error {
   override name = "SchemaError";
 }
 
+const _LOAD_CPU_MS = 2_000;
+
 type _Entry = { code: string; limits: SandboxLimits & { cpuMs: number }; sb: WasmSandbox | undefined };
 
 /**
@@ -85,14 +87,20 @@ export class WasmSchemas {
   }
 
   async #create(key: string, e: _Entry): Promise<WasmSandbox> {
+    let loading = true;
     const hooks: SandboxHooks = {
       call: () => Promise.reject(new TypeError("ctx is not available while validating")),
       log: () => {},
       settle: () => {},
-      budgetMs: () => e.limits.cpuMs,
+      // Module evaluation gets the load budget of the handler's own sandbox; each validation gets cpuMs.
+      budgetMs: () => (loading ? Math.max(e.limits.cpuMs, _LOAD_CPU_MS) : e.limits.cpuMs),
       charge: () => {},
       fatal: () => {},
     };
-    return await WasmSandbox.create(e.code, `${key.split("@")[0]}.schema.js`, e.limits, hooks);
+    try {
+      return await WasmSandbox.create(e.code, `${key.split("@")[0]}.schema.js`, e.limits, hooks);
+    } finally {
+      loading = false;
+    }
   }
 }

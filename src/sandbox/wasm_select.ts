@@ -35,7 +35,8 @@ export function selectIsolate(built: BuiltHandler, known: HandlerInfo | undefine
   if (known?.isolation === "wasm") {
     return new WasmIsolate({ ...opts, guestUrl: built.guestUrl, stackKb: known.stackKb, cpuMs: known.cpuMs });
   }
-  if (known) return new WorkerIsolate(opts);
+  // A handler whose own code never says "wasm" cannot ask for the wasm tier: skip the probe.
+  if (known || built.mentionsWasm === false) return new WorkerIsolate(opts);
   return new TierProbe(built, opts);
 }
 
