@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Hono } from "hono";
+import { jetstream } from "@nats-io/jetstream";
 import { connectBroker, type Broker } from "./broker/connect.ts";
 import { startNatsServer, type EmbeddedServer } from "./broker/nats_server.ts";
 import { ensureStreams } from "./broker/streams.ts";
@@ -10,6 +11,7 @@ import { HandlerRegistry } from "./handlers/registry.ts";
 import { ingestRoutes } from "./ingest/routes.ts";
 import { reply } from "./ingest/reply.ts";
 import { adminAuth } from "./admin.ts";
+import { FleetWatcher } from "./bundles/fleet.ts";
 import { BundleManager } from "./bundles/manager.ts";
 import { bundleRoutes } from "./bundles/routes.ts";
 import { loadTrustStore } from "./bundles/trust.ts";
@@ -17,6 +19,7 @@ import { DlqStore } from "./dispatch/dlq_store.ts";
 import { Scheduler } from "./dispatch/scheduler.ts";
 import { Backpressure } from "./dispatch/backpressure.ts";
 import { dlqRoutes } from "./dispatch/dlq_routes.ts";
+import { ConfigError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { runtimeVersion } from "./runtime/detect.ts";
 import { serve, type Server } from "./runtime/serve.ts";
@@ -27,7 +30,7 @@ export interface OutpostOptions {
   workersDir: string;
   /** Reload handlers when their files change (default true). */
   watch?: boolean;
-  /** Quiet time before a changed file is loaded (default 100 ms). */
+  /** Quiet time before a changed file is loaded (default 50 ms). */
   watchDebounceMs?: number;
   port: number;
   host: string;
@@ -39,6 +42,13 @@ export interface OutpostOptions {
   natsToken?: string | undefined;
   natsCreds?: string | undefined;
   natsServer?: string | undefined;
+  /** JetStream domain of the embedded nats-server (unique per device). */
+  natsDomain?: string | undefined;
+  /** Make the embedded nats-server a leafnode of this hub URL (`nats-leaf://…`). */
+  natsLeafnode?: string | undefined;
+  natsLeafnodeCreds?: string | undefined;
+  /** Watch the hub's desired release (KV bucket and key in JetStream domain `domain`) and install it. */
+  fleet?: { domain: string; kv: string; key: string } | undefined;
   maxFileStore: number;
   fsync: string;
   bodyLimit: number;
@@ -83,6 +93,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
   const log = o.log;
   log.info(`outpost on ${runtimeVersion()}`);
   const dataDir = resolve(o.dataDir);
+  _checkFleetOptions(o);
   await mkdir(dataDir, { recursive: true });
   let embedded: EmbeddedServer | undefined;
   let stopping = false;
@@ -91,14 +102,18 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     broker = await connectBroker({ servers: o.nats, user: o.natsUser, pass: o.natsPass, token: o.natsToken, credsFile: o.natsCreds }, log);
     log.info(`connected to external nats-server ${broker.nc.info?.version ?? "?"} at ${o.nats}`);
   } else {
-    embedded = await startNatsServer({ binary: o.natsServer, dataDir, maxFileStore: o.maxFileStore, fsync: o.fsync, log: log.child("nats") });
+    embedded = await startNatsServer({
+      binary: o.natsServer, dataDir, maxFileStore: o.maxFileStore, fsync: o.fsync, log: log.child("nats"), domain: o.natsDomain,
+      leafnode: o.natsLeafnode ? { url: o.natsLeafnode, credsFile: o.natsLeafnodeCreds } : undefined,
+    });
     try {
       broker = await connectBroker({ servers: embedded.url, user: embedded.user, pass: embedded.pass }, log);
     } catch (e) {
       await embedded.stop();
       throw e;
     }
-    log.info(`embedded nats-server ${embedded.version} ready at ${embedded.url} (pid ${embedded.pid})`);
+    log.info(`embedded nats-server ${embedded.version} ready at ${embedded.url} (pid ${embedded.pid})` +
+      `${o.natsDomain ? `, JetStream domain ${o.natsDomain}` : ""}${o.natsLeafnode ? `, leafnode of ${o.natsLeafnode.replace(/\/\/[^@/]*@/, "//***@")}` : ""}`);
     void embedded.exited.then((code) => {
       if (!stopping) log.error(`embedded nats-server exited unexpectedly (code ${code}); readings are refused with 503`);
     });
@@ -107,6 +122,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
   let validator: Validator | undefined;
   let registry: HandlerRegistry;
   let bundles: BundleManager | undefined;
+  let fleet: FleetWatcher | undefined;
   let scheduler: Scheduler | undefined;
   let server: Server;
   try {
@@ -120,13 +136,24 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     bundles = await BundleManager.open({
       dataDir, workersDir: o.workersDir, trust: await loadTrustStore(b.trust, b.trustThreshold), maxBytes: b.maxBundleSize,
       probation: { ms: b.probationMs, messages: b.probationMessages, failurePct: b.probationFailurePct, minFailures: 3 },
-      watch: o.watch !== false, quietMs: o.watchDebounceMs ?? 100, log: log.child("bundles"), stepDelayMs: b.stepDelayMs ?? 0,
+      watch: o.watch !== false, quietMs: o.watchDebounceMs ?? 50, log: log.child("bundles"), stepDelayMs: b.stepDelayMs ?? 0,
     });
     registry = new HandlerRegistry({ dir: bundles.handlerDir, bundleDir, broker, validator, log });
     if (o.faults) registry.faults = o.faults;
-    if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 100);
+    if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 50);
     await registry.loadAll();
     await bundles.attach(registry);
+    if (o.fleet) {
+      // The hub's KV and object store are reached through its domain; the host's own streams stay
+      // on the local JetStream ($JS.API never crosses a leafnode between different domains).
+      fleet = new FleetWatcher({
+        js: jetstream(broker.nc, { domain: o.fleet.domain, timeout: 10_000 }), domain: o.fleet.domain, kv: o.fleet.kv, key: o.fleet.key,
+        maxBytes: b.maxBundleSize, manager: bundles, stateFile: join(dataDir, "bundles", "fleet.json"), log: log.child("bundles"),
+      });
+      const f = fleet;
+      bundles.fleetView = () => f.view();
+      await fleet.start();
+    }
     const pressure = new Backpressure(broker, o.maxBacklog ?? 100_000);
     const app = new Hono();
     const ready = { streams: true, handlersLoaded: true };
@@ -167,6 +194,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     server = await serve({ fetch: app.fetch, port: o.port, hostname: o.host });
   } catch (e) {
     stopping = true;
+    await fleet?.stop();
     bundles?.stop();
     await scheduler?.stop();
     await registry!?.stopAll().catch(() => {});
@@ -186,6 +214,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     stop: async () => {
       stopping = true;
       await server.close().catch(() => {});
+      await fleet?.stop();
       bundles?.stop();
       await scheduler!.stop();
       await registry.stopAll();
@@ -195,4 +224,14 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       log.info("stopped");
     },
   };
+}
+
+function _checkFleetOptions(o: OutpostOptions): void {
+  const name = /^[A-Za-z0-9_-]+$/;
+  if (o.natsDomain !== undefined && !name.test(o.natsDomain)) throw new ConfigError(`--nats-domain ${JSON.stringify(o.natsDomain)}: use letters, digits, - and _`);
+  if (o.fleet && !name.test(o.fleet.domain)) throw new ConfigError(`--fleet ${JSON.stringify(o.fleet.domain)}: a JetStream domain (letters, digits, - and _)`);
+  if (o.natsLeafnode && o.nats) throw new ConfigError("--nats-leafnode configures the embedded nats-server; with --nats, make that server a leafnode instead");
+  // Two JetStreams joined by a leafnode must have different domains, or their APIs answer each other.
+  if (o.natsLeafnode && !o.natsDomain) throw new ConfigError("--nats-leafnode needs --nats-domain: a JetStream domain unique to this device");
+  if (o.fleet && o.natsDomain === o.fleet.domain) throw new ConfigError(`--fleet ${o.fleet.domain} is this device's own domain (--nats-domain); name the hub's domain`);
 }

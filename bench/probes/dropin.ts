@@ -18,7 +18,7 @@ const a = probeArgs<{ url: string; nats: string; workersDir: string; runs: numbe
 const broker = await connectBroker({ servers: a.nats }, createLogger("error"));
 const data = cborReading(7);
 const handler = (topic: string, version: number) => `import { defineHandler } from "outpost/handler";
-export default defineHandler({ topic: ${JSON.stringify(topic)}, concurrency: 8, async handle(r) { void ${version}; } });
+export default defineHandler({ topic: ${JSON.stringify(topic)}, concurrency: 8, async handle(r, ctx) { if (r === ${version}) ctx.log("version ${version}"); } });
 `;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

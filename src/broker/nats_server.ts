@@ -2,6 +2,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path";
 import { NatsServerNotFoundError, NatsServerStartError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { STREAMS, SUBJECTS } from "./streams.ts";
 import { env, isAlive, run, signalPid, spawn, type Child } from "../runtime/process.ts";
 
 /** Options for {@link startNatsServer}. */
@@ -14,6 +15,10 @@ export interface EmbeddedServerOptions {
   maxFileStore: number;
   /** `sync_interval` for servers 2.10 and newer: a duration like `1s`, or `always`. */
   fsync: string;
+  /** JetStream domain of this server; needed (unique per device) when it is a leafnode of a JetStream hub. */
+  domain?: string | undefined;
+  /** Connect to a hub as a leafnode: `nats-leaf://[user:pass@]hub:7422`, optionally with a creds file. */
+  leafnode?: { url: string; credsFile?: string | undefined } | undefined;
   log: Logger;
 }
 
@@ -98,7 +103,7 @@ export async function startNatsServer(opts: EmbeddedServerOptions): Promise<Embe
   const syncLine = versionAtLeast(version, 2, 10) ? `  sync_interval: ${JSON.stringify(opts.fsync)}\n` : "";
   const conf = `# Written by outpost at every start; edits are overwritten.
 listen: "127.0.0.1:-1"
-server_name: "outpost"
+server_name: ${JSON.stringify(opts.domain ? `outpost-${opts.domain}` : "outpost")}
 pid_file: ${JSON.stringify(join(dir, "nats-server.pid"))}
 ports_file_dir: ${JSON.stringify(portsDir)}
 authorization {
@@ -109,8 +114,8 @@ jetstream {
   store_dir: ${JSON.stringify(resolve(opts.dataDir, "jetstream"))}
   max_file_store: ${opts.maxFileStore}
   max_memory_store: 67108864
-${syncLine}}
-`;
+${opts.domain ? `  domain: ${JSON.stringify(opts.domain)}\n` : ""}${syncLine}}
+${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
   const confPath = join(dir, "nats-server.conf");
   await writeFile(confPath, conf, { mode: 0o600 });
   opts.log.info(`starting nats-server ${version} (${bin}), max_file_store ${opts.maxFileStore} bytes`);
@@ -194,6 +199,32 @@ async function _stopStale(pidFile: string, log: Logger): Promise<void> {
   signalPid(pid, "SIGTERM");
   for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
   if (isAlive(pid)) signalPid(pid, "SIGKILL");
+}
+
+/**
+ * Subjects that never cross the leafnode: devices share stream and consumer names, so a reading,
+ * a dedupe key or an ack of one device would otherwise reach every other device's streams through
+ * the hub. The hub reaches a device's streams through its domain (`$JS.<domain>.API`) instead.
+ */
+export const LOCAL_SUBJECTS: readonly string[] = [
+  ...Object.values(SUBJECTS).map((s) => `${s}.>`),
+  "$KV.*.>",
+  ...[STREAMS.ingest, STREAMS.dlq].map((s) => `$JS.ACK.${s}.>`),
+];
+
+function _leafnodeBlock(l: { url: string; credsFile?: string | undefined }): string {
+  const deny = JSON.stringify(LOCAL_SUBJECTS);
+  const creds = l.credsFile ? `      credentials: ${JSON.stringify(resolve(l.credsFile))}\n` : "";
+  return `leafnodes {
+  remotes = [
+    {
+      url: ${JSON.stringify(l.url)}
+${creds}
+
+    }
+  ]
+}
+`;
 }
 
 function _randomHex(bytes: number): string {

@@ -17,7 +17,7 @@ export interface FlagSpec {
 export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "workers", kind: "string", default: "./workers", arg: "DIR", help: "directory of handler modules" },
   { name: "watch", kind: "boolean", default: "true", help: "reload handlers when files in --workers change (--no-watch to turn off)" },
-  { name: "watch-debounce", kind: "int", default: "100", arg: "MS", help: "how long a changed handler file must stay unchanged before it is loaded" },
+  { name: "watch-debounce", kind: "int", default: "50", arg: "MS", help: "how long a changed handler file must stay unchanged before it is loaded" },
   { name: "port", kind: "port", default: "8080", arg: "N", help: "HTTP port (0 picks a free one)" },
   { name: "host", kind: "string", default: "0.0.0.0", arg: "ADDR", help: "HTTP address to listen on (sensors are on the LAN)" },
   { name: "data-dir", kind: "string", default: "./.outpost", arg: "DIR", help: "state: nats-server config and JetStream store, built handler bundles" },
@@ -27,6 +27,9 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "nats-token", kind: "string", arg: "TOKEN", help: "token for --nats", secret: true },
   { name: "nats-creds", kind: "string", arg: "FILE", help: "credentials file (JWT + NKey) for --nats" },
   { name: "nats-server", kind: "string", arg: "PATH", help: "nats-server binary for the embedded broker (default: found on PATH)" },
+  { name: "nats-domain", kind: "string", arg: "NAME", help: "JetStream domain of the embedded broker (unique per device; needed with --nats-leafnode)" },
+  { name: "nats-leafnode", kind: "string", arg: "URL", help: "connect the embedded broker to a hub as a leafnode (nats-leaf://[user:pass@]hub:7422); INGEST, OUTBOX and DLQ stay local" },
+  { name: "nats-leafnode-creds", kind: "string", arg: "FILE", help: "credentials file (JWT + NKey) for the leafnode connection" },
   { name: "max-file-store", kind: "size", default: "1G", arg: "SIZE", help: "JetStream disk limit of the embedded broker (INGEST gets 1/2, OUTBOX 1/4, DLQ 1/8)" },
   { name: "fsync", kind: "string", default: "1s", arg: "INTERVAL", help: "nats-server >= 2.10: sync_interval (a duration, or 'always')" },
   { name: "body-limit", kind: "size", default: "1M", arg: "SIZE", help: "largest request body accepted by ingest" },
@@ -39,6 +42,9 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "probation-ms", kind: "int", default: "60000", arg: "MS", help: "probation window of a new release: committed after this long without too many failures" },
   { name: "probation-messages", kind: "int", default: "100", arg: "N", help: "or after its handlers handled this many messages" },
   { name: "probation-failure-pct", kind: "int", default: "10", arg: "PCT", help: "a release on probation whose failure rate passes this percentage is rolled back" },
+  { name: "fleet", kind: "string", arg: "DOMAIN", help: "install the fleet's desired release: watch --fleet-kv/--fleet-key in the hub's JetStream domain DOMAIN (through the leafnode)" },
+  { name: "fleet-kv", kind: "string", default: "outpost-fleet", arg: "BUCKET", help: "KV bucket on the hub holding the desired release" },
+  { name: "fleet-key", kind: "string", default: "desired", arg: "KEY", help: "key of the desired release in --fleet-kv (one key per group of devices)" },
   { name: "log-level", kind: "string", default: "info", arg: "LEVEL", help: "debug, info, warn or error" },
 ];
 

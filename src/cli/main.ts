@@ -5,6 +5,7 @@ import { flagHelp, parseFlags } from "./flags.ts";
 import { VERSION } from "../version.ts";
 import { bundlesCommand, keygenCommand, packCommand, pushCommand } from "./bundle_commands.ts";
 import { buildCommand } from "./build_command.ts";
+import { publishCommand } from "./publish_command.ts";
 import { dlqCommand } from "./dlq.ts";
 
 const _HELP = `outpost ${VERSION}: sensor readings over HTTP into a local NATS JetStream, handled by isolated handlers
@@ -19,6 +20,8 @@ Usage:
                                                    prebuild the handlers of <dir> and write a signed bundle
   outpost push <bundle> --to URL [--admin-token T] upload a bundle to a host (POST /v1/bundles), with progress
   outpost bundles [--url URL] [--admin-token T] [--json]   a host's active, previous, staged and failed releases
+  outpost publish <bundle> --nats URL [--domain D] [--bucket B] [--kv KV] [--key K]
+                                                   put a bundle into a hub's object store and make it the fleet's desired release
   outpost --help          this text
 
 Flags of run (each also read from the environment variable shown):
@@ -59,7 +62,7 @@ export async function main(args: string[] = argv()): Promise<number> {
     }
   }
   const tools: Record<string, (a: string[]) => Promise<number>> = {
-    build: buildCommand, keygen: keygenCommand, pack: packCommand, push: pushCommand, bundles: bundlesCommand,
+    build: buildCommand, keygen: keygenCommand, pack: packCommand, push: pushCommand, bundles: bundlesCommand, publish: publishCommand,
   };
   const tool = tools[cmd];
   if (tool) {
@@ -97,6 +100,10 @@ export async function main(args: string[] = argv()): Promise<number> {
       natsToken: f["nats-token"] as string | undefined,
       natsCreds: f["nats-creds"] as string | undefined,
       natsServer: f["nats-server"] as string | undefined,
+      natsDomain: f["nats-domain"] as string | undefined,
+      natsLeafnode: f["nats-leafnode"] as string | undefined,
+      natsLeafnodeCreds: f["nats-leafnode-creds"] as string | undefined,
+      ...(f.fleet ? { fleet: { domain: String(f.fleet), kv: String(f["fleet-kv"]), key: String(f["fleet-key"]) } } : {}),
       maxFileStore: f["max-file-store"] as number,
       fsync: String(f.fsync),
       bodyLimit: f["body-limit"] as number,

@@ -90,7 +90,7 @@ export class HandlerRegistry {
    * Watch the directory: a new file loads, a changed file is rebuilt and swapped blue/green,
    * a removed file's handler drains and stops.
    */
-  async watch(quietMs = 100): Promise<void> {
+  async watch(quietMs = 50): Promise<void> {
     this.#watch = await watchDir(this.#dir, isHandlerFile, (e) => {
       if (e.type === "changed") void this.load(e.file);
       else void this.remove(e.file);
@@ -288,7 +288,7 @@ export class HandlerRegistry {
       e.loadError = undefined;
     }
     this.#dir = abs;
-    if (opts.watch) await this.watch(opts.quietMs ?? 100);
+    if (opts.watch) await this.watch(opts.quietMs ?? 50);
     this.#log.info(`handlers now from ${abs}: ${[...names].join(", ") || "(none)"}`);
     return failures;
   }

@@ -16,9 +16,9 @@ interface _Seen {
 }
 
 /**
- * Watch a directory's files (not subdirectories). A file is reported once it stopped changing
- * for `quietMs` (editors' temp-file-and-rename writes and partial copies settle first); a removal
- * is reported once the file stayed gone for `quietMs`. fs.watch gives the prompt signal on every
+ * Watch a directory's files (not subdirectories). A file is reported once no change was signalled
+ * for `quietMs` (editors' temp-file-and-rename writes and copies settle first); a removal once the
+ * file stayed gone that long. fs.watch gives the prompt signal on every
  * runtime; a slow rescan (every `rescanMs`) catches what a file system fails to signal.
  * @param dir the directory
  * @param accept which file names matter
@@ -30,7 +30,7 @@ export async function watchDir(
   onEvent: (e: WatchEvent) => void,
   opts: { quietMs?: number; rescanMs?: number } = {},
 ): Promise<DirWatch> {
-  const quietMs = opts.quietMs ?? 100;
+  const quietMs = opts.quietMs ?? 50;
   // Files already there are the caller's to load; only later changes are reported.
   const seen = new Map<string, _Seen>();
   for (const n of (await readdir(dir).catch(() => [] as string[])).filter(accept)) {
@@ -40,13 +40,16 @@ export async function watchDir(
   const timers = new Map<string, ReturnType<typeof setTimeout>>();
   let closed = false;
 
-  const settle = (name: string, last: _Seen | null) => {
+  // Each signal for a file restarts its quiet period; when the period passes without one, the
+  // file is looked at once. (A copy that stalls longer than quietMs can be seen half-written; it
+  // then fails to build and is refused, and its completion is a change of its own.)
+  const settle = (name: string) => {
     clearTimeout(timers.get(name));
     timers.set(name, setTimeout(async () => {
       timers.delete(name);
       if (closed) return;
       const now = await _stat(join(dir, name));
-      if (!_same(now, last)) return settle(name, now); // still changing: wait for quiet
+      if (timers.has(name)) return; // signalled again meanwhile
       const before = seen.get(name);
       if (now === null) {
         if (before) {
@@ -71,9 +74,9 @@ export async function watchDir(
     for (const n of names) {
       const s = await _stat(join(dir, n));
       const before = seen.get(n);
-      if (!timers.has(n) && (!before || !_same(before, s))) settle(n, s);
+      if (!timers.has(n) && (!before || !_same(before, s))) settle(n);
     }
-    for (const n of seen.keys()) if (!names.includes(n) && !timers.has(n)) settle(n, null);
+    for (const n of seen.keys()) if (!names.includes(n) && !timers.has(n)) settle(n);
   };
 
   let watcher: FSWatcher | undefined;
@@ -81,7 +84,7 @@ export async function watchDir(
     watcher = fsWatch(dir, (_event, name) => {
       if (closed) return;
       if (typeof name === "string" && name) {
-        if (accept(name)) void _stat(join(dir, name)).then((s) => settle(name, s));
+        if (accept(name)) settle(name);
       } else void scan();
     });
     watcher.on("error", () => {});
