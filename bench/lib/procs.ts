@@ -176,7 +176,9 @@ export async function startHost(procs: Procs, rt: Runtime, workersDir: string, n
   const dataDir = await procs.tempDir("data");
   const [cmd, ...pre] = hostCommand(rt);
   const p = procs.spawn(`host-${rt}`, [cmd!, ...pre, "run", "--host", "127.0.0.1", "--port", "0", "--workers", workersDir,
-    "--data-dir", dataDir, "--nats", natsUrl, "--log-level", "info"]);
+    "--data-dir", dataDir, "--nats", natsUrl, "--log-level", "info",
+    // The ingest sections park one handler on purpose: measure storing, not back-pressure.
+    "--max-backlog", "100000000"]);
   let m: RegExpExecArray | null = null;
   for (const until = Date.now() + 60_000; !m && Date.now() < until; await sleep(10)) {
     if (p.child.exitCode !== null) throw new Error(`host on ${rt} exited:\n${p.output()}`);

@@ -219,8 +219,8 @@ function _leafnodeBlock(l: { url: string; credsFile?: string | undefined }): str
   remotes = [
     {
       url: ${JSON.stringify(l.url)}
-${creds}
-
+${creds}      deny_exports: ${deny}
+      deny_imports: ${deny}
     }
   ]
 }

@@ -99,11 +99,18 @@ export async function bundlesCommand(args: string[]): Promise<number> {
     return res.ok ? 0 : 1;
   }
   type R = { release: number; name: string; version: string; source: string; activatedAt: string };
-  const v = JSON.parse(text) as { active: R; previous: R | null; staged: R & { step: string } | null; probation: { release: number; handled: number; failed: number } | null; failed: (R & { reason: string; at: string })[] };
+  type Fleet = { domain: string; kv: string; key: string; watching: boolean; desired: { release: number; object: string } | null; lastOutcome: { release: number; result: string; message?: string } | null; lastError: { message: string } | null };
+  const v = JSON.parse(text) as { active: R; previous: R | null; staged: R & { step: string } | null; probation: { release: number; handled: number; failed: number } | null; failed: (R & { reason: string; at: string })[]; fleet?: Fleet | null };
   const row = (r: R) => (r.source === "workers" ? "--workers directory" : `release ${r.release}: ${r.name} ${r.version} (since ${r.activatedAt})`);
   writeOut(`active:    ${row(v.active)}${v.probation ? ` — on probation, ${v.probation.failed} of ${v.probation.handled} failed` : ""}\n`);
   writeOut(`previous:  ${v.previous ? row(v.previous) : "none"}\n`);
   writeOut(`staged:    ${v.staged ? `release ${v.staged.release} (${v.staged.step})` : "none"}\n`);
   for (const x of v.failed) writeOut(`failed:    release ${x.release}: ${x.name} ${x.version} at ${x.at}: ${x.reason}\n`);
+  const fl = v.fleet;
+  if (fl) {
+    writeOut(`fleet:     ${fl.kv}/${fl.key} in domain ${fl.domain} (${fl.watching ? "watching" : "not connected"}), desired ${fl.desired ? `release ${fl.desired.release} (${fl.desired.object})` : "none"}\n`);
+    if (fl.lastOutcome) writeOut(`           release ${fl.lastOutcome.release}: ${fl.lastOutcome.result}${fl.lastOutcome.message ? `: ${fl.lastOutcome.message}` : ""}\n`);
+    if (fl.lastError) writeOut(`           last error: ${fl.lastError.message}\n`);
+  }
   return 0;
 }

@@ -28,7 +28,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "nats-creds", kind: "string", arg: "FILE", help: "credentials file (JWT + NKey) for --nats" },
   { name: "nats-server", kind: "string", arg: "PATH", help: "nats-server binary for the embedded broker (default: found on PATH)" },
   { name: "nats-domain", kind: "string", arg: "NAME", help: "JetStream domain of the embedded broker (unique per device; needed with --nats-leafnode)" },
-  { name: "nats-leafnode", kind: "string", arg: "URL", help: "connect the embedded broker to a hub as a leafnode (nats-leaf://[user:pass@]hub:7422); INGEST, OUTBOX and DLQ stay local" },
+  { name: "nats-leafnode", kind: "string", arg: "URL", help: "connect the embedded broker to a hub as a leafnode (nats-leaf://[user:pass@]hub:7422); INGEST, OUTBOX and DLQ stay local", secret: true },
   { name: "nats-leafnode-creds", kind: "string", arg: "FILE", help: "credentials file (JWT + NKey) for the leafnode connection" },
   { name: "max-file-store", kind: "size", default: "1G", arg: "SIZE", help: "JetStream disk limit of the embedded broker (INGEST gets 1/2, OUTBOX 1/4, DLQ 1/8)" },
   { name: "fsync", kind: "string", default: "1s", arg: "INTERVAL", help: "nats-server >= 2.10: sync_interval (a duration, or 'always')" },

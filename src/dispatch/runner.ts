@@ -266,15 +266,8 @@ export class HandlerRunner {
   async #fetchLoop(consumer: Consumer, lane: Lane): Promise<void> {
     const slots = this.#slots!;
     while (!this.#stopping) {
-      let want = slots.capacity;
-      if (this.#bucket) {
-        const wait = this.#bucket.waitMs(1);
-        if (wait > 0) {
-          await _sleep(Math.min(wait, 250));
-          continue;
-        }
-        want = Math.max(1, Math.min(want, Math.floor(this.#bucket.available())));
-      }
+      const want = await this.#allowance(slots.capacity);
+      if (want === 0) continue;
       const room = await slots.acquire(lane, want);
       if (room === 0) break;
       let used = 0;
@@ -306,15 +299,8 @@ export class HandlerRunner {
   async #laneLoop(consumer: Consumer, lane: Lane): Promise<void> {
     const slots = this.#slots!;
     while (!this.#stopping) {
-      let want = Math.max(1, slots.capacity - slots.used);
-      if (this.#bucket) {
-        const wait = this.#bucket.waitMs(1);
-        if (wait > 0) {
-          await _sleep(Math.min(wait, 250));
-          continue;
-        }
-        want = Math.max(1, Math.min(want, Math.floor(this.#bucket.available())));
-      }
+      const want = await this.#allowance(Math.max(1, slots.capacity - slots.used));
+      if (want === 0) continue;
       try {
         const batch = await consumer.fetch({ max_messages: want, expires: 1_000 });
         const waits: Promise<void>[] = [];
@@ -329,6 +315,20 @@ export class HandlerRunner {
         await _sleep(1_000);
       }
     }
+  }
+
+  /**
+   * How many messages the rate limit lets a pull ask for now, at most `want`; 0 after waiting a
+   * little for the next token (the caller loops).
+   */
+  async #allowance(want: number): Promise<number> {
+    if (!this.#bucket) return want;
+    const wait = this.#bucket.waitMs(1);
+    if (wait > 0) {
+      await _sleep(Math.min(wait, 250));
+      return 0;
+    }
+    return Math.max(1, Math.min(want, Math.floor(this.#bucket.available())));
   }
 
   /** Wait for a slot for a message already pulled (keeping it ours meanwhile), then handle it. */

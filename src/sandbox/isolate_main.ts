@@ -9,6 +9,7 @@ import { hostPort } from "../runtime/isolate_port.ts";
 import { PermanentError, type BatchContext, type Context, type HandlerLog } from "../handler.ts";
 import type { BatchFailure, HostToIsolate, IsolateToHost } from "./protocol.ts";
 import { topicOf } from "../dispatch/subjects.ts";
+import { makeHandlerLog } from "./handler_log.ts";
 
 type _Io = {
   send: (m: IsolateToHost) => void;
@@ -60,7 +61,7 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
       if (delayMs) m.delayMs = delayMs;
       send(m, [data.buffer as ArrayBuffer]);
     });
-  const log = _makeLog(send);
+  const log = makeHandlerLog((level, message) => send({ type: "log", level, message }));
   port.onMessage((raw) => {
     const m = raw as HostToIsolate;
     if (m.type === "reply") {
@@ -79,38 +80,24 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
   send({ type: "ready", info: handlerInfo(def as unknown as Record<string, unknown>) });
 }
 
-async function _invoke(
-  def: _Def,
-  m: Extract<HostToIsolate, { type: "invoke" }>,
+type _Item = { subject: string; seq: number; attempt: number; data: Uint8Array };
+
+/**
+ * Run one invocation: a signal that aborts at its deadline, "done" (with batch failures) when
+ * `body` resolves, "failed" when it throws.
+ */
+async function _run(
+  m: { id: number; timeoutMs: number },
   running: Map<number, AbortController>,
   io: _Io,
+  body: (signal: AbortSignal) => Promise<BatchFailure[] | undefined>,
 ): Promise<void> {
   const ac = new AbortController();
   running.set(m.id, ac);
   const timer = setTimeout(() => ac.abort(new DOMException(`Timed out after ${m.timeoutMs} ms`, "TimeoutError")), m.timeoutMs);
   try {
-    let reading = decodeCbor(m.data);
-    if (def.schema) {
-      // The reading passed this schema at ingest; parsing again yields the schema's output type
-      // (transforms, defaults), and a reading stored under an older schema fails permanently.
-      const r = (await def.schema["~standard"].validate(reading)) as { value?: unknown; issues?: { message: string }[] };
-      if (r.issues) throw new PermanentError(`Reading no longer matches the schema: ${r.issues.map((i) => i.message).join("; ")}`);
-      reading = r.value;
-    }
-    const ctx: Context = {
-      id: `INGEST:${m.seq}`,
-      seq: m.seq,
-      subject: m.subject,
-      topic: topicOf(m.subject),
-      attempt: m.attempt,
-      signal: ac.signal,
-      publish: (subject, value) => io.call("publish", subject, value),
-      emit: (topic, value, opts) => io.call("emit", topic, value, opts?.delayMs),
-      log: io.log,
-      Permanent: PermanentError,
-    };
-    await def.handle(reading, ctx);
-    io.send({ type: "done", id: m.id });
+    const failures = await body(ac.signal);
+    io.send(failures ? { type: "done", id: m.id, failures } : { type: "done", id: m.id });
   } catch (e) {
     const error = toErrorData(e);
     io.send({ type: "failed", id: m.id, error, permanent: error.name === "PermanentError" });
@@ -118,6 +105,75 @@ async function _invoke(
     clearTimeout(timer);
     running.delete(m.id);
   }
+}
+
+/**
+ * Decode a reading and parse it with the handler's schema. The reading passed this schema at
+ * ingest; parsing again yields the schema's output type (transforms, defaults), and a reading
+ * stored under an older schema fails permanently.
+ */
+async function _parse(def: _Def, data: Uint8Array): Promise<unknown> {
+  const reading = decodeCbor(data);
+  if (!def.schema) return reading;
+  const r = (await def.schema["~standard"].validate(reading)) as { value?: unknown; issues?: { message: string }[] };
+  if (r.issues) throw new PermanentError(`Reading no longer matches the schema: ${r.issues.map((i) => i.message).join("; ")}`);
+  return r.value;
+}
+
+/** The `ctx` of one message. */
+function _ctx(item: _Item, signal: AbortSignal, io: _Io): Context {
+  return {
+    id: `INGEST:${item.seq}`,
+    seq: item.seq,
+    subject: item.subject,
+    topic: topicOf(item.subject),
+    attempt: item.attempt,
+    signal,
+    publish: (subject, value) => io.call("publish", subject, value),
+    emit: (topic, value, opts) => io.call("emit", topic, value, opts?.delayMs),
+    log: io.log,
+    Permanent: PermanentError,
+  };
+}
+
+async function _invoke(def: _Def, m: Extract<HostToIsolate, { type: "invoke" }>, running: Map<number, AbortController>, io: _Io): Promise<void> {
+  await _run(m, running, io, async (signal) => {
+    await def.handle(await _parse(def, m.data), _ctx(m, signal, io));
+    return undefined;
+  });
+}
+
+async function _invokeBatch(def: _Def, m: Extract<HostToIsolate, { type: "invoke-batch" }>, running: Map<number, AbortController>, io: _Io): Promise<void> {
+  await _run(m, running, io, async (signal) => {
+    const failures = new Map<number, BatchFailure>();
+    const readings: unknown[] = [];
+    for (const [index, item] of m.items.entries()) {
+      try {
+        readings.push(await _parse(def, item.data));
+      } catch (e) {
+        readings.push(undefined);
+        failures.set(index, { index, error: toErrorData(e), permanent: true });
+      }
+    }
+    // Readings that failed their schema are left out of the batch the handler sees.
+    const keep = m.items.map((_item, i) => i).filter((i) => !failures.has(i));
+    if (!keep.length) return [...failures.values()];
+    const ctx: BatchContext = {
+      ..._ctx(m.items[keep[0]!]!, signal, io),
+      items: keep.map((k) => {
+        const i = m.items[k]!;
+        return { id: `INGEST:${i.seq}`, seq: i.seq, subject: i.subject, attempt: i.attempt };
+      }),
+      fail: (index, error) => {
+        const orig = keep[index];
+        if (!Number.isInteger(index) || orig === undefined) throw new RangeError(`ctx.fail: no reading ${index} in a batch of ${keep.length}`);
+        const data = toErrorData(error);
+        failures.set(orig, { index: orig, error: data, permanent: data.name === "PermanentError" });
+      },
+    };
+    await def.handleBatch!(keep.map((k) => readings[k]), ctx);
+    return [...failures.values()];
+  });
 }
 
 /**
@@ -143,85 +199,3 @@ function _trapExit(send: (m: IsolateToHost) => void): void {
     } catch { /* frozen: the runtime's own exit handling applies */ }
   }
 }
-
-async function _invokeBatch(
-  def: _Def,
-  m: Extract<HostToIsolate, { type: "invoke-batch" }>,
-  running: Map<number, AbortController>,
-  io: _Io,
-): Promise<void> {
-  const ac = new AbortController();
-  running.set(m.id, ac);
-  const timer = setTimeout(() => ac.abort(new DOMException(`Timed out after ${m.timeoutMs} ms`, "TimeoutError")), m.timeoutMs);
-  const failures = new Map<number, BatchFailure>();
-  try {
-    const readings: unknown[] = [];
-    for (const [index, item] of m.items.entries()) {
-      let reading = decodeCbor(item.data);
-      if (def.schema) {
-        const r = (await def.schema["~standard"].validate(reading)) as { value?: unknown; issues?: { message: string }[] };
-        if (r.issues) {
-          failures.set(index, { index, permanent: true, error: { name: "PermanentError", message: `Reading no longer matches the schema: ${r.issues.map((i) => i.message).join("; ")}` } });
-        }
-        reading = r.value;
-      }
-      readings.push(reading);
-    }
-    // Readings that failed their schema are left out of the batch the handler sees.
-    const keep = m.items.map((_item, i) => i).filter((i) => !failures.has(i));
-    const first = m.items[keep[0] ?? 0]!;
-    const ctx: BatchContext = {
-      id: `INGEST:${first.seq}`,
-      seq: first.seq,
-      subject: first.subject,
-      topic: topicOf(first.subject),
-      attempt: first.attempt,
-      signal: ac.signal,
-      items: keep.map((k) => {
-        const i = m.items[k]!;
-        return { id: `INGEST:${i.seq}`, seq: i.seq, subject: i.subject, attempt: i.attempt };
-      }),
-      fail: (index, error) => {
-        const orig = keep[index];
-        if (!Number.isInteger(index) || orig === undefined) throw new RangeError(`ctx.fail: no reading ${index} in a batch of ${keep.length}`);
-        const data = toErrorData(error);
-        failures.set(orig, { index: orig, error: data, permanent: data.name === "PermanentError" });
-      },
-      publish: (subject, value) => io.call("publish", subject, value),
-      emit: (topic, value, opts) => io.call("emit", topic, value, opts?.delayMs),
-      log: io.log,
-      Permanent: PermanentError,
-    };
-    if (keep.length) await def.handleBatch!(keep.map((k) => readings[k]), ctx);
-    io.send({ type: "done", id: m.id, failures: [...failures.values()] });
-  } catch (e) {
-    const error = toErrorData(e);
-    io.send({ type: "failed", id: m.id, error, permanent: error.name === "PermanentError" });
-  } finally {
-    clearTimeout(timer);
-    running.delete(m.id);
-  }
-}
-
-function _makeLog(send: (m: IsolateToHost) => void): HandlerLog {
-  const fmt = (args: unknown[]) =>
-    args.map((a) => (typeof a === "string" ? a : _inspect(a))).join(" ");
-  const at = (level: "debug" | "info" | "warn" | "error") => (...args: unknown[]) =>
-    send({ type: "log", level, message: fmt(args) });
-  const log = at("info") as HandlerLog;
-  log.debug = at("debug");
-  log.info = at("info");
-  log.warn = at("warn");
-  log.error = at("error");
-  return log;
-}
-
-function _inspect(v: unknown): string {
-  if (v instanceof Error) return `${v.name}: ${v.message}`;
-  try {
-    return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x instanceof Uint8Array ? `<${x.length} bytes>` : x));
-  } catch {
-    return String(v);
-  }
-}
-

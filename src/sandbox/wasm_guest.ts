@@ -10,6 +10,7 @@ import { checkDefinition, handlerInfo } from "../handlers/definition.ts";
 import { PermanentError, type Context, type HandlerLog } from "../handler.ts";
 import { cborDecode, cborEncode, utf8Decode, utf8Encode } from "./wasm_cbor.ts";
 import { installGuestGlobals, type GuestAbortController } from "./wasm_guest_globals.ts";
+import { makeHandlerLog } from "./handler_log.ts";
 
 /** What the host installs as `globalThis.__outpost_host` before the bundle runs. */
 export interface GuestHostFns {
@@ -29,7 +30,7 @@ const _g = globalThis as unknown as Record<string, unknown>;
 // Taken before the handler's module runs, and removed from its reach.
 const _host = _g.__outpost_host as GuestHostFns;
 delete _g.__outpost_host;
-const _log = _makeLog();
+const _log = makeHandlerLog((level, message) => _host.log(level, message));
 installGuestGlobals(_log, utf8Encode, utf8Decode);
 
 /**
@@ -110,25 +111,6 @@ async function _invoke(
   }
 }
 
-function _makeLog(): HandlerLog {
-  const fmt = (args: unknown[]) => args.map((a) => (typeof a === "string" ? a : _inspect(a))).join(" ");
-  const at = (level: "debug" | "info" | "warn" | "error") => (...args: unknown[]) => _host.log(level, fmt(args));
-  const log = at("info") as HandlerLog;
-  log.debug = at("debug");
-  log.info = at("info");
-  log.warn = at("warn");
-  log.error = at("error");
-  return log;
-}
-
-function _inspect(v: unknown): string {
-  if (v instanceof Error) return `${v.name}: ${v.message}`;
-  try {
-    return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x instanceof Uint8Array ? `<${x.length} bytes>` : x));
-  } catch {
-    return String(v);
-  }
-}
 
 function _path(path: _Issue["path"]): string {
   if (!path) return "";
