@@ -102,10 +102,11 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     broker = await connectBroker({ servers: o.nats, user: o.natsUser, pass: o.natsPass, token: o.natsToken, credsFile: o.natsCreds }, log);
     log.info(`connected to external nats-server ${broker.nc.info?.version ?? "?"} at ${o.nats}`);
   } else {
-    embedded = await startNatsServer({
+    const serverOpts: Parameters<typeof startNatsServer>[0] = {
       binary: o.natsServer, dataDir, maxFileStore: o.maxFileStore, fsync: o.fsync, log: log.child("nats"), domain: o.natsDomain,
       leafnode: o.natsLeafnode ? { url: o.natsLeafnode, credsFile: o.natsLeafnodeCreds } : undefined,
-    });
+    };
+    embedded = await startNatsServer(serverOpts);
     try {
       broker = await connectBroker({ servers: embedded.url, user: embedded.user, pass: embedded.pass }, log);
     } catch (e) {
@@ -114,9 +115,25 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     }
     log.info(`embedded nats-server ${embedded.version} ready at ${embedded.url} (pid ${embedded.pid})` +
       `${o.natsDomain ? `, JetStream domain ${o.natsDomain}` : ""}${o.natsLeafnode ? `, leafnode of ${o.natsLeafnode.replace(/\/\/[^@/]*@/, "//***@")}` : ""}`);
-    void embedded.exited.then((code) => {
-      if (!stopping) log.error(`embedded nats-server exited unexpectedly (code ${code}); readings are refused with 503`);
+    const supervise = (srv: EmbeddedServer, serverOpts: Parameters<typeof startNatsServer>[0]) => void srv.exited.then(async (code) => {
+      if (stopping) return;
+      log.error(`embedded nats-server exited unexpectedly (code ${code}); restarting it, readings are refused with 503 meanwhile`);
+      // Same port and password: the client reconnects by itself; the store on disk is the same.
+      const pinned = { ...serverOpts, pin: { port: Number(new URL(srv.url).port), pass: srv.pass } };
+      for (let attempt = 0; !stopping; attempt++) {
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 250 * 2 ** attempt)));
+        if (stopping) return;
+        try {
+          embedded = await startNatsServer(pinned);
+          log.info(`embedded nats-server restarted (pid ${embedded.pid})`);
+          supervise(embedded, pinned);
+          return;
+        } catch (e) {
+          log.error(`restarting nats-server failed: ${(e as Error).message}`);
+        }
+      }
     });
+    supervise(embedded, serverOpts);
   }
   const bundleDir = join(dataDir, "build");
   let validator: Validator | undefined;

@@ -135,3 +135,32 @@ test("--nats connects to an external server with credentials, and refuses bad on
     srv.kill("SIGKILL");
   }
 });
+
+test("an embedded nats-server that dies is restarted on the same port; ingest recovers and nothing stored is lost", async () => {
+  const host = await startHost({ workers: { "counter.ts": COUNTER } });
+  try {
+    assert.equal((await ingest(host.url, "count", JSON.stringify({ n: 1 }), "application/json")).status, 202);
+    const pid = await embeddedPid(host.dataDir);
+    process.kill(pid, "SIGKILL");
+    await waitFor(() => !pidAlive(pid), 5_000, "nats-server to die");
+    const r = await waitFor(async () => {
+      const x = await ingest(host.url, "count", JSON.stringify({ n: 2 }), "application/json");
+      return x.status === 202 ? x : undefined;
+    }, 20_000, "ingest to accept again");
+    assert.equal(r.json.accepted, 1);
+    const pid2 = await embeddedPid(host.dataDir);
+    assert.notEqual(pid2, pid);
+    assert.ok(pidAlive(pid2));
+    assert.match(host.logs(), /embedded nats-server exited unexpectedly .*; restarting it/);
+    assert.match(host.logs(), /embedded nats-server restarted \(pid \d+\)/);
+    const conn = await embeddedJsm(host.dataDir);
+    const out = await waitFor(async () => {
+      const m = await streamMessages(conn.jsm, "OUTBOX", "out.counted");
+      return m.length >= 2 ? m : undefined;
+    }, 15_000, "both readings handled");
+    assert.deepEqual(out.map((m) => m.value.n).sort(), [1, 2]);
+    await conn.nc.close();
+  } finally {
+    await host.stop();
+  }
+});

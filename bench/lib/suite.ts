@@ -82,8 +82,14 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const c = plan.connections;
       // Ceilings.
       say(`${rt}: raw JetStream publish ceiling`);
-      const pub = await runProbe<{ publishPerSec: number; window: number }>(procs, rt, "publish.ts",
-        { mode: "publish", url: nats.url, subject: "ingest.park", stream: "INGEST", seconds: plan.seconds, window: 64, concurrency: SINK_CONCURRENCY }, 120_000);
+      // The best of a modest and a deep window: batched ingest keeps ~1600 publishes in flight.
+      let pub = { publishPerSec: 0, window: 0 };
+      for (const window of [64, 1024]) {
+        await jsm.streams.purge("INGEST");
+        const p = await runProbe<{ publishPerSec: number; window: number }>(procs, rt, "publish.ts",
+          { mode: "publish", url: nats.url, subject: "ingest.park", stream: "INGEST", seconds: plan.seconds, window, concurrency: SINK_CONCURRENCY }, 120_000);
+        if (p.publishPerSec > pub.publishPerSec) pub = p;
+      }
       say(`${rt}: bare HTTP ceiling`);
       const bare = procs.spawn(`bare-${rt}`, tsCommand(rt, join(ROOT, "bench/probes/bare_http.ts")));
       const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(bare.output()), 30_000, "bare server"))[1];

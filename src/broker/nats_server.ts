@@ -15,6 +15,8 @@ export interface EmbeddedServerOptions {
   maxFileStore: number;
   /** `sync_interval` for servers 2.10 and newer: a duration like `1s`, or `always`. */
   fsync: string;
+  /** Start again where a previous server of this host listened, with its password (a restart). */
+  pin?: { port: number; pass: string } | undefined;
   /** JetStream domain of this server; needed (unique per device) when it is a leafnode of a JetStream hub. */
   domain?: string | undefined;
   /** Connect to a hub as a leafnode: `nats-leaf://[user:pass@]hub:7422`, optionally with a creds file. */
@@ -99,10 +101,10 @@ export async function startNatsServer(opts: EmbeddedServerOptions): Promise<Embe
   for (const f of await readdir(portsDir)) await rm(join(portsDir, f), { force: true });
 
   const user = "outpost";
-  const pass = _randomHex(24);
+  const pass = opts.pin?.pass ?? _randomHex(24);
   const syncLine = versionAtLeast(version, 2, 10) ? `  sync_interval: ${JSON.stringify(opts.fsync)}\n` : "";
   const conf = `# Written by outpost at every start; edits are overwritten.
-listen: "127.0.0.1:-1"
+listen: "127.0.0.1:${opts.pin?.port ?? -1}"
 server_name: ${JSON.stringify(opts.domain ? `outpost-${opts.domain}` : "outpost")}
 pid_file: ${JSON.stringify(join(dir, "nats-server.pid"))}
 ports_file_dir: ${JSON.stringify(portsDir)}
