@@ -10,6 +10,7 @@ import { PermanentError, type BatchContext, type Context, type HandlerLog } from
 import type { BatchFailure, HostToIsolate, IsolateToHost } from "./protocol.ts";
 import { topicOf } from "../dispatch/subjects.ts";
 import { makeHandlerLog } from "./handler_log.ts";
+import { coalescing, unbulk } from "./coalesce.ts";
 
 type _Io = {
   send: (m: IsolateToHost) => void;
@@ -29,7 +30,11 @@ type _Def = {
  */
 export async function runIsolate(load: () => Promise<{ default?: unknown }>): Promise<void> {
   const port = await hostPort();
-  const send = (m: IsolateToHost, transfer?: ArrayBuffer[]) => port.post(m, transfer);
+  // Start-up and exit reports go at once; the traffic of running messages is coalesced.
+  const now = (m: IsolateToHost, transfer?: ArrayBuffer[]) => port.post(m, transfer);
+  const later = coalescing<IsolateToHost>((m, t) => port.post(m, t));
+  const send = (m: IsolateToHost, transfer?: ArrayBuffer[]) =>
+    m.type === "ready" || m.type === "load-error" || m.type === "exit" ? now(m, transfer) : later(m, transfer);
   _trapExit(send);
   let def: _Def;
   try {
@@ -62,8 +67,7 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
       send(m, [data.buffer as ArrayBuffer]);
     });
   const log = makeHandlerLog((level, message) => send({ type: "log", level, message }));
-  port.onMessage((raw) => {
-    const m = raw as HostToIsolate;
+  port.onMessage((raw) => unbulk<HostToIsolate>(raw, (m) => {
     if (m.type === "reply") {
       const c = calls.get(m.callId);
       calls.delete(m.callId);
@@ -76,7 +80,7 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
     } else if (m.type === "invoke-batch") {
       void _invokeBatch(def, m, running, { send, call, log });
     }
-  });
+  }));
   send({ type: "ready", info: handlerInfo(def as unknown as Record<string, unknown>) });
 }
 

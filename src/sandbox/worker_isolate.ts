@@ -2,6 +2,7 @@ import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError } from "../e
 import type { HandlerInfo } from "../handlers/definition.ts";
 import { spawnWorker, type WorkerHandle } from "../runtime/worker.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "./isolate.ts";
+import { coalescing, unbulk } from "./coalesce.ts";
 import type { BatchFailure, HostToIsolate, IsolateToHost } from "./protocol.ts";
 
 export { HandlerError, type CallHandler, type Invocation } from "./isolate.ts";
@@ -21,6 +22,7 @@ export class WorkerIsolate implements Isolate {
   #pending = new Map<number, _Pending>();
   #next = 1;
   #dead = false;
+  #send: ((m: HostToIsolate, transfer?: ArrayBuffer[]) => void) | undefined;
   /** The handler's policy, once {@link start} resolved. */
   info: HandlerInfo | undefined;
   heapLimitEnforced = false;
@@ -66,8 +68,8 @@ export class WorkerIsolate implements Isolate {
         this.#failAll(new IsolateCrashedError(`Isolate of ${this.#opts.name} crashed: ${reason}`));
         this.#opts.onCrash(reason);
       });
-      w.onMessage((raw) => {
-        const m = raw as IsolateToHost;
+      this.#send = coalescing<HostToIsolate>((m, t) => w.post(m, t));
+      w.onMessage((raw) => unbulk<IsolateToHost>(raw, (m) => {
         switch (m.type) {
           case "ready":
             ready = true;
@@ -94,7 +96,7 @@ export class WorkerIsolate implements Isolate {
               (e: Error) => this.#post({ type: "reply", callId: m.callId, error: { name: e.name, message: e.message } }),
             );
         }
-      });
+      }));
     });
   }
 
@@ -161,7 +163,7 @@ export class WorkerIsolate implements Isolate {
   }
 
   #post(m: HostToIsolate, transfer?: ArrayBuffer[]): void {
-    if (!this.#dead) this.#w?.post(m, transfer);
+    if (!this.#dead) this.#send?.(m, transfer);
   }
 
   #settle(id: number, err?: Error, failures: BatchFailure[] = []): void {
