@@ -52,24 +52,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Sleep. */
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Poll `fn` until truthy, at most `timeoutMs`. */
-export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string): Promise<NonNullable<T>> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(10);
-  }
-  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-}
+// One polling helper for the tests and the benchmark.
+import { sleep, waitFor } from "../../test/_harness.ts";
+export { sleep, waitFor };
 
 /** Resident set size of a process in bytes, from /proc (0 when gone). */
 export async function rssBytes(pid: number): Promise<number> {
