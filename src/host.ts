@@ -53,6 +53,8 @@ export interface OutpostOptions {
   fsync: string;
   bodyLimit: number;
   maxReadings: number;
+  /** `"wasm"` runs every handler in the wasm tier, for code the operator does not trust (default "auto"). */
+  isolation?: "auto" | "wasm";
   /** Fault injection for crash tests (from OUTPOST_FAULT_ACK_DELAY_MS): delay between success and ack. */
   faults?: { ackDelayMs?: number };
   /** Ingest answers 429 once a consuming handler has this many readings waiting (default 100 000). */
@@ -157,6 +159,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     });
     registry = new HandlerRegistry({ dir: bundles.handlerDir, bundleDir, broker, validator, log });
     if (o.faults) registry.faults = o.faults;
+    if (o.isolation) registry.isolation = o.isolation;
     if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 50);
     await registry.loadAll();
     await bundles.attach(registry);

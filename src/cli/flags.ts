@@ -18,6 +18,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "workers", kind: "string", default: "./workers", arg: "DIR", help: "directory of handler modules" },
   { name: "watch", kind: "boolean", default: "true", help: "reload handlers when files in --workers change (--no-watch to turn off)" },
   { name: "watch-debounce", kind: "int", default: "50", arg: "MS", help: "how long a changed handler file must stay unchanged before it is loaded" },
+  { name: "isolation", kind: "string", default: "auto", arg: "TIER", help: "auto: each handler's definition picks its tier; wasm: every handler runs in the wasm tier (for code you do not trust)" },
   { name: "port", kind: "port", default: "8080", arg: "N", help: "HTTP port (0 picks a free one)" },
   { name: "host", kind: "string", default: "0.0.0.0", arg: "ADDR", help: "HTTP address to listen on (sensors are on the LAN)" },
   { name: "data-dir", kind: "string", default: "./.outpost", arg: "DIR", help: "state: nats-server config and JetStream store, built handler bundles" },

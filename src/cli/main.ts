@@ -89,6 +89,7 @@ export async function main(args: string[] = argv()): Promise<number> {
     const log = createLogger(level as Level);
     const host = await startOutpost({
       workersDir: String(f.workers),
+      isolation: _isolation(String(f.isolation)),
       watch: f.watch as boolean,
       watchDebounceMs: f["watch-debounce"] as number,
       port: f.port as number,
@@ -139,6 +140,11 @@ export async function main(args: string[] = argv()): Promise<number> {
     writeErr(`outpost: ${known ? err.message : err.stack ?? err.message}\n`);
     return 1;
   }
+}
+
+function _isolation(v: string): "auto" | "wasm" {
+  if (v === "auto" || v === "wasm") return v;
+  throw Object.assign(new Error(`--isolation must be auto or wasm, got ${JSON.stringify(v)}`), { name: "ConfigError" });
 }
 
 /** Entry point of the `outpost` binary and of `bundles/outpost.js`. */

@@ -78,6 +78,8 @@ export class HandlerRunner {
    * so the release that rolls back does not take readings with it.
    */
   holdDeadLetters = false;
+  /** The operator requires the wasm tier for every handler (`--isolation wasm`). */
+  forceWasm = false;
   /** Fault injection for crash tests: wait this long between a success and its ack. */
   faults: { ackDelayMs?: number } = {};
 
@@ -176,7 +178,7 @@ export class HandlerRunner {
       onCrash: (reason) => {
         if (this.#isolate === iso) this.#restart(reason);
       },
-    });
+    }, this.forceWasm);
     return iso;
   }
 

@@ -74,6 +74,8 @@ export class HandlerRegistry {
   #validator: Validator;
   #log: Logger;
   #entries = new Map<string, _Entry>();
+  /** `"wasm"`: every handler runs in the wasm tier, whatever its definition asks (`--isolation`). */
+  isolation: "auto" | "wasm" = "auto";
   /** Fault injection for crash tests, handed to every handler (see HandlerRunner.faults). */
   faults: { ackDelayMs?: number } = {};
   #watch: DirWatch | undefined;
@@ -166,6 +168,7 @@ export class HandlerRegistry {
       if (old && old.built.hash === built.hash) return undefined;
       next = new HandlerRunner(built, this.#broker, this.#log, (topic, data, delayMs) => this.#emit(topic, data, delayMs));
       next.faults = this.faults;
+      next.forceWasm = this.isolation === "wasm";
       const info = await next.load();
       if (info.hasSchema) {
         // A wasm-tier handler's code never runs in a V8 worker: its schema is checked in QuickJS too.

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, type ErrorData } from "../errors.ts";
-import { WASM_DEFAULTS, type HandlerInfo } from "../handlers/definition.ts";
+import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../handlers/definition.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "./isolate.ts";
 import { GuestError, SandboxInterruptedError, SandboxTrapError, WasmSandbox, type SandboxHooks } from "./wasm_sandbox.ts";
 
@@ -13,6 +13,8 @@ export interface WasmIsolateOptions extends IsolateOptions {
   stackKb?: number | undefined;
   /** CPU ms per message (default from the definition, else 1000). */
   cpuMs?: number | undefined;
+  /** Keep the handler in the wasm tier whatever its definition says (`--isolation wasm`). */
+  force?: boolean | undefined;
 }
 
 type _Pending = {
@@ -51,6 +53,27 @@ export class WasmIsolate implements Isolate {
     this.#cpuMs = opts.cpuMs ?? WASM_DEFAULTS.cpuMs;
   }
 
+  /**
+   * A handler written for the worker tier, held in the wasm tier by the operator: its worker-only
+   * features are refused, its limits become the wasm tier's (a `memoryMb` it set is kept).
+   */
+  #forced(info: HandlerInfo): HandlerInfo {
+    const worker = [info.batch ? "`batch`" : "", info.permissions ? "`permissions`" : ""].filter(Boolean);
+    if (worker.length) {
+      this.#sb?.dispose();
+      throw new HandlerLoadError(
+        `Handler ${this.#opts.name} uses ${worker.join(" and ")}, which the wasm tier does not offer, and this host runs every handler in the wasm tier (--isolation wasm)`,
+      );
+    }
+    return {
+      ...info,
+      isolation: "wasm",
+      memoryMb: info.memoryMb === DEFAULTS.memoryMb ? WASM_DEFAULTS.memoryMb : info.memoryMb,
+      stackKb: WASM_DEFAULTS.stackKb,
+      cpuMs: WASM_DEFAULTS.cpuMs,
+    };
+  }
+
   /** Messages being handled right now. */
   get inFlight(): number {
     return this.#pending.size;
@@ -69,10 +92,12 @@ export class WasmIsolate implements Isolate {
   async start(): Promise<HandlerInfo> {
     const code = await readFile(fileURLToPath(this.#opts.guestUrl), "utf8");
     let info = await this.#create(code, this.#opts.memoryMb ?? WASM_DEFAULTS.memoryMb, this.#opts.stackKb ?? WASM_DEFAULTS.stackKb);
+    if (this.#opts.force && info.isolation !== "wasm") info = this.#forced(info);
     if (info.isolation === "wasm" && (info.memoryMb !== this.#opts.memoryMb || info.stackKb !== this.#opts.stackKb)) {
       // Limits are part of the definition, known only once it is loaded: start again with them.
       this.#sb?.dispose();
       info = await this.#create(code, info.memoryMb, info.stackKb ?? WASM_DEFAULTS.stackKb);
+      if (this.#opts.force && info.isolation !== "wasm") info = this.#forced(info);
     }
     this.#cpuMs = info.cpuMs ?? this.#cpuMs;
     this.info = info;

@@ -29,9 +29,14 @@ import { WorkerIsolate } from "./worker_isolate.ts";
  * @param built the handler's bundles
  * @param known its policy when already loaded once (a restart): the tier is then known
  * @param opts what every isolate kind is given
+ * @param forceWasm the operator requires the wasm tier for every handler
  */
-export function selectIsolate(built: BuiltHandler, known: HandlerInfo | undefined, opts: IsolateOptions): Isolate {
+export function selectIsolate(built: BuiltHandler, known: HandlerInfo | undefined, opts: IsolateOptions, forceWasm = false): Isolate {
   if (built.kind === "wasm-module") return new RawWasmIsolate(opts);
+  // The operator's --isolation wasm: never evaluated in V8, whatever the definition says.
+  if (forceWasm) {
+    return new WasmIsolate({ ...opts, memoryMb: known?.memoryMb, guestUrl: built.guestUrl, stackKb: known?.stackKb, cpuMs: known?.cpuMs, force: true });
+  }
   if (known?.isolation === "wasm") {
     return new WasmIsolate({ ...opts, guestUrl: built.guestUrl, stackKb: known.stackKb, cpuMs: known.cpuMs });
   }
