@@ -14,7 +14,8 @@ import { backoffDelay } from "./backoff.ts";
 import { Batcher } from "./batcher.ts";
 import { dedupeKey, DedupeStore } from "./dedupe.ts";
 import { deadLetter } from "./dlq.ts";
-import { Slots, type Lane } from "./slots.ts";
+import { Fetcher } from "./fetcher.ts";
+import { Slots } from "./slots.ts";
 import { priorityFilter } from "./subjects.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
@@ -66,7 +67,7 @@ export class HandlerRunner {
   #batcher: Batcher | undefined;
   #dedupe: DedupeStore | undefined;
   #stopping = false;
-  #loops: Promise<void>[] = [];
+  #fetcher: Fetcher | undefined;
   #crashTimes: number[] = [];
   #firstErrors = new Map<number, ErrorData>();
   #up: Promise<void> = Promise.resolve();
@@ -145,7 +146,14 @@ export class HandlerRunner {
     if (info.rateLimit) this.#bucket = new TokenBucket(info.rateLimit.perSecond, info.rateLimit.burst);
     if (info.batch) this.#batcher = new Batcher(info.batch.size, info.batch.maxWaitMs, (msgs) => void this.#handleBatch(msgs));
     this.status = "running";
-    this.#loops = lanes.length === 1 ? [this.#fetchLoop(lanes[0]!, 0)] : lanes.map((c, i) => this.#laneLoop(c, i as Lane));
+    this.#fetcher = new Fetcher({
+      lanes,
+      slots: this.#slots,
+      bucket: this.#bucket,
+      accept: (m) => (this.#batcher ? this.#batcher.add(m) : void this.#handle(m)),
+      workingEveryMs: this.#ackWaitMs() / 3,
+      log: this.#log,
+    });
   }
 
   /**
@@ -155,8 +163,7 @@ export class HandlerRunner {
   async stop(graceMs = 5_000): Promise<void> {
     this.#stopping = true;
     this.#markUp();
-    this.#slots?.close();
-    await Promise.all(this.#loops.map((l) => l.catch(() => {})));
+    await this.#fetcher?.stop();
     this.#batcher?.flushNow();
     const until = Date.now() + graceMs;
     while (this.#inFlight > 0 && Date.now() < until) await _sleep(10);
@@ -259,91 +266,6 @@ export class HandlerRunner {
       }
     }
     return await this.#broker.js.consumers.get(STREAMS.ingest, durable);
-  }
-
-  /**
-   * One lane's loop: wait for room (and tokens, with a rate limit), pull at most that many
-   * messages, hand each on. Room taken but not filled by the pull is given back.
-   */
-  async #fetchLoop(consumer: Consumer, lane: Lane): Promise<void> {
-    const slots = this.#slots!;
-    while (!this.#stopping) {
-      const want = await this.#allowance(slots.capacity);
-      if (want === 0) continue;
-      const room = await slots.acquire(lane, want);
-      if (room === 0) break;
-      let used = 0;
-      try {
-        // Short pulls (1 s, the client's shortest): stopping (shutdown, swap) waits for the one under way.
-        const batch = await consumer.fetch({ max_messages: room, expires: 1_000 });
-        for await (const m of batch) {
-          used++;
-          this.#bucket?.take(1);
-          if (this.#batcher) this.#batcher.add(m);
-          else void this.#handle(m);
-        }
-      } catch (e) {
-        if (this.#stopping) break;
-        this.#log.warn(`fetch failed: ${(e as Error).message}; retrying in 1 s`);
-        await _sleep(1_000);
-      } finally {
-        slots.release(room - used);
-      }
-    }
-  }
-
-  /**
-   * A lane of a handler with priorities. A pull here holds no slot (an idle lane would otherwise
-   * sit on the room the busy one needs for a whole pull): each message it brings waits for a slot,
-   * and the slots go to the lanes by weight. A lane pulls no more than the free room, at least one,
-   * so each lane holds at most one message beyond the handler's concurrency.
-   */
-  async #laneLoop(consumer: Consumer, lane: Lane): Promise<void> {
-    const slots = this.#slots!;
-    while (!this.#stopping) {
-      const want = await this.#allowance(Math.max(1, slots.capacity - slots.used));
-      if (want === 0) continue;
-      try {
-        const batch = await consumer.fetch({ max_messages: want, expires: 1_000 });
-        const waits: Promise<void>[] = [];
-        for await (const m of batch) {
-          this.#bucket?.take(1);
-          waits.push(this.#whenSlot(lane, m));
-        }
-        await Promise.all(waits);
-      } catch (e) {
-        if (this.#stopping) break;
-        this.#log.warn(`fetch failed: ${(e as Error).message}; retrying in 1 s`);
-        await _sleep(1_000);
-      }
-    }
-  }
-
-  /**
-   * How many messages the rate limit lets a pull ask for now, at most `want`; 0 after waiting a
-   * little for the next token (the caller loops).
-   */
-  async #allowance(want: number): Promise<number> {
-    if (!this.#bucket) return want;
-    const wait = this.#bucket.waitMs(1);
-    if (wait > 0) {
-      await _sleep(Math.min(wait, 250));
-      return 0;
-    }
-    return Math.max(1, Math.min(want, Math.floor(this.#bucket.available())));
-  }
-
-  /** Wait for a slot for a message already pulled (keeping it ours meanwhile), then handle it. */
-  async #whenSlot(lane: Lane, m: JsMsg): Promise<void> {
-    const timer = setInterval(() => m.working(), this.#ackWaitMs() / 3);
-    const got = await this.#slots!.acquire(lane, 1);
-    clearInterval(timer);
-    if (got === 0) {
-      m.nak(); // stopping
-      return;
-    }
-    if (this.#batcher) this.#batcher.add(m);
-    else void this.#handle(m);
   }
 
   async #handle(m: JsMsg): Promise<void> {
