@@ -59,9 +59,12 @@ export async function buildSingleFile(o = {}) {
       setup(b) {
         b.onResolve({ filter: /^esbuild$/ }, (a) => (a.namespace === "lazy-esbuild" || a.kind === "dynamic-import" ? { path: "esbuild", external: true } : { path: "esbuild", namespace: "lazy-esbuild" }));
         b.onLoad({ filter: /.*/, namespace: "lazy-esbuild" }, () => ({
-          contents: "const m = await import('esbuild').catch(() => null);\n" +
-            "export const build = (...a) => m ? m.build(...a) : Promise.reject(new Error('esbuild is not installed beside outpost.js'));\n" +
-            "export const transform = (...a) => m ? m.transform(...a) : Promise.reject(new Error('esbuild is not installed beside outpost.js'));\n",
+          // Imported on first use only: esbuild's JavaScript alone costs a host ~16 MB of memory.
+          contents: "let m;\nconst load = async () => (m === undefined ? (m = await import('esbuild').catch(() => null)) : m);\n" +
+            "const missing = () => new Error('esbuild is not installed beside outpost.js');\n" +
+            "export const build = async (...a) => { const e = await load(); if (!e) throw missing(); return e.build(...a); };\n" +
+            "export const transform = async (...a) => { const e = await load(); if (!e) throw missing(); return e.transform(...a); };\n" +
+            "export const stop = async () => { if (m) await m.stop(); };\n",
           loader: "js",
         }));
       },

@@ -30,6 +30,21 @@ export interface BuiltHandler {
 }
 
 let _root: string | undefined;
+let _idle: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * esbuild.build, then stop esbuild's service process after 30 s without builds: on a small device
+ * it would otherwise keep its memory for the life of the host (the next build starts it again).
+ */
+async function _build(o: esbuild.BuildOptions): Promise<esbuild.BuildResult> {
+  clearTimeout(_idle);
+  try {
+    return await esbuild.build(o);
+  } finally {
+    _idle = setTimeout(() => void esbuild.stop(), 30_000);
+    (_idle as { unref?: () => void }).unref?.();
+  }
+}
 
 /**
  * The outpost package directory (holding `src/`), found from this module's location, which
@@ -101,7 +116,7 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   };
   let result: esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
   try {
-    result = await esbuild.build({
+    result = await _build({
       ..._common(root),
       entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema", guest: "outpost-entry:guest" },
       outdir: outDir,
@@ -154,7 +169,7 @@ async function _buildRawWasm(root: string, abs: string, outDir: string): Promise
   } catch (e) {
     throw new HandlerLoadError(`Cannot build handler ${basename(abs)}: ${(e as Error).message}`, { cause: e });
   }
-  const result = await esbuild.build({
+  const result = await _build({
     ..._common(root),
     entryPoints: { handler: "outpost-entry:handler" },
     outdir: outDir,
@@ -179,7 +194,7 @@ export async function buildValidator(outDir: string): Promise<URL> {
   const entries = {
     validator: `import { runValidator } from ${JSON.stringify(join(root, "src/sandbox/validator_main.ts"))};\nrunValidator();\n`,
   };
-  const result = await esbuild.build({
+  const result = await _build({
     ..._common(root),
     entryPoints: { validator: "outpost-entry:validator" },
     outdir: outDir,
