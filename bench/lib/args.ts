@@ -8,7 +8,7 @@ export interface BenchArgs {
   compare: string | undefined;
   /** Directory the JSON and SVG are written to. */
   out: string;
-  /** wrk connections. */
+  /** wrk connections (default 64: the same depth as the raw publish ceiling's 64 in flight). */
   connections: number;
 }
 
@@ -20,7 +20,7 @@ const _RUNTIMES: readonly Runtime[] = ["node", "deno", "bun"];
  * @throws TypeError for unknown flags or values
  */
 export function parseArgs(argv: string[]): BenchArgs {
-  const a: BenchArgs = { runtimes: ["node"], quick: false, compare: undefined, out: "bench/results", connections: 16 };
+  const a: BenchArgs = { runtimes: ["node"], quick: false, compare: undefined, out: "bench/results", connections: 64 };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split("=", 2) as [string, string | undefined];
     const value = () => {
