@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer, connect as tcpConnect } from "node:net";
+import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Runtime } from "./args.ts";
@@ -40,21 +40,10 @@ export function hostCommand(rt: Runtime): string[] {
   return tsCommand(rt, join(ROOT, "src/cli/bin.ts"));
 }
 
-/** A free TCP port on loopback. */
-export async function freePort(): Promise<number> {
-  return await new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => res(typeof a === "object" && a ? a.port : 0));
-    });
-  });
-}
 
 // One polling helper for the tests and the benchmark.
-import { sleep, waitFor } from "../../test/_harness.ts";
-export { sleep, waitFor };
+import { freePort, sleep, waitFor } from "../../test/_harness.ts";
+export { freePort, sleep, waitFor };
 
 /** Resident set size of a process in bytes, from /proc (0 when gone). */
 export async function rssBytes(pid: number): Promise<number> {
