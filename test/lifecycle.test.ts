@@ -44,7 +44,7 @@ test("SIGTERM stops the embedded nats-server; a restart resumes the durable cons
   try {
     for (const n of [4, 5]) assert.equal((await ingest(second.url, "count", JSON.stringify({ n }), "application/json")).status, 202);
     conn = await embeddedJsm(dataDir);
-    const out = await waitFor(async () => {
+    await waitFor(async () => {
       const m = await streamMessages(conn.jsm, "OUTBOX", "out.counted");
       return m.length >= 5 ? m : undefined;
     }, 10_000, "5 handled");

@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { NatsServerNotFoundError, NatsServerStartError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { STREAMS, SUBJECTS } from "./streams.ts";
-import { env, isAlive, run, signalPid, spawn, type Child } from "../runtime/process.ts";
+import { env, isAlive, run, signalPid, spawn } from "../runtime/process.ts";
 
 /** Options for {@link startNatsServer}. */
 export interface EmbeddedServerOptions {

@@ -7,7 +7,7 @@
  */
 import { toErrorData } from "../errors.ts";
 import { checkDefinition, handlerInfo } from "../handlers/definition.ts";
-import { PermanentError, type Context, type HandlerLog } from "../handler.ts";
+import { PermanentError, type Context } from "../handler.ts";
 import { cborDecode, cborEncode, utf8Decode, utf8Encode } from "./wasm_cbor.ts";
 import { installGuestGlobals, type GuestAbortController } from "./wasm_guest_globals.ts";
 import { makeHandlerLog } from "./handler_log.ts";
