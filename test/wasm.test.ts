@@ -292,5 +292,17 @@ for (const runtime of RUNTIMES) {
       const [dl] = await dlq("raw");
       assert.deepEqual([dl.error.name, dl.error.message, dl.attempts], ["Error", "null reading", 1]);
     });
+
+    test("changing only a raw handler's manifest reloads it", async () => {
+      const view = async () => ((await (await fetch(`${host.url}/v1/handlers`)).json()).handlers as { name: string; topic: string | null; swaps: number }[]).find((h) => h.name === "raw")!;
+      const before = await view();
+      await writeFile(join(host.workersDir, "raw.json"), JSON.stringify({ topic: "w.raw2", retry: { maxAttempts: 1 } }));
+      const after = await waitFor(async () => {
+        const h = await view();
+        return h.swaps === before.swaps + 1 ? h : undefined;
+      }, 10_000, "the manifest change to swap the handler");
+      assert.equal(after.topic, "w.raw2");
+      assert.equal((await ingest(host.url, "w.raw2", encodeCbor({ n: 3 }), "application/cbor")).status, 202);
+    });
   });
 }

@@ -131,10 +131,11 @@ ${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
 
   const child = spawn(bin, ["-c", confPath]);
   const tail: string[] = [];
+  const warn = _quietRepeats((m) => opts.log.warn(`nats-server: ${m}`));
   child.onLine((l) => {
     tail.push(l);
     if (tail.length > 20) tail.shift();
-    if (/\[(ERR|FTL|WRN)\]/.test(l)) opts.log.warn(`nats-server: ${l.replace(/^\[\d+\] \S+ \S+ /, "")}`);
+    if (/\[(ERR|FTL|WRN)\]/.test(l)) warn(l.replace(/^\[\d+\] \S+ \S+ /, ""));
     else opts.log.debug(`nats-server: ${l}`);
   });
   let exitedEarly = false;
@@ -164,6 +165,26 @@ ${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
       await exited;
       clearTimeout(t);
     },
+  };
+}
+
+/**
+ * Pass a message on the first time, then at most once a minute with how often it recurred (a
+ * leafnode hub that is down makes nats-server repeat the same warning every second).
+ */
+function _quietRepeats(emit: (m: string) => void): (m: string) => void {
+  const seen = new Map<string, { at: number; count: number }>();
+  return (m) => {
+    const key = m.replace(/\d+/g, "#");
+    const s = seen.get(key);
+    const now = Date.now();
+    if (s && now - s.at < 60_000) {
+      s.count++;
+      return;
+    }
+    emit(s && s.count ? `${m} (and ${s.count} more like it in the last minute)` : m);
+    seen.set(key, { at: now, count: 0 });
+    if (seen.size > 200) seen.delete(seen.keys().next().value!);
   };
 }
 

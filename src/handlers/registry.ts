@@ -93,7 +93,14 @@ export class HandlerRegistry {
    * a removed file's handler drains and stops.
    */
   async watch(quietMs = 50): Promise<void> {
-    this.#watch = await watchDir(this.#dir, isHandlerFile, (e) => {
+    // A raw wasm handler's manifest (`name.json` beside `name.wasm`) reloads its module.
+    const manifest = (f: string) => f.endsWith(".json") && !f.startsWith(".") && !f.startsWith("_");
+    this.#watch = await watchDir(this.#dir, (f) => isHandlerFile(f) || manifest(f), (e) => {
+      if (manifest(e.file)) {
+        const wasm = e.file.replace(/\.json$/, ".wasm");
+        if (this.#entries.get(_nameOf(wasm))?.runner) void this.load(wasm);
+        return;
+      }
       if (e.type === "changed") void this.load(e.file);
       else void this.remove(e.file);
     }, { quietMs });
@@ -199,8 +206,6 @@ export class HandlerRegistry {
     if (old) {
       // Blue/green: the new version is loaded; now the old one stops fetching and drains.
       await old.stop(old.info!.timeoutMs + 1_000);
-      e.swaps++;
-      e.lastSwap = { from: old.built.hash, to: next.built.hash, at: new Date(), oldLastAck: old.lastAckAt, next };
     }
     try {
       await next.run();
@@ -213,6 +218,11 @@ export class HandlerRegistry {
     }
     e.runner = next;
     e.loadError = undefined;
+    if (old) {
+      // Counted once the new version runs, so /v1/handlers never shows a swap with the old version.
+      e.swaps++;
+      e.lastSwap = { from: old.built.hash, to: next.built.hash, at: new Date(), oldLastAck: old.lastAckAt, next };
+    }
     if (old?.info?.hasSchema) this.#validator.unload(this.#schemaKey(old));
     this.#log.info(
       `${old ? `swapped handler ${e.name} ${old.built.hash} → ${next.built.hash}` : `loaded handler ${e.name} (${next.built.hash})`} ` +
@@ -282,13 +292,13 @@ export class HandlerRegistry {
         failures.push({ name: e.name, message: e.loadError.message });
         continue;
       }
+      e.runner = r.next;
+      e.loadError = undefined;
       if (old) {
         e.swaps++;
         e.lastSwap = { from: old.built.hash, to: r.next.built.hash, at: new Date(), oldLastAck: old.lastAckAt, next: r.next };
         if (old.info?.hasSchema) this.#validator.unload(this.#schemaKey(old));
       }
-      e.runner = r.next;
-      e.loadError = undefined;
     }
     this.#dir = abs;
     if (opts.watch) await this.watch(opts.quietMs ?? 50);
