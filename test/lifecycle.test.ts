@@ -164,3 +164,36 @@ test("an embedded nats-server that dies is restarted on the same port; ingest re
     await host.stop();
   }
 });
+
+test("with nats-server 2.10 or newer, --fsync becomes sync_interval; older servers get the two-minute warning", async () => {
+  const { findNatsServer } = await import("../src/broker/nats_server.ts");
+  const real = await findNatsServer();
+  // Only 2.9 is packaged here: a wrapper reports 2.10 and hands the real server the config
+  // without the line 2.9 does not know, so the host's 2.10 path runs for real.
+  const dir = await tempDir("outpost-fake-nats-");
+  const fake = join(dir, "nats-server");
+  const { writeFile: write, chmod, readFile: read } = await import("node:fs/promises");
+  await write(fake, `#!/bin/sh
+if [ "$1" = "--version" ]; then echo "nats-server: v2.10.4"; exit 0; fi
+sed '/sync_interval/d' "$2" > "$2.stripped"
+exec ${real} -c "$2.stripped"
+`);
+  await chmod(fake, 0o755);
+  const newer = await startHost({ args: ["--nats-server", fake, "--fsync", "always"] });
+  try {
+    const conf = await read(join(newer.dataDir, "nats", "nats-server.conf"), "utf8");
+    assert.match(conf, /^\s*sync_interval: "always"$/m);
+    assert.match(newer.logs(), /starting nats-server 2\.10\.4 .*\n.*syncs JetStream to disk: sync_interval always/);
+    assert.doesNotMatch(newer.logs(), /predates sync_interval/);
+  } finally {
+    await newer.stop();
+  }
+  const older = await startHost({ args: ["--fsync", "always"] });
+  try {
+    const conf = await read(join(older.dataDir, "nats", "nats-server.conf"), "utf8");
+    assert.doesNotMatch(conf, /sync_interval/);
+    assert.equal((older.logs().match(/predates sync_interval \(2\.10\): it fsyncs every two minutes/g) ?? []).length, 1);
+  } finally {
+    await older.stop();
+  }
+});
