@@ -54,3 +54,13 @@ test("subject matching follows NATS wildcards", () => {
 test("helper modules and type declarations are not handlers", () => {
   assert.deepEqual(["a.ts", "_lib.ts", ".x.ts", "b.d.ts", "c.mjs", "d.json", "e.js"].filter(isHandlerFile), ["a.ts", "c.mjs", "e.js"]);
 });
+
+test("handler imports of `v` are rewritten to valibot itself, so bundles tree-shake it", async () => {
+  const { directValibotImport } = await import("../src/handlers/sdk_imports.ts");
+  assert.equal(directValibotImport(`import { defineHandler, v } from "outpost/handler";`),
+    `import { defineHandler } from "outpost/handler"; import * as v from "valibot";`);
+  assert.equal(directValibotImport(`import { v as schema } from 'outpost/handler'`), `import * as schema from 'valibot';`);
+  assert.equal(directValibotImport(`import {\n  defineHandler,\n  type Context,\n} from "outpost/handler";`),
+    `import {\n  defineHandler,\n  type Context,\n} from "outpost/handler";`, "untouched without v");
+  assert.equal(directValibotImport(`import { value } from "./v.ts";`), `import { value } from "./v.ts";`);
+});

@@ -3,6 +3,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
 import { HandlerLoadError } from "../errors.ts";
+import { directValibotImport } from "./sdk_imports.ts";
 import { buildEmbedded, buildEmbeddedValidator } from "./build_embedded.ts";
 import { EMBEDDED } from "./embedded.ts";
 
@@ -68,6 +69,12 @@ function _plugin(root: string, entries: Record<string, string>): esbuild.Plugin 
     name: "outpost",
     setup(b) {
       b.onResolve({ filter: /^outpost\/handler$/ }, () => ({ path: join(root, "src/handler.ts") }));
+      // Handler sources (not the SDK, not packages): `v` straight from valibot, so it tree-shakes.
+      b.onLoad({ filter: /\.(m?[jt]s)$/ }, async (a) => {
+        if (a.path.startsWith(join(root, "src")) || a.path.includes("/node_modules/")) return undefined;
+        const text = await readFile(a.path, "utf8");
+        return { contents: directValibotImport(text), loader: /\.m?ts$/.test(a.path) ? "ts" : "js", resolveDir: dirname(a.path) };
+      });
       b.onResolve({ filter: /^outpost-entry:/ }, (a) => ({ path: a.path, namespace: "outpost-entry" }));
       b.onLoad({ filter: /.*/, namespace: "outpost-entry" }, (a) => ({
         contents: entries[a.path.slice("outpost-entry:".length)] ?? "",
