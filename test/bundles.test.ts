@@ -87,9 +87,13 @@ describe("OTA bundles (Node)", () => {
       return await signBundle(m as unknown as Manifest, [data], [dev.signing]);
     }, 422, "bad_path", /file "x\.mjs" is a symlink: only plain files are allowed \(no links\)/],
     ["an oversized bundle", async () => {
-      const big = crypto.getRandomValues(new Uint8Array(60_000));
+      // 10 handlers with 60 KB of incompressible data each: well over the 512 KiB limit.
       const handlers: Record<string, string> = { "ota.ts": otaHandler("big") };
-      for (let i = 0; i < 10; i++) handlers[`pad${i}.ts`] = otaHandler(`pad${i}`).replace('topic: "ota"', `topic: "pad${i}"`) + `\nexport const pad = ${JSON.stringify(Array.from(big.subarray(i * 6000, (i + 1) * 6000)))};`;
+      for (let i = 0; i < 10; i++) {
+        const pad = Buffer.from(crypto.getRandomValues(new Uint8Array(60_000))).toString("base64");
+        handlers[`pad${i}.ts`] = otaHandler(`pad${i}`).replace('topic: "ota"', `topic: "pad${i}"`) +
+          `\nexport const pad = ${JSON.stringify(pad)};\nif (pad.length === 0) throw new Error("never");\n`;
+      }
       return await makeBundle({ release: 25, handlers, keys: [dev] });
     }, 413, "too_large", /^Cannot accept bundle: it is above the limit of 524288 bytes \(--max-bundle-size\)$/],
   ];
