@@ -3,6 +3,19 @@ import assert from "node:assert/strict";
 import { encodeCbor } from "../src/codec/cbor.ts";
 import { ingest, streamMessages, waitFor, type TestHost, type TestNats } from "./_harness.ts";
 
+/** The handler `coreScenario` talks to (plain JavaScript: the single file loads it without esbuild). */
+export const ECHO_HANDLER = `
+import { defineHandler, v } from "outpost/handler";
+export default defineHandler({
+  topic: "e2e",
+  schema: v.object({ n: v.number(), bytes: v.optional(v.instance(Uint8Array)) }),
+  concurrency: 4,
+  async handle(r, ctx) {
+    await ctx.publish("echo", { n: r.n, bytes: r.bytes, attempt: ctx.attempt, id: ctx.id, topic: ctx.topic, aborted: ctx.signal.aborted });
+  },
+});
+`;
+
 /**
  * POST one CBOR reading, a CBOR sequence of two and a JSON array of two to topic `e2e`, whose
  * handler publishes each reading to `out.echo`; assert all five arrive, bytes intact.

@@ -1,20 +1,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { encodeCbor } from "../src/codec/cbor.ts";
-import { coreScenario } from "./_scenario.ts";
+import { coreScenario, ECHO_HANDLER as ECHO } from "./_scenario.ts";
 import { ingest, RUNTIMES, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "./_harness.ts";
 
-const ECHO = `
-import { defineHandler, v } from "outpost/handler";
-export default defineHandler({
-  topic: "e2e",
-  schema: v.object({ n: v.number(), bytes: v.optional(v.instance(Uint8Array)) }),
-  concurrency: 4,
-  async handle(r, ctx) {
-    await ctx.publish("echo", { n: r.n, bytes: r.bytes, attempt: ctx.attempt, id: ctx.id, topic: ctx.topic, aborted: ctx.signal.aborted });
-  },
-});
-`;
 const FLAKY = `
 import { defineHandler } from "outpost/handler";
 export default defineHandler({

@@ -1,4 +1,4 @@
-import { coreScenario } from "./_scenario.ts";
+import { coreScenario, ECHO_HANDLER as ECHO } from "./_scenario.ts";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { copyFile, stat } from "node:fs/promises";
@@ -6,18 +6,6 @@ import { join } from "node:path";
 import { bundles, makeBundle, makeKey, otaHandler, push, type TestKey } from "./_bundles.ts";
 import { ingest, ROOT, RUNTIMES, startHost, startNats, streamMessages, tempDir, waitFor, type Runtime, type TestHost, type TestNats } from "./_harness.ts";
 
-// Plain JavaScript handlers: a device without esbuild loads .js/.mjs against the embedded SDK.
-const ECHO = `
-import { defineHandler, v } from "outpost/handler";
-export default defineHandler({
-  topic: "e2e",
-  schema: v.object({ n: v.number(), bytes: v.optional(v.instance(Uint8Array)) }),
-  concurrency: 4,
-  async handle(r, ctx) {
-    await ctx.publish("echo", { n: r.n, bytes: r.bytes, attempt: ctx.attempt, id: ctx.id, topic: ctx.topic });
-  },
-});
-`;
 const FLAKY = `
 import { defineHandler } from "outpost/handler";
 export default defineHandler({
