@@ -4,7 +4,9 @@ import { Hono } from "hono";
 import { jetstream } from "@nats-io/jetstream";
 import { connectBroker, type Broker } from "./broker/connect.ts";
 import { startNatsServer, type EmbeddedServer } from "./broker/nats_server.ts";
-import { ensureStreams } from "./broker/streams.ts";
+import { ensureStreams, STREAMS } from "./broker/streams.ts";
+import { BrokerHealth } from "./broker/health.ts";
+import { StoreIntegrity } from "./broker/integrity.ts";
 import { DEFAULT_CBOR_LIMITS } from "./codec/cbor.ts";
 import { buildValidator } from "./handlers/build.ts";
 import { HandlerRegistry } from "./handlers/registry.ts";
@@ -24,6 +26,7 @@ import type { Logger } from "./log.ts";
 import { runtimeVersion } from "./runtime/detect.ts";
 import { serve, type Server } from "./runtime/serve.ts";
 import { Validator } from "./sandbox/validator.ts";
+import { DEFAULT_OUTPUT_LIMITS, type OutputLimits } from "./sandbox/budget.ts";
 
 /** Everything `outpost run` can be told. */
 export interface OutpostOptions {
@@ -59,6 +62,14 @@ export interface OutpostOptions {
   faults?: { ackDelayMs?: number };
   /** Ingest answers 429 once a consuming handler has this many readings waiting (default 100 000). */
   maxBacklog?: number;
+  /** Ingest answers 429 once this many delayed readings wait (default 10 000). */
+  maxDelayed?: number;
+  /** Open HTTP connections at once; past it new ones are answered 503 and closed (default 1024). */
+  maxConnections?: number;
+  /** Ceiling on a definition's `memoryMb` (default 512). */
+  maxHandlerMemoryMb?: number;
+  /** Caps on what one message may make a handler send out. */
+  outputLimits?: OutputLimits;
   /** Bearer token of the admin routes; they answer 403 without one. */
   adminToken?: string | undefined;
   /** OTA bundles: trusted keys (files or `ed25519:` texts), k of n, size limit, probation policy. */
@@ -144,8 +155,22 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
   let fleet: FleetWatcher | undefined;
   let scheduler: Scheduler | undefined;
   let server: Server;
+  let integrity: StoreIntegrity | undefined;
+  const health = new BrokerHealth(broker, {
+    storeDir: embedded ? join(dataDir, "jetstream") : undefined,
+    replace: embedded ? () => embedded?.kill() : undefined,
+    log: log.child("broker"),
+  });
   try {
     await ensureStreams(broker.jsm, o.maxFileStore, log);
+    integrity = new StoreIntegrity({
+      jsm: broker.jsm, file: join(dataDir, "store-marks.json"), streams: Object.values(STREAMS),
+      // Only on our own server does nothing else consume INGEST while this host is stopped.
+      countStreams: embedded ? [STREAMS.ingest] : [], log: log.child("store"),
+    });
+    await integrity.check();
+    integrity.start();
+    health.start();
     scheduler = new Scheduler(broker, log.child("scheduler"));
     await scheduler.start();
     validator = new Validator(await buildValidator(bundleDir), log.child("schemas"));
@@ -157,7 +182,10 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       probation: { ms: b.probationMs, messages: b.probationMessages, failurePct: b.probationFailurePct, minFailures: 3 },
       watch: o.watch !== false, quietMs: o.watchDebounceMs ?? 50, log: log.child("bundles"), stepDelayMs: b.stepDelayMs ?? 0,
     });
-    registry = new HandlerRegistry({ dir: bundles.handlerDir, bundleDir, broker, validator, log });
+    registry = new HandlerRegistry({
+      dir: bundles.handlerDir, bundleDir, broker, validator, log,
+      policy: { limits: o.outputLimits ?? DEFAULT_OUTPUT_LIMITS, maxMemoryMb: o.maxHandlerMemoryMb ?? 512 },
+    });
     if (o.faults) registry.faults = o.faults;
     if (o.isolation) registry.isolation = o.isolation;
     if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 50);
@@ -174,20 +202,25 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       bundles.fleetView = () => f.view();
       await fleet.start();
     }
-    const pressure = new Backpressure(broker, o.maxBacklog ?? 100_000);
+    const pressure = new Backpressure(broker, o.maxBacklog ?? 100_000, o.maxDelayed ?? 10_000);
     const app = new Hono();
     const ready = { streams: true, handlersLoaded: true };
     app.get("/healthz", (c) => reply(c.req.raw, 200, { status: "ok" }));
     app.get("/readyz", (c) => {
-      const brokerUp = broker.connected();
-      const ok = brokerUp && ready.streams && ready.handlersLoaded;
+      const b = health.state();
+      const problems = integrity!.problems();
+      const ok = b.ok && ready.streams && ready.handlersLoaded && !problems.length;
+      const reasons = [...(b.message ? [b.message] : []), ...problems.map((p) => p.message)];
       return reply(c.req.raw, ok ? 200 : 503, {
         ready: ok,
-        broker: brokerUp,
+        broker: b.ok,
         streams: ready.streams,
+        store: { ok: !problems.length, problems },
         handlers: { running: registry.runners().length, failed: registry.failedCount() },
+        ...(reasons.length ? { reasons } : {}),
       });
     });
+    app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!.problems()), 200, { "content-type": "text/plain; version=0.0.4" }));
     app.get("/v1/handlers", (c) => reply(c.req.raw, 200, { handlers: registry.view() }));
     app.route("/", ingestRoutes({
       broker: () => broker,
@@ -195,6 +228,8 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       topics: () => registry.topics(),
       validator,
       pressure: (t) => pressure.check(registry.consumersOf(t)),
+      delayedPressure: (n) => pressure.checkDelayed(n),
+      health: () => health.state(),
       bodyLimit: o.bodyLimit,
       maxReadings: o.maxReadings,
       cborLimits: DEFAULT_CBOR_LIMITS,
@@ -202,7 +237,8 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     }));
     // Admin routes (DLQ, OTA bundles) need the admin token; ingest and health never do.
     const admin = adminAuth(o.adminToken);
-    for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*"]) app.use(path, admin);
+    for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*", "/v1/store/*"]) app.use(path, admin);
+    app.post("/v1/store/acknowledge", (c) => reply(c.req.raw, 200, { acknowledged: integrity!.acknowledge() }));
     app.route("/", bundleRoutes(() => bundles, b.maxBundleSize, log.child("bundles")));
     const dlq = new DlqStore(broker.jsm, broker.js);
     app.route("/", dlqRoutes(() => dlq));
@@ -211,9 +247,11 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       log.error(`unhandled error on ${c.req.method} ${c.req.url}: ${e.stack ?? e.message}`);
       return reply(c.req.raw, 500, { error: "internal", message: e.message });
     });
-    server = await serve({ fetch: app.fetch, port: o.port, hostname: o.host });
+    server = await serve({ fetch: app.fetch, port: o.port, hostname: o.host, maxConnections: o.maxConnections ?? 1024 });
   } catch (e) {
     stopping = true;
+    health.stop();
+    await integrity?.stop().catch(() => {});
     await fleet?.stop();
     bundles?.stop();
     await scheduler?.stop();
@@ -239,11 +277,26 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       await scheduler!.stop();
       await registry.stopAll();
       await validator!.stop();
+      health.stop();
+      await integrity!.stop();
       await broker.close();
       await embedded?.stop();
       log.info("stopped");
     },
   };
+}
+
+/** Prometheus text of what the host knows of its broker and store (the full set comes with observability). */
+function _metrics(brokerOk: boolean, problems: { stream: string; lost: number }[]): string {
+  const lines = [
+    "# HELP outpost_broker_up Whether JetStream answered the last probe (1) or not (0).",
+    "# TYPE outpost_broker_up gauge",
+    `outpost_broker_up ${brokerOk ? 1 : 0}`,
+    "# HELP outpost_store_lost_messages Messages found missing from a stream at start, not yet acknowledged by an operator.",
+    "# TYPE outpost_store_lost_messages gauge",
+  ];
+  for (const name of Object.values(STREAMS)) lines.push(`outpost_store_lost_messages{stream="${name}"} ${problems.filter((p) => p.stream === name).reduce((n, p) => n + p.lost, 0)}`);
+  return `${lines.join("\n")}\n`;
 }
 
 function _checkFleetOptions(o: OutpostOptions): void {

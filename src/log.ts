@@ -27,7 +27,7 @@ export function createLogger(
   const min = LEVELS[level];
   const emit = (lvl: Level, msg: string) => {
     if (LEVELS[lvl] < min) return;
-    write(`${new Date().toISOString()} ${lvl.toUpperCase().padEnd(5)} [${scope}] ${msg}`);
+    write(`${new Date().toISOString()} ${lvl.toUpperCase().padEnd(5)} [${scope}] ${_oneEntry(msg)}`);
   };
   return {
     debug: (m) => emit("debug", m),
@@ -36,4 +36,17 @@ export function createLogger(
     error: (m) => emit("error", m),
     child: (s) => createLogger(level, write, s),
   };
+}
+
+/**
+ * An entry can never pass for another one: line breaks inside it (stack traces, a handler's
+ * multi-line text, a CRLF smuggled in a topic) continue indented, other control characters are escaped.
+ */
+function _oneEntry(msg: string): string {
+  // deno-lint-ignore no-control-regex
+  if (!/[\u0000-\u001f\u007f]/.test(msg)) return msg;
+  return msg
+    .replace(/\r\n|\r|\n/g, "\n    ")
+    // deno-lint-ignore no-control-regex
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }

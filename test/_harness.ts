@@ -222,6 +222,17 @@ export async function lastSeq(jsm: JetStreamManager, stream: string): Promise<nu
   }
 }
 
+/** Connect to a host's embedded nats-server with the credentials it generated. */
+export async function embeddedJsm(dataDir: string): Promise<{ nc: NatsConnection; jsm: JetStreamManager }> {
+  const conf = await readFile(join(dataDir, "nats", "nats-server.conf"), "utf8");
+  const pass = /password: "([0-9a-f]+)"/.exec(conf)![1]!;
+  const portsDir = join(dataDir, "nats", "ports");
+  const file = (await readdir(portsDir)).find((f) => f.endsWith(".ports"))!;
+  const url = JSON.parse(await readFile(join(portsDir, file), "utf8")).nats[0];
+  const nc = await connect({ servers: url, user: "outpost", pass });
+  return { nc, jsm: await jetstreamManager(nc) };
+}
+
 /** Whether a process id is alive. */
 export function pidAlive(pid: number): boolean {
   try {

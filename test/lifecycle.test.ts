@@ -1,10 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
 import { spawn } from "node:child_process";
 import { connect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { embeddedPid, hostCommand, ingest, join, pidAlive, readdir, startHost, streamMessages, tempDir, waitFor } from "./_harness.ts";
+import { embeddedJsm, embeddedPid, hostCommand, ingest, join, pidAlive, startHost, streamMessages, tempDir, waitFor } from "./_harness.ts";
 
 const COUNTER = `
 import { defineHandler, v } from "outpost/handler";
@@ -14,17 +12,6 @@ export default defineHandler({
   async handle(r, ctx) { await ctx.publish("counted", { n: r.n, seq: ctx.seq }); },
 });
 `;
-
-/** Connect to a host's embedded nats-server with the credentials it generated. */
-async function embeddedJsm(dataDir: string) {
-  const conf = await readFile(join(dataDir, "nats", "nats-server.conf"), "utf8");
-  const pass = /password: "([0-9a-f]+)"/.exec(conf)![1]!;
-  const portsDir = join(dataDir, "nats", "ports");
-  const file = (await readdir(portsDir)).find((f) => f.endsWith(".ports"))!;
-  const url = JSON.parse(await readFile(join(portsDir, file), "utf8")).nats[0];
-  const nc = await connect({ servers: url, user: "outpost", pass });
-  return { nc, jsm: await jetstreamManager(nc) };
-}
 
 test("SIGTERM stops the embedded nats-server; a restart resumes the durable consumers without reprocessing", async () => {
   const dataDir = await tempDir();

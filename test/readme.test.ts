@@ -21,7 +21,7 @@ test("the README documents every flag with its environment variable and default"
 });
 
 test("the README documents every HTTP route", () => {
-  for (const route of ["POST /v1/ingest/:topic", "GET /v1/handlers", "GET /healthz", "GET /readyz"]) {
+  for (const route of ["POST /v1/ingest/:topic", "GET /v1/handlers", "GET /healthz", "GET /readyz", "GET /metrics", "POST /v1/store/acknowledge"]) {
     assert.ok(readme.includes(`| \`${route}\``), route);
   }
 });

@@ -62,7 +62,15 @@ export async function connectBroker(target: BrokerTarget, log: Logger): Promise<
     jsm,
     connected: () => up && !nc.isClosed(),
     close: async () => {
-      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+      if (nc.isClosed()) return;
+      // A server that does not answer never completes a drain: give it 3 s.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const drained = await Promise.race([
+        nc.drain().then(() => true, () => false),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 3_000))),
+      ]);
+      clearTimeout(timer);
+      if (!drained) await nc.close().catch(() => {});
     },
   };
 }

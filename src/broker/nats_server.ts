@@ -33,6 +33,8 @@ export interface EmbeddedServer {
   pid: number;
   /** Stop it (SIGTERM, then SIGKILL after 5 s). */
   stop(): Promise<void>;
+  /** Kill it at once (a stuck server; nothing acknowledged is lost). */
+  kill(): void;
   /** Resolves when the server exits for any reason. */
   exited: Promise<number | null>;
 }
@@ -164,6 +166,9 @@ ${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
       const t = setTimeout(() => child.kill("SIGKILL"), 5_000);
       await exited;
       clearTimeout(t);
+    },
+    kill: () => {
+      if (!exitedEarly) child.kill("SIGKILL");
     },
   };
 }

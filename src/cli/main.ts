@@ -111,6 +111,15 @@ export async function main(args: string[] = argv()): Promise<number> {
       maxReadings: f["max-readings"] as number,
       adminToken: f["admin-token"] as string | undefined,
       maxBacklog: f["max-backlog"] as number,
+      maxDelayed: f["max-delayed"] as number,
+      maxConnections: f["max-connections"] as number,
+      maxHandlerMemoryMb: f["max-handler-memory"] as number,
+      outputLimits: {
+        maxOutputs: f["max-outputs"] as number,
+        maxOutputBytes: f["max-output-bytes"] as number,
+        maxLogLines: f["max-log-lines"] as number,
+        maxLogBytes: f["max-log-bytes"] as number,
+      },
       ...(env().OUTPOST_FAULT_ACK_DELAY_MS ? { faults: { ackDelayMs: Number(env().OUTPOST_FAULT_ACK_DELAY_MS) } } : {}),
       bundles: {
         trust: String(f.trust ?? "").split(",").filter((s) => s.trim()),
@@ -123,10 +132,23 @@ export async function main(args: string[] = argv()): Promise<number> {
       },
       log,
     });
+    const shutdownMs = f["shutdown-timeout"] as number;
     return await new Promise<number>((resolve) => {
+      let once = false;
       onShutdownSignal((sig) => {
+        if (once) return;
+        once = true;
         log.info(`${sig}: shutting down`);
-        host.stop().then(() => resolve(0), (e: Error) => {
+        // A wedged broker must not keep the process alive: what was not acknowledged is redelivered.
+        const bound = setTimeout(() => {
+          log.error(`shutdown did not finish within ${shutdownMs} ms (--shutdown-timeout); exiting anyway`);
+          resolve(1);
+        }, shutdownMs);
+        host.stop().then(() => {
+          clearTimeout(bound);
+          resolve(0);
+        }, (e: Error) => {
+          clearTimeout(bound);
           log.error(`shutdown failed: ${e.message}`);
           resolve(1);
         });

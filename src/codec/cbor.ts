@@ -6,10 +6,19 @@ export interface CborLimits {
   maxDepth: number;
   /** Most data items in one input (all readings of a sequence together). */
   maxItems: number;
+  /**
+   * Longest bignum (tags 2 and 3) in bytes. cbor-x turns a bignum into a BigInt in time quadratic
+   * in its length, on the caller's thread: 256 KB took 54 s. Default 64 bytes (512 bits).
+   */
+  maxBignumBytes?: number;
 }
 
-/** Defaults for {@link CborLimits}. */
-export const DEFAULT_CBOR_LIMITS: CborLimits = { maxDepth: 32, maxItems: 100_000 };
+/** Defaults for {@link CborLimits}: the same depth and item bounds apply to JSON readings. */
+export const DEFAULT_CBOR_LIMITS: CborLimits = { maxDepth: 32, maxItems: 100_000, maxBignumBytes: 64 };
+
+/** The one key refused in every map: a handler that copies a reading must not meet it. */
+const _PROTO_KEY = [0x69, ...new TextEncoder().encode("__proto__")];
+const _utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** Raised for input that is not well-formed CBOR or exceeds a bound. */
 export class CborError extends Error {
@@ -71,6 +80,7 @@ function _item(s: _Scan, depth: number): void {
     case 2:
     case 3:
       if (arg > left) _fail(s, `string length ${arg} exceeds the ${left} bytes left`);
+      if (major === 3) _checkText(s, s.pos, arg);
       s.pos += arg;
       return;
     case 4:
@@ -79,18 +89,52 @@ function _item(s: _Scan, depth: number): void {
       return;
     case 5:
       if (arg * 2 > left) _fail(s, `map of ${arg} pairs cannot fit in the ${left} bytes left`);
-      for (let i = 0; i < arg * 2; i++) _item(s, depth + 1);
+      for (let i = 0; i < arg; i++) {
+        _key(s);
+        _item(s, depth + 1);
+        _item(s, depth + 1);
+      }
       return;
     case 6:
       if (!_ALLOWED_TAGS.has(arg)) {
         s.pos = start;
         _fail(s, `unsupported tag ${arg}`);
       }
+      if (arg === 2 || arg === 3) _bignum(s);
       return _item(s, depth + 1);
     default: // 7: simple values and floats; the argument bytes were consumed above
       if (ai === 24 && arg < 32) _fail(s, `invalid simple value ${arg}`);
       return;
   }
+}
+
+/** Text strings must be valid UTF-8 (RFC 8949 §3.1), as JSON's are: a handler gets what was sent. */
+function _checkText(s: _Scan, at: number, length: number): void {
+  try {
+    _utf8.decode(s.b.subarray(at, at + length));
+  } catch {
+    _fail(s, "text string is not valid UTF-8");
+  }
+}
+
+/** A map key must not be `__proto__` (cbor-x would rename it, JSON.parse would keep it). */
+function _key(s: _Scan): void {
+  const b = s.b;
+  if (b[s.pos] !== 0x69 || s.pos + _PROTO_KEY.length > b.length) return;
+  for (let i = 1; i < _PROTO_KEY.length; i++) if (b[s.pos + i] !== _PROTO_KEY[i]) return;
+  _fail(s, 'the map key "__proto__" is not accepted');
+}
+
+/** A bignum's content: a definite byte string of at most `maxBignumBytes`. */
+function _bignum(s: _Scan): void {
+  const max = s.limits.maxBignumBytes ?? 64;
+  const ib = s.b[s.pos];
+  if (ib === undefined) return; // _item reports the missing content
+  if (ib >> 5 !== 2 || (ib & 31) === 31) _fail(s, "a bignum (tag 2 or 3) must hold a definite byte string");
+  const save = s.pos++;
+  const n = _arg(s, ib & 31);
+  s.pos = save;
+  if (n > max) _fail(s, `bignum of ${n} bytes; at most ${max} bytes are accepted`);
 }
 
 function _indefinite(s: _Scan, major: number, depth: number): void {
@@ -116,6 +160,7 @@ function _indefinite(s: _Scan, major: number, depth: number): void {
       return;
     case 5:
       while (!isBreak()) {
+        _key(s);
         _item(s, depth + 1);
         _item(s, depth + 1);
       }

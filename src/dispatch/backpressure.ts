@@ -1,11 +1,12 @@
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS } from "../broker/streams.ts";
 import type { HandlerRunner } from "./runner.ts";
+import { SCHEDULER_DURABLE } from "./scheduler.ts";
 
 /** An ingest refusal: too much waiting (429) or the stream nearly full (507). */
 export interface Pressure {
   status: 429 | 507;
-  error: "backlog" | "storage_full";
+  error: "backlog" | "storage_full" | "delayed_backlog";
   message: string;
   retryAfterS: number;
 }
@@ -32,10 +33,57 @@ export class Backpressure {
   #samples = new Map<string, _Sample>();
   #refreshing = new Set<string>();
   #stream = { at: 0, bytes: 0, maxBytes: -1, msgs: 0 };
+  #maxDelayed: number;
+  #delayed = { at: 0, waiting: 0 };
+  /** Delayed readings accepted since start, so a sample taken before some of them is corrected. */
+  #delayedAdded = 0;
 
-  constructor(broker: Broker, highWater: number) {
+  /**
+   * @param highWater readings waiting for one handler before ingest answers 429
+   * @param maxDelayed delayed readings waiting at once before delayed ingest answers 429
+   */
+  constructor(broker: Broker, highWater: number, maxDelayed = 10_000) {
     this.#broker = broker;
     this.#highWater = highWater;
+    this.#maxDelayed = maxDelayed;
+  }
+
+  /**
+   * Whether delayed readings should be refused now: no handler drains them before their time, so
+   * they have a budget of their own, by count (`maxDelayed`) and by an estimate of their bytes
+   * (at most a quarter of INGEST). The request is also subject to {@link check}.
+   */
+  checkDelayed(count: number): Pressure | undefined {
+    this.#refreshDelayed();
+    const s = this.#stream;
+    const waiting = this.#delayed.waiting;
+    const bytes = s.msgs > 0 ? (waiting + count) * (s.bytes / s.msgs) : 0;
+    if (waiting + count <= this.#maxDelayed && !(s.maxBytes > 0 && bytes >= s.maxBytes * 0.25)) {
+      // Counted now: the next sample is up to 250 ms away, and a burst must not slip through meanwhile.
+      this.#delayed.waiting += count;
+      this.#delayedAdded += count;
+      return undefined;
+    }
+    return {
+      status: 429,
+      error: "delayed_backlog",
+      message: waiting + count > this.#maxDelayed
+        ? `${waiting} delayed readings are waiting and this request adds ${count} (at most ${this.#maxDelayed}, --max-delayed)`
+        : `delayed readings hold about ${Math.round(bytes)} bytes, a quarter of INGEST's ${s.maxBytes}`,
+      retryAfterS: 60,
+    };
+  }
+
+  #refreshDelayed(): void {
+    if (Date.now() - this.#delayed.at < _STALE_MS || this.#refreshing.has(SCHEDULER_DURABLE)) return;
+    this.#refreshing.add(SCHEDULER_DURABLE);
+    const added = this.#delayedAdded;
+    // What was accepted while the answer was under way may not be in it yet: counted on top (an
+    // overestimate for at most one sample).
+    void this.#broker.jsm.consumers.info(STREAMS.ingest, SCHEDULER_DURABLE)
+      .then((i) => (this.#delayed = { at: Date.now(), waiting: i.num_pending + i.num_ack_pending + (this.#delayedAdded - added) }))
+      .catch(() => {})
+      .finally(() => this.#refreshing.delete(SCHEDULER_DURABLE));
   }
 
   /**

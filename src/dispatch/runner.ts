@@ -2,11 +2,12 @@ import { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JsMsg 
 import { nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS, SUBJECTS } from "../broker/streams.ts";
-import { HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
-import { DEFAULTS, type HandlerInfo } from "../handlers/definition.ts";
+import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
+import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../handlers/definition.ts";
 import type { BuiltHandler } from "../handlers/build.ts";
 import type { Logger } from "../log.ts";
 import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
+import type { OutputLimits } from "../sandbox/budget.ts";
 import { selectIsolate } from "../sandbox/wasm_select.ts";
 import { workerPermissionsSupported } from "../runtime/worker.ts";
 import { decodeCbor } from "../codec/cbor.ts";
@@ -25,6 +26,14 @@ export type EmitFn = (topic: string, data: Uint8Array, delayMs?: number) => Prom
 /** Whether `s` is a literal NATS subject made of safe tokens. */
 export function isSubject(s: string): boolean {
   return s.length > 0 && s.length <= 256 && /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(s);
+}
+
+/** What the operator bounds for every handler, whatever its definition says. */
+export interface RunnerPolicy {
+  /** Caps on outputs and log lines per message. */
+  limits?: OutputLimits | undefined;
+  /** Largest `memoryMb` a definition may ask for (`--max-handler-memory`). */
+  maxMemoryMb?: number | undefined;
 }
 
 /** Where a handler stands. */
@@ -85,15 +94,18 @@ export class HandlerRunner {
   faults: { ackDelayMs?: number } = {};
 
   #emit: EmitFn;
+  #policy: RunnerPolicy;
 
   /**
    * @param emit stores a reading a handler emits (the registry checks topic and schema first)
+   * @param policy the operator's bounds on every handler (caps per message, memory ceiling)
    */
-  constructor(built: BuiltHandler, broker: Broker, log: Logger, emit: EmitFn) {
+  constructor(built: BuiltHandler, broker: Broker, log: Logger, emit: EmitFn, policy: RunnerPolicy = {}) {
     this.built = built;
     this.#broker = broker;
     this.#log = log.child(built.name);
     this.#emit = emit;
+    this.#policy = policy;
   }
 
   /** The durable consumer's name. */
@@ -113,6 +125,16 @@ export class HandlerRunner {
   async load(): Promise<HandlerInfo> {
     this.#isolate = this.#makeIsolate();
     this.info = await this.#isolate.start();
+    const ceiling = this.#policy.maxMemoryMb;
+    const asDefault = this.info.memoryMb === (this.info.isolation === "wasm" ? WASM_DEFAULTS.memoryMb : DEFAULTS.memoryMb);
+    // A default above the ceiling is lowered to it; a definition that asks for more is refused.
+    if (ceiling !== undefined && this.info.memoryMb > ceiling && asDefault) this.info = { ...this.info, memoryMb: ceiling };
+    if (ceiling !== undefined && this.info.memoryMb > ceiling) {
+      await this.#isolate.terminate();
+      throw new HandlerLoadError(
+        `Handler ${this.built.name} asks for memoryMb ${this.info.memoryMb}, above this host's ceiling of ${ceiling} MiB (--max-handler-memory)`,
+      );
+    }
     // (A wasm-tier sandbox applies its own definition's limits as it loads.)
     if (this.info.isolation === "worker" && ((this.info.permissions && workerPermissionsSupported()) || this.info.memoryMb !== DEFAULTS.memoryMb)) {
       // Limits and permissions are part of the definition, known only once it loaded (under the
@@ -180,6 +202,7 @@ export class HandlerRunner {
       url: this.built.handlerUrl,
       memoryMb: this.info?.memoryMb ?? DEFAULTS.memoryMb,
       permissions: this.info?.permissions,
+      limits: this.#policy.limits,
       onLog: (level, msg) => this.#log[level](msg),
       onCall: (op, subject, data, opts) => this.#call(op, subject, data, opts?.delayMs),
       onCrash: (reason) => {

@@ -5,7 +5,9 @@ import { STREAMS } from "../broker/streams.ts";
 import type { Logger } from "../log.ts";
 import { DELAY_TOKEN, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject, topicOf } from "./subjects.ts";
 
-const _DURABLE = "outpost-scheduler";
+/** The durable consumer that holds delayed readings. */
+export const SCHEDULER_DURABLE = "outpost-scheduler";
+const _DURABLE = SCHEDULER_DURABLE;
 // JetStream redelivers a nak'd message after its delay; very long waits are taken in steps.
 const _MAX_WAIT_MS = 6 * 3_600_000;
 

@@ -1,7 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { extname, join, resolve } from "node:path";
 import type { Broker } from "../broker/connect.ts";
-import { HandlerRunner, type HandlerCounts, type HandlerStatus } from "../dispatch/runner.ts";
+import { HandlerRunner, type HandlerCounts, type HandlerStatus, type RunnerPolicy } from "../dispatch/runner.ts";
 import type { Logger } from "../log.ts";
 import type { Validator } from "../sandbox/validator.ts";
 import { headers as natsHeaders } from "@nats-io/nats-core";
@@ -79,8 +79,10 @@ export class HandlerRegistry {
   /** Fault injection for crash tests, handed to every handler (see HandlerRunner.faults). */
   faults: { ackDelayMs?: number } = {};
   #watch: DirWatch | undefined;
+  #policy: RunnerPolicy;
 
-  constructor(opts: { dir: string; bundleDir: string; broker: Broker; validator: Validator; log: Logger }) {
+  constructor(opts: { dir: string; bundleDir: string; broker: Broker; validator: Validator; log: Logger; policy?: RunnerPolicy }) {
+    this.#policy = opts.policy ?? {};
     this.#dir = resolve(opts.dir);
     this.#bundleDir = opts.bundleDir;
     this.#broker = opts.broker;
@@ -173,7 +175,7 @@ export class HandlerRegistry {
     try {
       const built = await buildHandler(file, this.#bundleDir);
       if (old && old.built.hash === built.hash) return undefined;
-      next = new HandlerRunner(built, this.#broker, this.#log, (topic, data, delayMs) => this.#emit(topic, data, delayMs));
+      next = new HandlerRunner(built, this.#broker, this.#log, (topic, data, delayMs) => this.#emit(topic, data, delayMs), this.#policy);
       next.faults = this.faults;
       next.forceWasm = this.isolation === "wasm";
       const info = await next.load();

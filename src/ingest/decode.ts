@@ -13,6 +13,33 @@ export class MalformedBodyError extends Error {
   }
 }
 
+/**
+ * The bounds CBOR readings get, for JSON ones: nesting depth (a reading is depth 0), data items
+ * in the whole body, no `__proto__` key, no lone surrogate in a string (it has no UTF-8 form).
+ */
+function _checkJson(v: unknown, depth: number, index: number, walk: { items: number }, limits: CborLimits): void {
+  if (depth > limits.maxDepth) throw new MalformedBodyError(`Malformed JSON in reading ${index}: nesting deeper than ${limits.maxDepth}`, index);
+  if (++walk.items > limits.maxItems) throw new MalformedBodyError(`Malformed JSON: more than ${limits.maxItems} data items`, index);
+  if (typeof v === "string") {
+    if (!_wellFormed(v)) throw new MalformedBodyError(`Malformed JSON in reading ${index}: a string holds a lone surrogate (not valid Unicode)`, index);
+    return;
+  }
+  if (v === null || typeof v !== "object") return;
+  if (Array.isArray(v)) {
+    for (const x of v) _checkJson(x, depth + 1, index, walk, limits);
+    return;
+  }
+  for (const k in v) {
+    if (k === "__proto__") throw new MalformedBodyError(`Malformed JSON in reading ${index}: the key "__proto__" is not accepted`, index);
+    if (!_wellFormed(k)) throw new MalformedBodyError(`Malformed JSON in reading ${index}: a key holds a lone surrogate (not valid Unicode)`, index);
+    _checkJson((v as Record<string, unknown>)[k], depth + 1, index, walk, limits);
+  }
+}
+
+const _wellFormed: (s: string) => boolean = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === "function"
+  ? (s) => (s as string & { isWellFormed(): boolean }).isWellFormed()
+  : (s) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:[^\uD800-\uDBFF]|^)[\uDC00-\uDFFF]/.test(s);
+
 /** Decoded readings; for CBOR, each reading's own bytes too (stored unchanged). */
 export interface Decoded {
   readings: unknown[];
@@ -33,9 +60,13 @@ export function decodeBody(mediaType: string, body: Uint8Array, limits: CborLimi
     } catch (e) {
       throw new MalformedBodyError(`Malformed JSON: ${(e as Error).message}`);
     }
-    if (Array.isArray(v)) return { readings: v, raw: undefined };
-    if (v !== null && typeof v === "object") return { readings: [v], raw: undefined };
-    throw new MalformedBodyError("A JSON body must be a reading (an object) or an array of readings");
+    let readings: unknown[];
+    if (Array.isArray(v)) readings = v;
+    else if (v !== null && typeof v === "object") readings = [v];
+    else throw new MalformedBodyError("A JSON body must be a reading (an object) or an array of readings");
+    const walk = { items: 0 };
+    readings.forEach((r, i) => _checkJson(r, 0, i, walk, limits));
+    return { readings, raw: undefined };
   }
   let ranges: [number, number][];
   try {

@@ -14,6 +14,38 @@ export interface ServeOptions {
   fetch: (req: Request, env?: unknown) => Response | Promise<Response>;
   port: number;
   hostname: string;
+  /**
+   * Most connections open at once (Node) or requests in progress (Deno, Bun, whose servers do
+   * not show connections); past it the newcomer is answered 503 and closed, so the process never
+   * runs out of file descriptors and `/healthz` answers again as soon as connections close.
+   */
+  maxConnections?: number;
+}
+
+/** The answer to a connection past the cap. */
+const _BUSY = { error: "too_many_connections", message: "The host has too many open connections; try again shortly" };
+// Slow clients must not hold a connection (a file descriptor) for long: headers within 10 s,
+// the whole request within 30 s (a 1 MiB body at 35 KB/s).
+const _HEADERS_TIMEOUT_MS = 10_000;
+const _REQUEST_TIMEOUT_MS = 30_000;
+
+function _busyResponse(): Response {
+  return new Response(JSON.stringify(_BUSY), { status: 503, headers: { "content-type": "application/json", "retry-after": "1", connection: "close" } });
+}
+
+/** Deno and Bun: the cap counts requests in progress. */
+function _capped(fetch: ServeOptions["fetch"], max: number | undefined): ServeOptions["fetch"] {
+  if (!max) return fetch;
+  let open = 0;
+  return async (req, env) => {
+    if (open >= max) return _busyResponse();
+    open++;
+    try {
+      return await fetch(req, env);
+    } finally {
+      open--;
+    }
+  };
 }
 
 interface _DenoServer {
@@ -39,7 +71,7 @@ export async function serve(opts: ServeOptions): Promise<Server> {
   if (runtime === "deno" && g.Deno) {
     let listening!: () => void;
     const ready = new Promise<void>((r) => (listening = r));
-    const s = g.Deno.serve({ port: opts.port, hostname: opts.hostname, onListen: () => listening() }, opts.fetch);
+    const s = g.Deno.serve({ port: opts.port, hostname: opts.hostname, onListen: () => listening() }, _capped(opts.fetch, opts.maxConnections));
     await ready;
     return { port: s.addr.port, close: () => s.shutdown() };
   }
@@ -49,7 +81,7 @@ export async function serve(opts: ServeOptions): Promise<Server> {
     const s = g.Bun.serve({
       port: opts.port,
       hostname: opts.hostname,
-      fetch: opts.fetch,
+      fetch: _capped(opts.fetch, opts.maxConnections),
       maxRequestBodySize: 64 * 1024 * 1024,
     });
     return { port: s.port, close: async () => void (await s.stop(true)) };
@@ -71,6 +103,39 @@ export async function serve(opts: ServeOptions): Promise<Server> {
       },
     );
     (srv as unknown as { once(e: string, f: (e: Error) => void): void }).once("error", reject);
+    _limitNode(srv as unknown as _NodeServer, opts.maxConnections);
+  });
+}
+
+interface _NodeSocket {
+  once(e: "close", f: () => void): void;
+  end(data: string): void;
+  destroy(): void;
+  setTimeout(ms: number, f: () => void): void;
+}
+interface _NodeServer {
+  prependListener(e: "connection", f: (s: _NodeSocket) => void): void;
+  headersTimeout: number;
+  requestTimeout: number;
+}
+
+function _limitNode(srv: _NodeServer, max: number | undefined): void {
+  srv.headersTimeout = _HEADERS_TIMEOUT_MS;
+  srv.requestTimeout = _REQUEST_TIMEOUT_MS;
+  if (!max) return;
+  let open = 0;
+  const body = JSON.stringify(_BUSY);
+  const busy = `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+  // Runs before node:http's own listener: a connection past the cap is answered and closed
+  // before any request on it is parsed.
+  srv.prependListener("connection", (sock) => {
+    if (open >= max) {
+      sock.end(busy);
+      sock.setTimeout(1_000, () => sock.destroy());
+      return;
+    }
+    open++;
+    sock.once("close", () => open--);
   });
 }
 

@@ -2,6 +2,7 @@ import type { ErrorData } from "../errors.ts";
 import type { BatchFailure } from "./protocol.ts";
 import type { HandlerInfo } from "../handlers/definition.ts";
 import type { WorkerPermissions } from "../runtime/worker.ts";
+import type { OutputLimits } from "./budget.ts";
 
 /** A handler's failure, as reported from inside the isolate (errors are data here). */
 export class HandlerError extends Error {
@@ -43,6 +44,8 @@ export interface IsolateOptions {
   onCrash: (reason: string) => void;
   /** How long loading may take. */
   loadTimeoutMs?: number;
+  /** Caps on what one message may send out (default {@link DEFAULT_OUTPUT_LIMITS}). */
+  limits?: OutputLimits | undefined;
 }
 
 /**

@@ -11,11 +11,16 @@ import type { BatchFailure, HostToIsolate, IsolateToHost } from "./protocol.ts";
 import { topicOf } from "../dispatch/subjects.ts";
 import { makeHandlerLog } from "./handler_log.ts";
 import { coalescing, unbulk } from "./coalesce.ts";
+import { MAX_LOG_LINE, OutputBudget, OutputLimitError } from "./budget.ts";
 
 type _Io = {
   send: (m: IsolateToHost) => void;
-  call: (op: "publish" | "emit", s: string, v: unknown, delayMs?: number) => Promise<void>;
-  log: HandlerLog;
+  /** The same caps the host enforces, counted here first so that a flood is never posted. */
+  budget: () => OutputBudget;
+  /** An output of invocation `id`. */
+  call: (id: number, op: "publish" | "emit", s: string, v: unknown, delayMs?: number) => Promise<void>;
+  /** `ctx.log` of invocation `id`. */
+  log: (id: number) => HandlerLog;
 };
 
 type _Def = {
@@ -57,28 +62,36 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
   const calls = new Map<number, { resolve(): void; reject(e: Error): void }>();
   const running = new Map<number, AbortController>();
   let nextCall = 1;
-  const call = (op: "publish" | "emit", subject: string, value: unknown, delayMs?: number) =>
+  let budget = new OutputBudget("(loading)", { maxOutputs: Infinity, maxOutputBytes: Infinity, maxLogLines: Infinity, maxLogBytes: Infinity });
+  const call = (id: number, op: "publish" | "emit", subject: string, value: unknown, delayMs?: number) =>
     new Promise<void>((resolve, reject) => {
+      const data = encodeCbor(value);
+      const v = budget.output(id, data.byteLength);
+      if (v.type !== "ok") return reject(v.type === "fail" ? v.error : budget.failure(id) ?? new OutputLimitError("The attempt this output belongs to is over"));
       const callId = nextCall++;
       calls.set(callId, { resolve, reject });
-      const data = encodeCbor(value);
-      const m: IsolateToHost = { type: "call", callId, op, subject, data };
+      const m: IsolateToHost = { type: "call", callId, id, op, subject, data };
       if (delayMs) m.delayMs = delayMs;
       send(m, [data.buffer as ArrayBuffer]);
     });
-  const log = makeHandlerLog((level, message) => send({ type: "log", level, message }));
+  const log = (id: number) => makeHandlerLog((level, message) => {
+    const line = message.slice(0, MAX_LOG_LINE);
+    if (budget.log(id, line.length).type === "ok") send({ type: "log", id, level, message: line });
+  });
   port.onMessage((raw) => unbulk<HostToIsolate>(raw, (m) => {
     if (m.type === "reply") {
       const c = calls.get(m.callId);
       calls.delete(m.callId);
       if (m.error) c?.reject(Object.assign(new Error(m.error.message), { name: m.error.name }));
       else c?.resolve();
+    } else if (m.type === "limits") {
+      budget = new OutputBudget(m.name, m.limits);
     } else if (m.type === "cancel") {
       running.get(m.id)?.abort(new DOMException("Cancelled by the host", "AbortError"));
     } else if (m.type === "invoke") {
-      void _invoke(def, m, running, { send, call, log });
+      void _invoke(def, m, running, { send, call, log, budget: () => budget });
     } else if (m.type === "invoke-batch") {
-      void _invokeBatch(def, m, running, { send, call, log });
+      void _invokeBatch(def, m, running, { send, call, log, budget: () => budget });
     }
   }));
   send({ type: "ready", info: handlerInfo(def as unknown as Record<string, unknown>) });
@@ -91,22 +104,28 @@ type _Item = { subject: string; seq: number; attempt: number; data: Uint8Array }
  * `body` resolves, "failed" when it throws.
  */
 async function _run(
-  m: { id: number; timeoutMs: number },
+  m: { id: number; timeoutMs: number; type: "invoke" | "invoke-batch"; items?: unknown[] },
   running: Map<number, AbortController>,
   io: _Io,
   body: (signal: AbortSignal) => Promise<BatchFailure[] | undefined>,
 ): Promise<void> {
   const ac = new AbortController();
   running.set(m.id, ac);
+  const budget = io.budget();
+  budget.open(m.id, m.items?.length ?? 1);
   const timer = setTimeout(() => ac.abort(new DOMException(`Timed out after ${m.timeoutMs} ms`, "TimeoutError")), m.timeoutMs);
   try {
     const failures = await body(ac.signal);
+    // A cap passed fails the attempt even if the handler caught the rejection it got.
+    const over = budget.failure(m.id);
+    if (over) throw over;
     io.send(failures ? { type: "done", id: m.id, failures } : { type: "done", id: m.id });
   } catch (e) {
-    const error = toErrorData(e);
+    const error = toErrorData(budget.failure(m.id) ?? e);
     io.send({ type: "failed", id: m.id, error, permanent: error.name === "PermanentError" });
   } finally {
     clearTimeout(timer);
+    budget.close(m.id);
     running.delete(m.id);
   }
 }
@@ -124,8 +143,8 @@ async function _parse(def: _Def, data: Uint8Array): Promise<unknown> {
   return r.value;
 }
 
-/** The `ctx` of one message. */
-function _ctx(item: _Item, signal: AbortSignal, io: _Io): Context {
+/** The `ctx` of one message (`id`: its invocation). */
+function _ctx(id: number, item: _Item, signal: AbortSignal, io: _Io): Context {
   return {
     id: `INGEST:${item.seq}`,
     seq: item.seq,
@@ -133,16 +152,16 @@ function _ctx(item: _Item, signal: AbortSignal, io: _Io): Context {
     topic: topicOf(item.subject),
     attempt: item.attempt,
     signal,
-    publish: (subject, value) => io.call("publish", subject, value),
-    emit: (topic, value, opts) => io.call("emit", topic, value, opts?.delayMs),
-    log: io.log,
+    publish: (subject, value) => io.call(id, "publish", subject, value),
+    emit: (topic, value, opts) => io.call(id, "emit", topic, value, opts?.delayMs),
+    log: io.log(id),
     Permanent: PermanentError,
   };
 }
 
 async function _invoke(def: _Def, m: Extract<HostToIsolate, { type: "invoke" }>, running: Map<number, AbortController>, io: _Io): Promise<void> {
   await _run(m, running, io, async (signal) => {
-    await def.handle(await _parse(def, m.data), _ctx(m, signal, io));
+    await def.handle(await _parse(def, m.data), _ctx(m.id, m, signal, io));
     return undefined;
   });
 }
@@ -163,7 +182,7 @@ async function _invokeBatch(def: _Def, m: Extract<HostToIsolate, { type: "invoke
     const keep = m.items.map((_item, i) => i).filter((i) => !failures.has(i));
     if (!keep.length) return [...failures.values()];
     const ctx: BatchContext = {
-      ..._ctx(m.items[keep[0]!]!, signal, io),
+      ..._ctx(m.id, m.items[keep[0]!]!, signal, io),
       items: keep.map((k) => {
         const i = m.items[k]!;
         return { id: `INGEST:${i.seq}`, seq: i.seq, subject: i.subject, attempt: i.attempt };

@@ -1,6 +1,7 @@
 /** Messages between the host and an isolate: discriminated unions, plain data only. */
 import type { ErrorData } from "../errors.ts";
 import type { HandlerInfo } from "../handlers/definition.ts";
+import type { OutputLimits } from "./budget.ts";
 
 /** One problem with one reading, as ingest reports it. */
 export interface ReadingIssue {
@@ -24,6 +25,8 @@ export type HostToIsolate =
   /** Several readings for `handleBatch`; answered by "done" (with per-item `failures`) or "failed". */
   | { type: "invoke-batch"; id: number; items: { subject: string; seq: number; attempt: number; data: Uint8Array }[]; timeoutMs: number }
   | { type: "reply"; callId: number; error?: ErrorData }
+  /** Sent once after "ready": the caps the host enforces, so the isolate stops a flood before posting it. */
+  | { type: "limits"; name: string; limits: OutputLimits }
   | { type: "cancel"; id: number };
 
 /** Handler isolate → host. */
@@ -32,8 +35,10 @@ export type IsolateToHost =
   | { type: "load-error"; error: ErrorData }
   | { type: "done"; id: number; failures?: BatchFailure[] }
   | { type: "failed"; id: number; error: ErrorData; permanent: boolean }
-  | { type: "call"; callId: number; op: "publish" | "emit"; subject: string; data: Uint8Array; delayMs?: number }
-  | { type: "log"; level: "debug" | "info" | "warn" | "error"; message: string }
+  /** `id`: the invocation the output belongs to; the host counts it against that message's caps. */
+  | { type: "call"; callId: number; id: number; op: "publish" | "emit"; subject: string; data: Uint8Array; delayMs?: number }
+  /** `id`: the invocation that logged, 0 outside any. */
+  | { type: "log"; id: number; level: "debug" | "info" | "warn" | "error"; message: string }
   | { type: "exit"; code: number };
 
 /** Host → validator isolate. */

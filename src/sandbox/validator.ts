@@ -26,6 +26,8 @@ export class Validator {
   #timeoutMs: number;
   #queue: { id: number; keys: string[]; readings: unknown[] }[] = [];
   #batchOut = false;
+  /** False while a (re)started isolate is still importing the schemas: nothing is sent to it meanwhile. */
+  #ready = false;
   #wasm = new WasmSchemas();
 
   constructor(url: URL, log: Logger, timeoutMs = 2_000) {
@@ -38,6 +40,7 @@ export class Validator {
   async start(): Promise<void> {
     // Deno: the worker may read the bundle directory (to import schema modules) and nothing else.
     const w = await spawnWorker(this.#url, { name: "outpost-schemas", permissions: { read: [dirname(fileURLToPath(this.#url))] } });
+    this.#ready = false;
     this.#w = w;
     w.onExit((reason) => {
       if (this.#w !== w) return;
@@ -60,13 +63,21 @@ export class Validator {
           if (!p) continue;
           this.#waiting.delete(r.id);
           clearTimeout(p.timer);
-          if (r.error) p.reject(_schemaError(r.error));
+          if (r.error?.name === "SchemaNotLoadedError") p.reject(new ValidatorUnavailableError(r.error.message));
+          else if (r.error) p.reject(_schemaError(r.error));
           else p.resolve(r.issues);
         }
         this.#flush();
       }
     });
-    for (const [key, url] of this.#modules) await this.#load(key, url);
+    try {
+      for (const [key, url] of this.#modules) await this.#load(key, url);
+    } finally {
+      if (this.#w === w) {
+        this.#ready = true;
+        this.#flush();
+      }
+    }
   }
 
   /**
@@ -150,18 +161,34 @@ export class Validator {
    * one, so under load many requests share a round trip, and an idle host adds no wait.
    */
   #flush(): void {
-    if (this.#batchOut || !this.#queue.length || !this.#w) return;
+    if (this.#batchOut || !this.#queue.length || !this.#w || !this.#ready) return;
     const items = this.#queue.filter((i) => this.#waiting.has(i.id));
     this.#queue = [];
     if (!items.length) return;
-    this.#batchOut = true;
-    this.#post({ type: "validate", items });
+    try {
+      this.#post({ type: "validate", items });
+      this.#batchOut = true;
+    } catch (e) {
+      // Readings the structured clone refuses (ingest bounds depth, so this is a last guard): the
+      // requests of this batch fail, the isolate and every other request carry on.
+      for (const i of items) this.#reject(i.id, new ValidatorUnavailableError(`Cannot pass readings to the schema isolate: ${(e as Error).message}`));
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  #reject(id: number, e: Error): void {
+    const p = this.#waiting.get(id);
+    if (!p) return;
+    this.#waiting.delete(id);
+    clearTimeout(p.timer);
+    p.reject(e);
   }
 
   async stop(): Promise<void> {
     this.#wasm.stop();
     const w = this.#w;
     this.#w = undefined;
+    this.#ready = false;
     this.#failAll(new ValidatorUnavailableError("Schema isolate stopped"));
     await w?.terminate();
   }

@@ -47,7 +47,8 @@ async function _check(schemas: Map<string, _Validate>, keys: string[], readings:
   const seen = new Set<string>();
   for (const key of keys) {
     const validate = schemas.get(key);
-    if (!validate) continue;
+    // Never "valid" for a schema this isolate does not hold: the host answers 503 and the sensor retries.
+    if (!validate) throw Object.assign(new Error(`The schema ${key} is not loaded in the schema isolate yet`), { name: "SchemaNotLoadedError" });
     for (let i = 0; i < readings.length; i++) {
       let r = validate(readings[i]) as { issues?: _Issue[] } | Promise<{ issues?: _Issue[] }>;
       if (r instanceof Promise) r = await r;

@@ -11,11 +11,14 @@ import { PermanentError, type Context } from "../handler.ts";
 import { cborDecode, cborEncode, utf8Decode, utf8Encode } from "./wasm_cbor.ts";
 import { installGuestGlobals, type GuestAbortController } from "./wasm_guest_globals.ts";
 import { makeHandlerLog } from "./handler_log.ts";
+import { topicOf } from "../dispatch/subjects.ts";
 
 /** What the host installs as `globalThis.__outpost_host` before the bundle runs. */
 export interface GuestHostFns {
-  call(op: "publish" | "emit", subject: string, data: ArrayBuffer, delayMs?: number): Promise<void>;
-  log(level: "debug" | "info" | "warn" | "error", message: string): void;
+  /** An output of invocation `id`. */
+  call(id: number, op: "publish" | "emit", subject: string, data: ArrayBuffer, delayMs?: number): Promise<void>;
+  /** A log line of invocation `id` (0 outside any message). */
+  log(id: number, level: "debug" | "info" | "warn" | "error", message: string): void;
   /** A message finished: no error, or its error as JSON `{name, message, stack, permanent}`. */
   settle(id: number, error?: string): void;
 }
@@ -30,7 +33,7 @@ const _g = globalThis as unknown as Record<string, unknown>;
 // Taken before the handler's module runs, and removed from its reach.
 const _host = _g.__outpost_host as GuestHostFns;
 delete _g.__outpost_host;
-const _log = makeHandlerLog((level, message) => _host.log(level, message));
+const _log = makeHandlerLog((level, message) => _host.log(0, level, message));
 installGuestGlobals(_log, utf8Encode, utf8Decode);
 
 /**
@@ -86,18 +89,18 @@ async function _invoke(
     }
     const call = (op: "publish" | "emit", subject: string, value: unknown, delayMs?: number) => {
       const bytes = cborEncode(value);
-      return _host.call(op, String(subject), bytes.buffer as ArrayBuffer, Number(delayMs ?? 0));
+      return _host.call(m.id, op, String(subject), bytes.buffer as ArrayBuffer, Number(delayMs ?? 0));
     };
     const ctx: Context = {
       id: `INGEST:${m.seq}`,
       seq: m.seq,
       subject: m.subject,
-      topic: m.subject.replace(/^ingest\./, ""),
+      topic: topicOf(m.subject),
       attempt: m.attempt,
       signal: ac.signal as unknown as AbortSignal,
       publish: (subject, value) => call("publish", subject, value),
       emit: (topic, value, opts) => call("emit", topic, value, opts?.delayMs),
-      log: _log,
+      log: makeHandlerLog((level, message) => _host.log(m.id, level, message)),
       Permanent: PermanentError,
     };
     await def.handle(reading, ctx);

@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, type ErrorData } from "../errors.ts";
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../handlers/definition.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "./isolate.ts";
+import { OutputBudget, OutputLimitError, type Verdict } from "./budget.ts";
 import { GuestError, SandboxInterruptedError, SandboxTrapError, WasmSandbox, type SandboxHooks } from "./wasm_sandbox.ts";
 
 /** Options of {@link WasmIsolate}. */
@@ -43,6 +44,7 @@ export class WasmIsolate implements Isolate {
   #dead = false;
   #ready = false;
   #cpuMs: number;
+  #budget: OutputBudget;
   /** The handler's policy, once {@link start} resolved. */
   info: HandlerInfo | undefined;
   readonly heapLimitEnforced = true;
@@ -51,6 +53,7 @@ export class WasmIsolate implements Isolate {
   constructor(opts: WasmIsolateOptions) {
     this.#opts = opts;
     this.#cpuMs = opts.cpuMs ?? WASM_DEFAULTS.cpuMs;
+    this.#budget = new OutputBudget(opts.name, opts.limits);
   }
 
   /**
@@ -141,6 +144,7 @@ export class WasmIsolate implements Isolate {
         }, timeoutMs + _GRACE_MS),
       ];
       this.#pending.set(id, { resolve, reject, cpuLeft: this.#cpuMs, timers });
+      this.#budget.open(id);
     });
     this.#guard(() => sb.call("invoke", id, inv.subject, inv.seq, inv.attempt, inv.data));
     return done;
@@ -162,8 +166,16 @@ export class WasmIsolate implements Isolate {
 
   #hooks(): SandboxHooks {
     return {
-      call: (op, subject, data, delayMs) => this.#opts.onCall(op, subject, data, delayMs ? { delayMs } : undefined),
-      log: (level, message) => this.#opts.onLog(level, message),
+      call: (id, op, subject, data, delayMs) => {
+        const v = this.#budget.output(id, data.byteLength);
+        if (!this.#judge(id, v)) {
+          return Promise.reject(v.type === "fail" ? v.error : new OutputLimitError("The attempt this output belongs to is over; it was not stored"));
+        }
+        return this.#opts.onCall(op, subject, data, delayMs ? { delayMs } : undefined);
+      },
+      log: (id, level, message) => {
+        if (this.#judge(id, this.#budget.log(id, message.length))) this.#opts.onLog(level, message);
+      },
       settle: (id, error) => {
         if (this.#sb?.interrupted) return; // the CPU budget ran out: reported when the entry ends
         if (!error) return this.#settle(id);
@@ -188,6 +200,20 @@ export class WasmIsolate implements Isolate {
       },
       fatal: (e) => this.#fatal(e),
     };
+  }
+
+  /** Act on the budget's verdict for one output or log line; returns whether it may go out. */
+  #judge(id: number, v: Verdict): boolean {
+    if (v.type === "ok") return true;
+    if (v.type === "fail") {
+      this.#settle(id, new HandlerError({ name: v.error.name, message: v.error.message }, false));
+      const sb = this.#sb;
+      // Deferred: this runs inside the sandbox's own call into the host.
+      if (sb) setTimeout(() => this.#guard(() => sb.call("cancel", id, false)), 0);
+    } else if (v.type === "flood") {
+      setTimeout(() => this.#crash(new IsolateCrashedError(`Isolate of ${this.#opts.name} crashed: it kept sending outputs for messages whose attempts were over`), "output flood"), 0);
+    }
+    return false;
   }
 
   /** Run an entry into the sandbox; a sandbox that dies in it takes the isolate with it. */
@@ -226,6 +252,7 @@ export class WasmIsolate implements Isolate {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
+    this.#budget.close(id);
     for (const t of p.timers) clearTimeout(t);
     if (err) p.reject(err);
     else p.resolve();

@@ -58,11 +58,11 @@ export async function runRawWasm(b64: string, manifest: Record<string, unknown>,
   const info = handlerInfo({ ...manifest, isolation: "wasm", memoryMb, handle() {} });
   const calls = new Map<number, { resolve(): void; reject(e: Error): void }>();
   let nextCall = 1;
-  const call = (op: "publish" | "emit", subject: string, value: unknown) =>
+  const call = (id: number, op: "publish" | "emit", subject: string, value: unknown) =>
     new Promise<void>((resolve, reject) => {
       const callId = nextCall++;
       calls.set(callId, { resolve, reject });
-      send({ type: "call", callId, op, subject, data: encodeCbor(value) });
+      send({ type: "call", callId, id, op, subject, data: encodeCbor(value) });
     });
   port.onMessage((raw) => {
     const m = raw as HostToIsolate;
@@ -83,7 +83,7 @@ async function _invoke(
   memory: WebAssembly.Memory,
   m: Extract<HostToIsolate, { type: "invoke" }>,
   send: (m: IsolateToHost) => void,
-  call: (op: "publish" | "emit", subject: string, value: unknown) => Promise<void>,
+  call: (id: number, op: "publish" | "emit", subject: string, value: unknown) => Promise<void>,
 ): Promise<void> {
   let out: Uint8Array;
   try {
@@ -111,11 +111,11 @@ async function _invoke(
       records = v as _Record[];
     }
     for (const rec of records) {
-      if (typeof rec.publish === "string") await call("publish", rec.publish, rec.value);
-      else if (typeof rec.emit === "string") await call("emit", rec.emit, rec.value);
+      if (typeof rec.publish === "string") await call(m.id, "publish", rec.publish, rec.value);
+      else if (typeof rec.emit === "string") await call(m.id, "emit", rec.emit, rec.value);
       else if (typeof rec.log === "string") {
         const level = ["debug", "info", "warn", "error"].includes(rec.log) ? rec.log as "info" : "info";
-        send({ type: "log", level, message: String(rec.message ?? "") });
+        send({ type: "log", id: m.id, level, message: String(rec.message ?? "") });
       } else if (rec.error !== undefined) {
         const error = { name: rec.permanent === true ? "PermanentError" : "Error", message: String(rec.error) };
         send({ type: "failed", id: m.id, error, permanent: rec.permanent === true });

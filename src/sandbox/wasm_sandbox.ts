@@ -4,6 +4,7 @@
  * Only three host functions exist inside (`call`, `log`, `settle`, taken by the guest bootstrap).
  * @module
  */
+import { MAX_LOG_LINE } from "./budget.ts";
 import type { QuickJSContext, QuickJSHandle, QuickJSRuntime } from "quickjs-emscripten-core";
 import type { ErrorData } from "../errors.ts";
 import { newQuickJS, type QuickJSInstance } from "./wasm_engine.ts";
@@ -30,8 +31,10 @@ export class GuestError extends Error {
 
 /** What a sandbox needs from its owner. */
 export interface SandboxHooks {
-  call(op: "publish" | "emit", subject: string, data: Uint8Array, delayMs?: number): Promise<void>;
-  log(level: "debug" | "info" | "warn" | "error", message: string): void;
+  /** An output of invocation `id`. */
+  call(id: number, op: "publish" | "emit", subject: string, data: Uint8Array, delayMs?: number): Promise<void>;
+  /** A log line of invocation `id` (0 outside any). */
+  log(id: number, level: "debug" | "info" | "warn" | "error", message: string): void;
   settle(id: number, error?: string): void;
   /** CPU ms the next entry into the sandbox may use. */
   budgetMs(): number;
@@ -261,7 +264,8 @@ export class WasmSandbox {
   #installHost(): void {
     const ctx = this.#ctx;
     const host = ctx.newObject();
-    const call = ctx.newFunction("call", (opH, subjectH, dataH, delayH) => {
+    const call = ctx.newFunction("call", (idH, opH, subjectH, dataH, delayH) => {
+      const id = ctx.typeof(idH) === "number" ? ctx.getNumber(idH) : 0;
       const op = ctx.getString(opH) === "emit" ? "emit" : "publish";
       const subject = ctx.getString(subjectH);
       const lt = ctx.getArrayBuffer(dataH);
@@ -285,12 +289,13 @@ export class WasmSandbox {
         }
       };
       const delayMs = delayH && ctx.typeof(delayH) === "number" ? ctx.getNumber(delayH) : 0;
-      this.#hooks.call(op, subject, data, delayMs > 0 ? delayMs : undefined).then(() => settle(), (e: Error) => settle(e));
+      this.#hooks.call(id, op, subject, data, delayMs > 0 ? delayMs : undefined).then(() => settle(), (e: Error) => settle(e));
       return deferred.handle;
     });
-    const log = ctx.newFunction("log", (levelH, msgH) => {
+    const log = ctx.newFunction("log", (idH, levelH, msgH) => {
+      const id = ctx.typeof(idH) === "number" ? ctx.getNumber(idH) : 0;
       const level = ctx.getString(levelH);
-      this.#hooks.log(_LEVELS.has(level) ? (level as "info") : "info", ctx.getString(msgH).slice(0, 16_384));
+      this.#hooks.log(id, _LEVELS.has(level) ? (level as "info") : "info", ctx.getString(msgH).slice(0, MAX_LOG_LINE));
     });
     const settle = ctx.newFunction("settle", (idH, errH) => {
       this.#hooks.settle(ctx.getNumber(idH), errH && ctx.typeof(errH) === "string" ? ctx.getString(errH) : undefined);

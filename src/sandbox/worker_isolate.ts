@@ -3,6 +3,7 @@ import type { HandlerInfo } from "../handlers/definition.ts";
 import { spawnWorker, type WorkerHandle } from "../runtime/worker.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "./isolate.ts";
 import { coalescing, unbulk } from "./coalesce.ts";
+import { DEFAULT_OUTPUT_LIMITS, MAX_LOG_LINE, OutputBudget, type Verdict } from "./budget.ts";
 import type { BatchFailure, HostToIsolate, IsolateToHost } from "./protocol.ts";
 
 export { HandlerError, type CallHandler, type Invocation } from "./isolate.ts";
@@ -23,6 +24,7 @@ export class WorkerIsolate implements Isolate {
   #next = 1;
   #dead = false;
   #send: ((m: HostToIsolate, transfer?: ArrayBuffer[]) => void) | undefined;
+  #budget: OutputBudget;
   /** The handler's policy, once {@link start} resolved. */
   info: HandlerInfo | undefined;
   heapLimitEnforced = false;
@@ -30,6 +32,7 @@ export class WorkerIsolate implements Isolate {
 
   constructor(opts: WorkerIsolateOptions) {
     this.#opts = opts;
+    this.#budget = new OutputBudget(opts.name, opts.limits);
   }
 
   /** Messages being handled right now. */
@@ -75,6 +78,7 @@ export class WorkerIsolate implements Isolate {
             ready = true;
             clearTimeout(timer);
             this.info = m.info;
+            this.#post({ type: "limits", name: this.#opts.name, limits: this.#opts.limits ?? DEFAULT_OUTPUT_LIMITS });
             resolve(m.info);
             return;
           case "load-error":
@@ -86,15 +90,24 @@ export class WorkerIsolate implements Isolate {
             return this.#settle(m.id, undefined, m.failures);
           case "failed":
             return this.#settle(m.id, new HandlerError(m.error, m.permanent));
-          case "log":
-            return this.#opts.onLog(m.level, m.message);
+          case "log": {
+            const message = String(m.message).slice(0, MAX_LOG_LINE);
+            if (this.#judge(m.id, this.#budget.log(m.id, message.length))) this.#opts.onLog(m.level, message);
+            return;
+          }
           case "exit":
             return void this.#crash(`exit(${m.code}) attempt`);
-          case "call":
+          case "call": {
+            const v = this.#budget.output(m.id, m.data?.byteLength ?? 0);
+            if (!this.#judge(m.id, v)) {
+              const error = v.type === "fail" ? { name: v.error.name, message: v.error.message } : { name: "OutputLimitError", message: "The attempt this output belongs to is over; it was not stored" };
+              return this.#post({ type: "reply", callId: m.callId, error });
+            }
             return void this.#opts.onCall(m.op, m.subject, m.data, m.delayMs ? { delayMs: m.delayMs } : undefined).then(
               () => this.#post({ type: "reply", callId: m.callId }),
               (e: Error) => this.#post({ type: "reply", callId: m.callId, error: { name: e.name, message: e.message } }),
             );
+          }
         }
       }));
     });
@@ -138,8 +151,24 @@ export class WorkerIsolate implements Isolate {
       }, timeoutMs + _GRACE_MS);
       this.#pending.set(id, { resolve, reject, timer });
       const [m, transfer] = message(id);
+      this.#budget.open(id, m.type === "invoke-batch" ? m.items.length : 1);
       this.#post(m, transfer);
     });
+  }
+
+  /**
+   * Act on the budget's verdict for one output or log line of invocation `id`.
+   * @returns whether it may go out
+   */
+  #judge(id: number, v: Verdict): boolean {
+    if (v.type === "ok") return true;
+    if (v.type === "fail") {
+      this.#settle(id, new HandlerError({ name: v.error.name, message: v.error.message }, false));
+      this.#post({ type: "cancel", id });
+    } else if (v.type === "flood") {
+      void this.#crash("it kept sending outputs for messages whose attempts were over");
+    }
+    return false;
   }
 
   /** Abort every running handler's signal (used on shutdown). */
@@ -170,6 +199,7 @@ export class WorkerIsolate implements Isolate {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
+    this.#budget.close(id);
     clearTimeout(p.timer);
     if (err) p.reject(err);
     else p.resolve(failures);
