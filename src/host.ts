@@ -66,6 +66,8 @@ export interface OutpostOptions {
   maxDelayed?: number;
   /** Open HTTP connections at once; past it new ones are answered 503 and closed (default 1024). */
   maxConnections?: number;
+  /** How often the store marks are written and orphaned messages looked for (default 10 s). */
+  storeCheckMs?: number;
   /** Ceiling on a definition's `memoryMb` (default 512). */
   maxHandlerMemoryMb?: number;
   /** Caps on what one message may make a handler send out. */
@@ -110,6 +112,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
   await mkdir(dataDir, { recursive: true });
   let embedded: EmbeddedServer | undefined;
   let stopping = false;
+  let integrity: StoreIntegrity | undefined;
   let broker: Broker;
   if (o.nats) {
     broker = await connectBroker({ servers: o.nats, user: o.natsUser, pass: o.natsPass, token: o.natsToken, credsFile: o.natsCreds }, log);
@@ -118,6 +121,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     const serverOpts: Parameters<typeof startNatsServer>[0] = {
       binary: o.natsServer, dataDir, maxFileStore: o.maxFileStore, fsync: o.fsync, log: log.child("nats"), domain: o.natsDomain,
       leafnode: o.natsLeafnode ? { url: o.natsLeafnode, credsFile: o.natsLeafnodeCreds } : undefined,
+      onStoreError: (line) => integrity?.reportReadError(line),
     };
     embedded = await startNatsServer(serverOpts);
     try {
@@ -155,7 +159,6 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
   let fleet: FleetWatcher | undefined;
   let scheduler: Scheduler | undefined;
   let server: Server;
-  let integrity: StoreIntegrity | undefined;
   const health = new BrokerHealth(broker, {
     storeDir: embedded ? join(dataDir, "jetstream") : undefined,
     replace: embedded ? () => embedded?.kill() : undefined,
@@ -166,10 +169,10 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     integrity = new StoreIntegrity({
       jsm: broker.jsm, file: join(dataDir, "store-marks.json"), streams: Object.values(STREAMS),
       // Only on our own server does nothing else consume INGEST while this host is stopped.
-      countStreams: embedded ? [STREAMS.ingest] : [], log: log.child("store"),
+      countStreams: embedded ? [STREAMS.ingest] : [], interestStream: STREAMS.ingest, log: log.child("store"),
     });
     await integrity.check();
-    integrity.start();
+    integrity.start(o.storeCheckMs ?? 10_000);
     health.start();
     scheduler = new Scheduler(broker, log.child("scheduler"));
     await scheduler.start();
@@ -182,8 +185,9 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       probation: { ms: b.probationMs, messages: b.probationMessages, failurePct: b.probationFailurePct, minFailures: 3 },
       watch: o.watch !== false, quietMs: o.watchDebounceMs ?? 50, log: log.child("bundles"), stepDelayMs: b.stepDelayMs ?? 0,
     });
+    const pressure = new Backpressure(broker, o.maxBacklog ?? 100_000, o.maxDelayed ?? 10_000);
     registry = new HandlerRegistry({
-      dir: bundles.handlerDir, bundleDir, broker, validator, log,
+      dir: bundles.handlerDir, bundleDir, broker, validator, log, delayedBudget: (n) => pressure.checkDelayed(n),
       policy: { limits: o.outputLimits ?? DEFAULT_OUTPUT_LIMITS, maxMemoryMb: o.maxHandlerMemoryMb ?? 512 },
     });
     if (o.faults) registry.faults = o.faults;
@@ -202,7 +206,6 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       bundles.fleetView = () => f.view();
       await fleet.start();
     }
-    const pressure = new Backpressure(broker, o.maxBacklog ?? 100_000, o.maxDelayed ?? 10_000);
     const app = new Hono();
     const ready = { streams: true, handlersLoaded: true };
     app.get("/healthz", (c) => reply(c.req.raw, 200, { status: "ok" }));
@@ -220,7 +223,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
         ...(reasons.length ? { reasons } : {}),
       });
     });
-    app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!.problems()), 200, { "content-type": "text/plain; version=0.0.4" }));
+    app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!), 200, { "content-type": "text/plain; version=0.0.4" }));
     app.get("/v1/handlers", (c) => reply(c.req.raw, 200, { handlers: registry.view() }));
     app.route("/", ingestRoutes({
       broker: () => broker,
@@ -287,7 +290,8 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
 }
 
 /** Prometheus text of what the host knows of its broker and store (the full set comes with observability). */
-function _metrics(brokerOk: boolean, problems: { stream: string; lost: number }[]): string {
+function _metrics(brokerOk: boolean, integrity: StoreIntegrity): string {
+  const problems = integrity.problems();
   const lines = [
     "# HELP outpost_broker_up Whether JetStream answered the last probe (1) or not (0).",
     "# TYPE outpost_broker_up gauge",
@@ -296,6 +300,11 @@ function _metrics(brokerOk: boolean, problems: { stream: string; lost: number }[
     "# TYPE outpost_store_lost_messages gauge",
   ];
   for (const name of Object.values(STREAMS)) lines.push(`outpost_store_lost_messages{stream="${name}"} ${problems.filter((p) => p.stream === name).reduce((n, p) => n + p.lost, 0)}`);
+  lines.push(
+    "# HELP outpost_store_read_errors_total Stored messages nats-server reported it could not read (damaged blocks).",
+    "# TYPE outpost_store_read_errors_total counter",
+    `outpost_store_read_errors_total ${integrity.readErrors}`,
+  );
   return `${lines.join("\n")}\n`;
 }
 

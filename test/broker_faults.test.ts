@@ -70,6 +70,28 @@ test("finding 5: a store damaged while the host was stopped is a loud error, a /
   } finally {
     await third.stop();
   }
+  // Damaged bytes leave the counts as they were (nats-server 2.9.10), and its consumers step over
+  // them in silence: seen as messages that no consumer owes.
+  const b = await readFile(blk);
+  for (let i = 1; i <= 20; i++) {
+    const at = Math.floor((i / 21) * b.length);
+    b[at] = b[at]! ^ 0xff;
+  }
+  await writeFile(blk, b);
+  await writeFile(join(workersDir, "slow.ts"), SLOW.replace("rateLimit: { perSecond: 0.1, burst: 1 }, ", ""));
+  const fourth = await startHost({ dataDir, workersDir, args, env: { OUTPOST_STORE_CHECK_MS: "500" } });
+  try {
+    const r = await waitFor(async () => {
+      const x = await ready(fourth);
+      return x.status === 503 ? x : undefined;
+    }, 15_000, "readyz 503 for messages no consumer delivers");
+    const p = r.json.store.problems[0];
+    assert.equal(p.stream, "INGEST");
+    assert.match(p.message, /^stream INGEST holds \d+ messages but its consumers owe only 0: \d+ stored messages cannot be delivered \(damaged blocks nats-server steps over\)$/);
+    assert.match(await (await fetch(`${fourth.url}/metrics`)).text(), new RegExp(`^outpost_store_lost_messages\\{stream="INGEST"\\} ${p.lost}$`, "m"));
+  } finally {
+    await fourth.stop();
+  }
 });
 
 test("findings 8 and 14: a paused nats-server is seen by /readyz, refused at once, and SIGTERM still ends the host", async () => {

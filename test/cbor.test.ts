@@ -97,3 +97,28 @@ test("decodeBody keeps each CBOR reading's own bytes and reads JSON objects and 
   assert.throws(() => decodeBody("application/json", te.encode("42"), DEFAULT_CBOR_LIMITS), /must be a reading \(an object\) or an array/);
   assert.throws(() => decodeBody("application/json", te.encode("{"), DEFAULT_CBOR_LIMITS), /^MalformedBodyError: Malformed JSON/);
 });
+
+test("CBOR and JSON share one depth bound: 32 levels below the reading pass, 33 are refused", () => {
+  const nest = (d: number): unknown => (d === 0 ? 1 : [nest(d - 1)]);
+  for (const [depth, ok] of [[32, true], [33, false]] as const) {
+    const r = { x: nest(depth - 1) }; // the reading itself is level 0, x level 1
+    const json = () => decodeBody("application/json", te.encode(JSON.stringify(r)), DEFAULT_CBOR_LIMITS);
+    const cbor = () => decodeBody("application/cbor", encodeCbor(r), DEFAULT_CBOR_LIMITS);
+    if (ok) {
+      assert.deepEqual(json().readings, [r]);
+      assert.deepEqual(cbor().readings, [r]);
+    } else {
+      assert.throws(json, { name: "MalformedBodyError", message: "Malformed JSON in reading 0: nesting deeper than 32" });
+      assert.throws(cbor, { name: "MalformedBodyError", message: /^Malformed CBOR at byte \d+: nesting deeper than 32$/ });
+    }
+  }
+});
+
+test("bignums: 64 bytes round-trip, longer or indefinite ones are refused before cbor-x converts them", () => {
+  const big = 2n ** 511n;
+  assert.equal((decodeBody("application/cbor", encodeCbor({ n: big }), DEFAULT_CBOR_LIMITS).readings[0] as { n: bigint }).n, big);
+  const long = new Uint8Array([0xc2, 0x58, 65, ...new Uint8Array(65).fill(1)]);
+  assert.throws(() => scanCbor(long, false), { name: "CborError", message: "Malformed CBOR at byte 1: bignum of 65 bytes; at most 64 bytes are accepted" });
+  assert.throws(() => scanCbor(new Uint8Array([0xc2, 0x5f, 0x41, 0x01, 0xff]), false), /a bignum \(tag 2 or 3\) must hold a definite byte string/);
+  assert.throws(() => scanCbor(new Uint8Array([0xc3, 0x01]), false), /a bignum \(tag 2 or 3\) must hold a definite byte string/);
+});

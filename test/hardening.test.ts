@@ -52,6 +52,14 @@ export default defineHandler({
   },
 });
 `;
+const CHAIN = `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "chain",
+  retry: { maxAttempts: 1 },
+  async handle(r, ctx) { for (let i = 0; i < 3; i++) await ctx.emit("raw", { i }, { delayMs: 300 * 86_400_000 }); },
+});
+`;
 const GREEDY = `
 import { defineHandler } from "outpost/handler";
 export default defineHandler({ topic: "greedy", memoryMb: 256, async handle() {} });
@@ -68,7 +76,7 @@ describe("hardening: hostile requests and handlers (Node host, real nats-server)
     nats = await startNats();
     host = await startHost({
       nats: nats.url,
-      workers: { "temp.ts": TEMP, "raw.ts": RAW, "wild.ts": WILD, "flood-worker.ts": flood("worker"), "flood-wasm.ts": flood("wasm"), "logs.ts": LOGS, "greedy.ts": GREEDY },
+      workers: { "temp.ts": TEMP, "raw.ts": RAW, "wild.ts": WILD, "flood-worker.ts": flood("worker"), "flood-wasm.ts": flood("wasm"), "logs.ts": LOGS, "greedy.ts": GREEDY, "chain.ts": CHAIN },
       args: ["--body-limit", "2M", "--max-delayed", "5", "--max-outputs", "50", "--max-log-lines", "20", "--max-connections", "40", "--max-handler-memory", "64"],
     });
   });
@@ -126,6 +134,11 @@ describe("hardening: hostile requests and handlers (Node host, real nats-server)
       assert.equal(second.headers.get("retry-after"), "60");
     });
     assert.equal((await ingest(host.url, "raw", "{}", "application/json")).status, 202);
+    // ctx.emit with delayMs meets the same budget: two more fit, the third is refused.
+    assert.equal((await ingest(host.url, "chain", "{}", "application/json")).status, 202);
+    const dl = await waitFor(async () => (await streamMessages(nats.jsm, "DLQ")).find((m) => m.value.handler === "chain"), 10_000, "chain dead letter");
+    assert.match(dl.value.error.message, /^ctx\.emit: \d+ delayed readings are waiting and this request adds 1 \(at most 5, --max-delayed\); the reading was not stored$/);
+    assert.equal((await streamMessages(nats.jsm, "INGEST", "ingest.~delay.raw")).length, 5);
   });
 
   test("finding 4: topics outside the grammar are refused before they reach NATS; the connection stays up", async () => {

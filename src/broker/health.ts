@@ -77,7 +77,9 @@ export class BrokerHealth {
 
   #schedule(): void {
     if (this.#stopped) return;
-    this.#timer = setTimeout(() => void this.#probe().finally(() => this.#schedule()), this.#o.everyMs ?? 1_000);
+    // In trouble, ask five times as often: readings are refused until an answer comes back.
+    const every = this.#o.everyMs ?? 1_000;
+    this.#timer = setTimeout(() => void this.#probe().finally(() => this.#schedule()), this.#trouble ? every / 5 : every);
   }
 
   async #probe(): Promise<void> {

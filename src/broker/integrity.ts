@@ -30,6 +30,8 @@ export interface StoreIntegrityOptions {
    * consumes them and nothing ages out of them (INGEST of an embedded server).
    */
   countStreams: readonly string[];
+  /** The stream with interest retention (INGEST), checked for messages no consumer will deliver. */
+  interestStream?: string;
   log: Logger;
 }
 
@@ -53,6 +55,21 @@ export class StoreIntegrity {
   /** Problems found at start and not acknowledged yet. */
   problems(): IntegrityProblem[] {
     return [...this.#problems];
+  }
+
+  /** Store read errors nats-server reported since start. */
+  readErrors = 0;
+
+  /**
+   * nats-server said it cannot read a stored message (damaged bytes in a block): the counts at
+   * start could not show it, and a consumer that reaches the message stops there.
+   */
+  reportReadError(line: string): void {
+    this.readErrors++;
+    if (this.#problems.some((p) => p.stream === "?")) return;
+    const p = { stream: "?", lost: 0, message: `nats-server cannot read a stored message (${line}); a handler whose consumer reaches it stops there` };
+    this.#problems.push(p);
+    this.#o.log.error(`STORE INTEGRITY: ${p.message}. /readyz answers 503 until an operator acknowledges it (POST /v1/store/acknowledge)`);
   }
 
   /** The operator has seen the problems: `/readyz` is ready again (they stay in the log). */
@@ -96,10 +113,45 @@ export class StoreIntegrity {
     return this.problems();
   }
 
-  /** Write the marks now and then every `everyMs` (default 10 s). */
+  /** Write the marks now and then every `everyMs` (default 10 s), and look for orphaned messages. */
   start(everyMs = 10_000): void {
     void this.#write(false);
-    this.#timer = setInterval(() => void this.#write(false), everyMs);
+    this.#timer = setInterval(() => {
+      void this.#write(false);
+      void this.#orphans().catch(() => {});
+    }, everyMs);
+  }
+
+  #quiet: { stream: string; first: number; last: number; messages: number; orphans: number } | undefined;
+
+  /**
+   * Under interest retention every stored message is pending or unacknowledged for some consumer,
+   * or it is gone. Damaged bytes in a block make nats-server 2.9.10 step its consumers past the
+   * messages it cannot read while the stream still counts them (measured). So: more messages than
+   * all consumers still owe, twice in a row with the stream unchanged, is damage.
+   */
+  async #orphans(): Promise<void> {
+    const name = this.#o.interestStream;
+    if (!name || this.#problems.some((p) => p.stream === name)) return;
+    const jsm = this.#o.jsm;
+    const s = (await jsm.streams.info(name)).state;
+    let owed = 0;
+    for await (const c of jsm.consumers.list(name)) owed += c.num_pending + c.num_ack_pending;
+    const after = (await jsm.streams.info(name)).state;
+    const orphans = s.messages - owed;
+    const same = after.last_seq === s.last_seq && after.first_seq === s.first_seq && after.messages === s.messages;
+    const now = { stream: name, first: s.first_seq, last: s.last_seq, messages: s.messages, orphans };
+    const prev = this.#quiet;
+    this.#quiet = same && orphans > 0 ? now : undefined;
+    if (!same || orphans <= 0 || !prev || prev.last !== now.last || prev.messages !== now.messages) return;
+    const p = {
+      stream: name,
+      lost: orphans,
+      message: `stream ${name} holds ${s.messages} messages but its consumers owe only ${owed}: ${orphans} stored messages ` +
+        "cannot be delivered (damaged blocks nats-server steps over)",
+    };
+    this.#problems.push(p);
+    this.#o.log.error(`STORE INTEGRITY: ${p.message}. /readyz answers 503 until an operator acknowledges it (POST /v1/store/acknowledge)`);
   }
 
   /** Stop the periodic write and write clean marks (call after the handlers stopped). */

@@ -21,8 +21,14 @@ export interface EmbeddedServerOptions {
   domain?: string | undefined;
   /** Connect to a hub as a leafnode: `nats-leaf://[user:pass@]hub:7422`, optionally with a creds file. */
   leafnode?: { url: string; credsFile?: string | undefined } | undefined;
+  /** Called with each error line the server writes about a damaged store (a message it cannot read). */
+  onStoreError?: ((line: string) => void) | undefined;
   log: Logger;
 }
+
+// nats-server 2.9.10 on a block with damaged bytes: the stream's counts stay, and a consumer that
+// reaches the message stops there with this error (measured: scripts/measure-store-damage.ts).
+const _STORE_ERROR = /malformed or corrupt message|corrupt(ed)? (block|index|state)|checksum/i;
 
 /** A running embedded server. */
 export interface EmbeddedServer {
@@ -137,7 +143,11 @@ ${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
   child.onLine((l) => {
     tail.push(l);
     if (tail.length > 20) tail.shift();
-    if (/\[(ERR|FTL|WRN)\]/.test(l)) warn(l.replace(/^\[\d+\] \S+ \S+ /, ""));
+    if (/\[(ERR|FTL|WRN)\]/.test(l)) {
+      const text = l.replace(/^\[\d+\] \S+ \S+ /, "");
+      warn(text);
+      if (_STORE_ERROR.test(text)) opts.onStoreError?.(text);
+    }
     else opts.log.debug(`nats-server: ${l}`);
   });
   let exitedEarly = false;

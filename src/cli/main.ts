@@ -112,6 +112,7 @@ export async function main(args: string[] = argv()): Promise<number> {
       adminToken: f["admin-token"] as string | undefined,
       maxBacklog: f["max-backlog"] as number,
       maxDelayed: f["max-delayed"] as number,
+      ...(env().OUTPOST_STORE_CHECK_MS ? { storeCheckMs: Number(env().OUTPOST_STORE_CHECK_MS) } : {}),
       maxConnections: f["max-connections"] as number,
       maxHandlerMemoryMb: f["max-handler-memory"] as number,
       outputLimits: {

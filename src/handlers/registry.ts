@@ -81,8 +81,17 @@ export class HandlerRegistry {
   #watch: DirWatch | undefined;
   #policy: RunnerPolicy;
 
-  constructor(opts: { dir: string; bundleDir: string; broker: Broker; validator: Validator; log: Logger; policy?: RunnerPolicy }) {
+  #delayedBudget: ((count: number) => { message: string } | undefined) | undefined;
+
+  /**
+   * @param opts.delayedBudget the budget of delayed readings (a refusal, or undefined to accept), which `ctx.emit` with `delayMs` meets too
+   */
+  constructor(opts: {
+    dir: string; bundleDir: string; broker: Broker; validator: Validator; log: Logger; policy?: RunnerPolicy;
+    delayedBudget?: (count: number) => { message: string } | undefined;
+  }) {
     this.#policy = opts.policy ?? {};
+    this.#delayedBudget = opts.delayedBudget;
     this.#dir = resolve(opts.dir);
     this.#bundleDir = opts.bundleDir;
     this.#broker = opts.broker;
@@ -413,6 +422,8 @@ export class HandlerRegistry {
       if (first) throw new Error(`ctx.emit: the reading does not match the schema of ${topic}: ${first.path ? `${first.path}: ` : ""}${first.message}`);
     }
     if (delayMs && delayMs > 0) {
+      const refused = this.#delayedBudget?.(1);
+      if (refused) throw new Error(`ctx.emit: ${refused.message}; the reading was not stored`);
       const h = natsHeaders();
       h.set(NOT_BEFORE_HEADER, String(Date.now() + delayMs));
       await this.#broker.js.publish(delayedSubject(topic), data, { headers: h });

@@ -1,0 +1,51 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { writeFile } from "node:fs/promises";
+import { buildHandler, buildValidator } from "../src/handlers/build.ts";
+import { createLogger } from "../src/log.ts";
+import { Validator, ValidatorUnavailableError } from "../src/sandbox/validator.ts";
+import { tempDir } from "./_harness.ts";
+
+const TEMP = `
+import { defineHandler, v } from "outpost/handler";
+export default defineHandler({ topic: "t", schema: v.object({ c: v.number() }), async handle() {} });
+`;
+
+describe("the schema isolate", () => {
+  let validator: Validator;
+  before(async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "t.ts"), TEMP);
+    const built = await buildHandler(join(dir, "t.ts"), join(dir, "build"));
+    validator = new Validator(await buildValidator(join(dir, "build")), createLogger("error"));
+    await validator.start();
+    await validator.load("t@1", built.schemaUrl);
+  });
+  after(async () => {
+    await validator?.stop();
+  });
+
+  test("never answers valid for a schema it does not hold", async () => {
+    await assert.rejects(validator.validate(["t@1", "missing@2"], [{ c: 1 }]), {
+      name: "ValidatorUnavailableError",
+      message: "The schema missing@2 is not loaded in the schema isolate yet",
+    });
+  });
+
+  test("readings the structured clone refuses fail their own request only; the next ones are validated", async () => {
+    const unclonable = { c: 1, f: () => 1 };
+    const [bad, good, wrong] = await Promise.allSettled([
+      validator.validate(["t@1"], [unclonable]),
+      validator.validate(["t@1"], [{ c: 2 }]),
+      validator.validate(["t@1"], [{ c: "x" }]),
+    ]);
+    // The first request travels alone (nothing is out yet); the other two queue behind it.
+    assert.equal(bad.status, "rejected");
+    assert.ok((bad as PromiseRejectedResult).reason instanceof ValidatorUnavailableError);
+    assert.match((bad as PromiseRejectedResult).reason.message, /^Cannot pass readings to the schema isolate: /);
+    assert.deepEqual(good, { status: "fulfilled", value: [] });
+    assert.equal(wrong.status, "fulfilled");
+    assert.equal((wrong as PromiseFulfilledResult<{ path: string }[]>).value[0]!.path, "c");
+  });
+});
