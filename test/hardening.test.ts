@@ -257,3 +257,31 @@ describe("hardening: hostile requests and handlers (Node host, real nats-server)
     });
   });
 });
+
+for (const runtime of ["deno", "bun"] as const) {
+  test(`on ${runtime}, the same bounds hold: bignum, depth, topic, connection cap and output caps`, async () => {
+    const host = await startHost({ runtime, workers: { "raw.ts": RAW, "flood-worker.ts": flood("worker") }, args: ["--max-outputs", "50", "--max-connections", "4"] });
+    try {
+      const bignum = new Uint8Array([0xa1, 0x61, 0x6e, 0xc2, 0x58, 200, ...new Uint8Array(200).fill(0xff)]);
+      assert.deepEqual((await ingest(host.url, "raw", bignum, "application/cbor")).json, {
+        error: "malformed_body", message: "Malformed CBOR at byte 4: bignum of 200 bytes; at most 64 bytes are accepted",
+      });
+      const deep = await ingest(host.url, "raw", `{"x":${"[".repeat(100)}${"]".repeat(100)}}`, "application/json");
+      assert.equal(deep.json.message, "Malformed JSON in reading 0: nesting deeper than 32");
+      assert.equal((await ingest(host.url, "a%0D%0Ab", "{}", "application/json")).json.error, "invalid_topic");
+      assert.equal((await ingest(host.url, "flood.worker", JSON.stringify({ n: 20_000 }), "application/json")).status, 202);
+      const rows = await waitFor(async () => {
+        const h = (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers.find((x: { name: string }) => x.name === "flood-worker");
+        return h.counts.deadLettered === 1 ? h : undefined;
+      }, 20_000, "the flood dead-lettered");
+      assert.equal(rows.counts.acked, 0);
+      // Deno and Bun show no connections: the cap counts requests in progress.
+      const slow = Array.from({ length: 8 }, () => ingest(host.url, "raw", JSON.stringify(Array.from({ length: 2_000 }, () => ({ a: 1 }))), "application/json"));
+      const statuses = (await Promise.all(slow)).map((r) => r.status);
+      assert.ok(statuses.every((s) => s === 202 || s === 503), statuses.join(","));
+      assert.equal((await fetch(`${host.url}/healthz`)).status, 200);
+    } finally {
+      await host.stop();
+    }
+  });
+}
