@@ -1,5 +1,5 @@
 // Builds bundles/outpost.js: the whole host in one minified ESM file that node, deno and bun run
-// as is, with nothing beside it. The handler SDK (src/handler.ts + valibot) and the isolate
+// as is, with nothing beside it. The handler SDK (src/sdk/handler.ts + valibot) and the isolate
 // bootstraps are embedded as prebuilt ESM text, so a device builds drop-in handlers without src/ or
 // node_modules. esbuild is not inside (a native binary per platform): the host imports it lazily
 // when it exists beside the file and otherwise loads plain .js/.mjs handlers (and .ts on Deno, Bun).
@@ -37,10 +37,10 @@ export async function buildSingleFile(o = {}) {
   const out = o.out ?? join(ROOT, "bundles/outpost.js");
   const minify = o.minify ?? !process.env.OUTPOST_BUILD_DEV;
   const embedded = {
-    sdk: await sdkModule("src/handler.ts", minify),
-    isolate: await sdkModule("src/sandbox/isolate_main.ts", minify),
-    validator: await sdkModule("src/sandbox/validator_main.ts", minify),
-    guest: await sdkModule("src/sandbox/wasm_guest.ts", minify).catch(() => ""),
+    sdk: await sdkModule("src/sdk/handler.ts", minify),
+    isolate: await sdkModule("src/sandbox/worker/main.ts", minify),
+    validator: await sdkModule("src/schemas/main.ts", minify),
+    guest: await sdkModule("src/sandbox/quickjs/guest.ts", minify).catch(() => ""),
   };
   await esbuild.build({
     entryPoints: [join(ROOT, "src/cli/bin.ts")],

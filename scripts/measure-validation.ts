@@ -4,10 +4,10 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildHandler, buildValidator } from "../src/handlers/build.ts";
-import { createLogger } from "../src/log.ts";
+import { buildHandler, buildValidator } from "../src/build/bundle.ts";
+import { createLogger } from "../src/util/log.ts";
 import { runtimeVersion } from "../src/runtime/detect.ts";
-import { Validator } from "../src/sandbox/validator.ts";
+import { Validator } from "../src/schemas/validator.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "outpost-validation-"));
 const handler = join(dir, "t.ts");

@@ -1,8 +1,8 @@
 /** Helpers of the OTA bundle tests: keys, handler sources, bundles made with the real `packDirectory`. */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { generateKeyPair, readSigningKey, type SigningKey } from "../src/bundles/keys.ts";
-import { packDirectory } from "../src/bundles/pack.ts";
+import { generateKeyPair, readSigningKey, type SigningKey } from "../src/ota/keys.ts";
+import { packDirectory } from "../src/ota/pack.ts";
 import { tempDir } from "./_harness.ts";
 
 export interface TestKey {

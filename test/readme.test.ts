@@ -1,9 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { envName, RUN_FLAGS } from "../src/cli/flags.ts";
 
-const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
+const root = new URL("../", import.meta.url);
+const read = (path: string) => readFile(new URL(path, root), "utf8");
+
+const readme = await read("README.md");
+const cliDoc = await read("docs/cli.md");
+const httpDoc = await read("docs/http-api.md");
 
 test("the README's quick start has exactly the two commands: set up and run, and test", () => {
   const block = /## Quick start[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? "";
@@ -11,17 +18,33 @@ test("the README's quick start has exactly the two commands: set up and run, and
   assert.deepEqual(commands, ["npm run setup && npm start", "npm test"]);
 });
 
-test("the README documents every flag with its environment variable and default", () => {
+test("docs/cli.md documents every flag with its environment variable and default", () => {
   for (const f of RUN_FLAGS) {
-    const row = readme.split("\n").find((l) => l.startsWith(`| \`--${f.name}`));
+    const row = cliDoc.split("\n").find((l) => l.startsWith(`| \`--${f.name}`));
     assert.ok(row, `--${f.name} has a row`);
     assert.ok(row.includes(`\`${envName(f.name)}\``), `--${f.name} names ${envName(f.name)}`);
     if (f.default !== undefined) assert.ok(row.includes(`\`${f.default}\``), `--${f.name} shows its default ${f.default}`);
   }
 });
 
-test("the README documents every HTTP route", () => {
+test("docs/http-api.md documents every HTTP route", () => {
   for (const route of ["POST /v1/ingest/:topic", "GET /v1/handlers", "GET /healthz", "GET /readyz", "GET /metrics", "POST /v1/store/acknowledge"]) {
-    assert.ok(readme.includes(`| \`${route}\``), route);
+    assert.ok(httpDoc.includes(`| \`${route}\``), route);
   }
+});
+
+test("the README is at most 200 lines, and every relative link in it and in docs/ points at a file that exists", async () => {
+  assert.ok(readme.split("\n").length <= 200, `README.md has ${readme.split("\n").length} lines`);
+  const pages = ["README.md", ...(await readdir(new URL("docs/", root))).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+  const broken: string[] = [];
+  for (const page of pages) {
+    // Links inside code (fenced blocks, inline spans) are not links.
+    const text = (await read(page)).replace(/^```[\s\S]*?^```/gm, "").replace(/`[^`\n]*`/g, "");
+    for (const [, target] of text.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) {
+      if (/^[a-z][a-z0-9+.-]*:/i.test(target!) || target!.startsWith("#")) continue; // absolute URL, or a place in the same page
+      const file = decodeURIComponent(target!.replace(/[#?].*$/, ""));
+      if (!existsSync(fileURLToPath(new URL(file, new URL(page, root))))) broken.push(`${page}: ${target}`);
+    }
+  }
+  assert.deepEqual(broken, [], "links to missing files");
 });

@@ -2,9 +2,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { writeFile } from "node:fs/promises";
-import { buildHandler, buildValidator } from "../src/handlers/build.ts";
-import { createLogger } from "../src/log.ts";
-import { Validator, ValidatorUnavailableError } from "../src/sandbox/validator.ts";
+import { buildHandler, buildValidator } from "../src/build/bundle.ts";
+import { createLogger } from "../src/util/log.ts";
+import { Validator, ValidatorUnavailableError } from "../src/schemas/validator.ts";
 import { tempDir } from "./_harness.ts";
 
 const TEMP = `

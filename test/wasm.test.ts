@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { Decoder, Encoder } from "cbor-x";
 import { decodeCbor, encodeCbor } from "../src/codec/cbor.ts";
-import { cborDecode, cborEncode } from "../src/sandbox/wasm_cbor.ts";
-import { wasmMemoryDecl } from "../src/sandbox/wasm_raw_abi.ts";
+import { cborDecode, cborEncode } from "../src/sandbox/quickjs/cbor.ts";
+import { wasmMemoryDecl } from "../src/sandbox/raw_wasm/abi.ts";
 import { ingest, RUNTIMES, startHost, startNats, streamMessages, tempDir, waitFor, writeFile, join, type TestHost, type TestNats } from "./_harness.ts";
 
 // A wasm-tier handler with state: a running count per sandbox, values echoed back exactly.

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { Runtime } from "./args.ts";
-import type { TierFigures } from "../../src/sandbox/wasm_measure.ts";
+import type { TierFigures } from "./wasm_measure.ts";
 import { PARK_HANDLER, SINK_CONCURRENCY, sinkHandler } from "./handlers.ts";
 import { openLoop, type LatencyResult } from "./openloop.ts";
 import { cborReading, cborSeq, jsonArray } from "./payload.ts";

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import { connectBroker } from "../../src/broker/connect.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger } from "../../src/util/log.ts";
 import { cborReading } from "../lib/payload.ts";
 import { finish, probeArgs } from "./_args.ts";
 

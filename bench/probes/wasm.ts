@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { measureTier } from "../../src/sandbox/wasm_measure.ts";
+import { measureTier } from "../lib/wasm_measure.ts";
 import { finish, probeArgs } from "./_args.ts";
 
 const a = probeArgs<{ isolates: number; messages: number }>();

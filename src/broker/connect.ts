@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../util/log.ts";
 
 /** How to reach the broker. */
 export interface BrokerTarget {

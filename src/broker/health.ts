@@ -1,6 +1,6 @@
 import { statfs } from "node:fs/promises";
 import type { Broker } from "./connect.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../util/log.ts";
 
 /** Why the broker cannot take readings now. */
 export type BrokerTrouble = "disconnected" | "not_answering" | "disk_full";

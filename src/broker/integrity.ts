@@ -1,6 +1,6 @@
 import { readFile, rename, writeFile } from "node:fs/promises";
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../util/log.ts";
 
 /** What Outpost remembers of one stream, outside the stream. */
 export interface StreamMark {

@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { NatsServerNotFoundError, NatsServerStartError } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../util/log.ts";
 import { STREAMS, SUBJECTS } from "./streams.ts";
 import { env, isAlive, run, signalPid, spawn } from "../runtime/process.ts";
 

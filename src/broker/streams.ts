@@ -6,7 +6,7 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from "@nats-io/jetstream";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../util/log.ts";
 
 /** Names of the streams Outpost owns. */
 export const STREAMS = { ingest: "INGEST", outbox: "OUTBOX", dlq: "DLQ" } as const;

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { packageRoot } from "../handlers/build.ts";
+import { packageRoot } from "../util/package_root.ts";
 import { ConfigError } from "../errors.ts";
 import { writeOut } from "../runtime/process.ts";
 import { parseFlags } from "./flags.ts";

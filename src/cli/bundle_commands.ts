@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { generateKeyPair, readSigningKey } from "../bundles/keys.ts";
-import { packDirectory, parseDuration } from "../bundles/pack.ts";
+import { generateKeyPair, readSigningKey } from "../ota/keys.ts";
+import { packDirectory, parseDuration } from "../ota/pack.ts";
 import { ConfigError } from "../errors.ts";
 import { env, writeErr, writeOut } from "../runtime/process.ts";
 import { parseFlags, type FlagSpec } from "./flags.ts";

@@ -1,5 +1,5 @@
-import { startOutpost } from "../host.ts";
-import { createLogger, LEVELS, type Level } from "../log.ts";
+import { startOutpost } from "../host/start.ts";
+import { createLogger, LEVELS, type Level } from "../util/log.ts";
 import { argv, env, exit, onShutdownSignal, writeErr, writeOut } from "../runtime/process.ts";
 import { flagHelp, parseFlags } from "./flags.ts";
 import { VERSION } from "../version.ts";

@@ -1,4 +1,4 @@
-import type { HandlerInfo } from "../handlers/definition.ts";
+import type { HandlerInfo } from "../sdk/definition.ts";
 
 /**
  * Delay before the next attempt.

@@ -1,6 +1,6 @@
 import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
-import { sha256Hex } from "../handlers/build.ts";
+import { sha256Hex } from "../util/hash.ts";
 
 /**
  * Keys of handled readings, kept for `ttlMs` in a JetStream KV bucket (`outpost_dedupe_<handler>`,

@@ -1,5 +1,5 @@
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../util/log.ts";
 import type { Slots, Lane } from "./slots.ts";
 import type { TokenBucket } from "./token_bucket.ts";
 

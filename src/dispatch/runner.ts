@@ -3,21 +3,21 @@ import { nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS, SUBJECTS } from "../broker/streams.ts";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
-import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../handlers/definition.ts";
-import type { BuiltHandler } from "../handlers/build.ts";
-import type { Logger } from "../log.ts";
+import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../sdk/definition.ts";
+import type { BuiltHandler } from "../build/bundle.ts";
+import type { Logger } from "../util/log.ts";
 import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
 import type { OutputLimits } from "../sandbox/budget.ts";
-import { selectIsolate } from "../sandbox/wasm_select.ts";
+import { selectIsolate } from "../sandbox/select.ts";
 import { workerPermissionsSupported } from "../runtime/worker.ts";
 import { decodeCbor } from "../codec/cbor.ts";
 import { backoffDelay } from "./backoff.ts";
 import { Batcher } from "./batcher.ts";
 import { dedupeKey, DedupeStore } from "./dedupe.ts";
-import { deadLetter } from "./dlq.ts";
+import { deadLetter } from "../dlq/dead_letter.ts";
 import { Fetcher } from "./fetcher.ts";
 import { Slots } from "./slots.ts";
-import { priorityFilter } from "./subjects.ts";
+import { priorityFilter } from "../broker/subjects.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /** Stores a reading emitted by a handler into INGEST under a topic, now or after `delayMs`. */

@@ -2,8 +2,8 @@ import { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JsMsg 
 import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS } from "../broker/streams.ts";
-import type { Logger } from "../log.ts";
-import { DELAY_TOKEN, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject, topicOf } from "./subjects.ts";
+import type { Logger } from "../util/log.ts";
+import { DELAY_TOKEN, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject, topicOf } from "../broker/subjects.ts";
 
 /** The durable consumer that holds delayed readings. */
 export const SCHEDULER_DURABLE = "outpost-scheduler";

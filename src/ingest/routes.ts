@@ -3,17 +3,17 @@ import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { PubAck } from "@nats-io/jetstream";
 import type { Broker } from "../broker/connect.ts";
 import type { BrokerState } from "../broker/health.ts";
-import { isTopic } from "../handlers/definition.ts";
+import { isTopic } from "../sdk/definition.ts";
 import { encodeCbor, type CborLimits } from "../codec/cbor.ts";
-import type { TopicRoute } from "../handlers/registry.ts";
+import type { TopicRoute } from "../host/registry.ts";
 import type { Pressure } from "../dispatch/backpressure.ts";
-import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject } from "../dispatch/subjects.ts";
-import type { Logger } from "../log.ts";
+import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject } from "../broker/subjects.ts";
+import type { Logger } from "../util/log.ts";
 import type { ReadingIssue } from "../sandbox/protocol.ts";
-import { ValidatorUnavailableError, type Validator } from "../sandbox/validator.ts";
-import { BodyTooLargeError, readBody } from "./body.ts";
+import { ValidatorUnavailableError, type Validator } from "../schemas/validator.ts";
+import { BodyTooLargeError, readBody } from "../http/body.ts";
 import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "./decode.ts";
-import { reply } from "./reply.ts";
+import { reply } from "../http/reply.ts";
 
 /** What the ingest routes need from the host. */
 export interface IngestDeps {

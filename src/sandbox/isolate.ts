@@ -1,6 +1,6 @@
 import type { ErrorData } from "../errors.ts";
 import type { BatchFailure } from "./protocol.ts";
-import type { HandlerInfo } from "../handlers/definition.ts";
+import type { HandlerInfo } from "../sdk/definition.ts";
 import type { WorkerPermissions } from "../runtime/worker.ts";
 import type { OutputLimits } from "./budget.ts";
 

@@ -1,6 +1,6 @@
 /** Messages between the host and an isolate: discriminated unions, plain data only. */
 import type { ErrorData } from "../errors.ts";
-import type { HandlerInfo } from "../handlers/definition.ts";
+import type { HandlerInfo } from "../sdk/definition.ts";
 import type { OutputLimits } from "./budget.ts";
 
 /** One problem with one reading, as ingest reports it. */

@@ -1,0 +1,83 @@
+/**
+ * Measuring an isolate tier for the benchmark: cold start, per-message overhead and resident
+ * memory per idle isolate, with the same trivial handler in either tier.
+ * @module
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { encodeCbor } from "../../src/codec/cbor.ts";
+import { buildHandler } from "../../src/build/bundle.ts";
+import type { Isolate, IsolateOptions } from "../../src/sandbox/isolate.ts";
+import { WasmIsolate } from "../../src/sandbox/quickjs/isolate.ts";
+import { WorkerIsolate } from "../../src/sandbox/worker/isolate.ts";
+
+/** What {@link measureTier} found. */
+export interface TierFigures {
+  tier: "wasm" | "worker";
+  /** Median time from creating an isolate to its handler's policy being known, ms. */
+  coldStartMs: number;
+  /** Mean time of one invoke (CBOR payload in, one ctx.publish out), µs. */
+  perMessageUs: number;
+  /** Process RSS growth per idle isolate (after loading one message each), bytes. */
+  rssPerIsolateBytes: number;
+  isolates: number;
+  messages: number;
+}
+
+const _HANDLER = (tier: string) => `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "bench", isolation: ${JSON.stringify(tier)},
+  async handle(r, ctx) { await ctx.publish("bench", { n: r.n }); },
+});
+`;
+
+/**
+ * Start `isolates` isolates of one tier in this process and time them.
+ * @param dir a scratch directory (handler source and bundles go there)
+ * @example
+ * ```ts
+ * const f = await measureTier({ tier: "wasm", dir: "/tmp/m" }); // { coldStartMs, perMessageUs, rssPerIsolateBytes, … }
+ * ```
+ */
+export async function measureTier(o: { tier: "wasm" | "worker"; dir: string; isolates?: number; messages?: number }): Promise<TierFigures> {
+  const isolates = o.isolates ?? 20;
+  const messages = o.messages ?? 2_000;
+  await mkdir(o.dir, { recursive: true });
+  const file = join(o.dir, `bench-${o.tier}.ts`);
+  await writeFile(file, _HANDLER(o.tier));
+  const built = await buildHandler(file, join(o.dir, "bundles"));
+  const opts: IsolateOptions = { name: "bench", url: built.handlerUrl, onCall: async () => {}, onLog: () => {}, onCrash: () => {} };
+  const make = (): Isolate => (o.tier === "wasm" ? new WasmIsolate({ ...opts, guestUrl: built.guestUrl }) : new WorkerIsolate(opts));
+  const data = encodeCbor({ n: 1 });
+  const inv = { subject: "ingest.bench", seq: 1, attempt: 1, data };
+  await (async () => { // warm-up: compile the engine once, as a running host has
+    const w = make();
+    await w.start();
+    await w.invoke(inv, 5_000);
+    await w.terminate();
+  })();
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const rss0 = process.memoryUsage().rss;
+  const started: Isolate[] = [];
+  const starts: number[] = [];
+  for (let i = 0; i < isolates; i++) {
+    const t = performance.now();
+    const iso = make();
+    await iso.start();
+    starts.push(performance.now() - t);
+    await iso.invoke(inv, 5_000);
+    started.push(iso);
+  }
+  gc?.();
+  await new Promise((r) => setTimeout(r, 200));
+  const rssPer = (process.memoryUsage().rss - rss0) / isolates;
+  const one = started[0]!;
+  const t = performance.now();
+  for (let i = 0; i < messages; i++) await one.invoke(inv, 5_000);
+  const perMessageUs = ((performance.now() - t) * 1_000) / messages;
+  await Promise.all(started.map((s) => s.terminate()));
+  starts.sort((a, b) => a - b);
+  return { tier: o.tier, coldStartMs: starts[Math.floor(starts.length / 2)]!, perMessageUs, rssPerIsolateBytes: rssPer, isolates, messages };
+}

@@ -1,0 +1,207 @@
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { basename, dirname, extname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import * as esbuild from "esbuild";
+import { HandlerLoadError } from "../errors.ts";
+import { directValibotImport } from "./sdk_imports.ts";
+import { buildEmbedded, buildEmbeddedValidator } from "./embedded_build.ts";
+import { EMBEDDED } from "./embedded.ts";
+import { packageRoot } from "../util/package_root.ts";
+import { sha256Hex } from "../util/hash.ts";
+
+/** A handler bundled into the files the isolates load. */
+export interface BuiltHandler {
+  /** A JavaScript/TypeScript module, or a raw `.wasm` module with its `.json` manifest. */
+  kind: "module" | "wasm-module";
+  /** Handler name: the file name without extension. */
+  name: string;
+  /** Absolute path of the source module. */
+  file: string;
+  /** First 12 hex digits of the SHA-256 of the bundled handler: its version. */
+  hash: string;
+  /** Entry of the handler's worker isolate (bootstrap + handler). */
+  handlerUrl: URL;
+  /** Module whose default export is the definition, for the schema isolate. */
+  schemaUrl: URL;
+  /** Module for a wasm-tier sandbox (QuickJS): the guest bootstrap + handler, no `node:` imports. */
+  guestUrl: URL;
+  /**
+   * Whether the handler's own source files (not the SDK, not packages) contain "wasm" at all. When
+   * they do not, the handler cannot ask for the wasm tier and is started in a worker directly.
+   */
+  mentionsWasm?: boolean;
+}
+
+let _idle: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * esbuild.build, then stop esbuild's service process after 30 s without builds: on a small device
+ * it would otherwise keep its memory for the life of the host (the next build starts it again).
+ */
+async function _build(o: esbuild.BuildOptions): Promise<esbuild.BuildResult> {
+  clearTimeout(_idle);
+  try {
+    return await esbuild.build(o);
+  } finally {
+    _idle = setTimeout(() => void esbuild.stop(), 30_000);
+    (_idle as { unref?: () => void }).unref?.();
+  }
+}
+
+function _plugin(root: string, entries: Record<string, string>): esbuild.Plugin {
+  return {
+    name: "outpost",
+    setup(b) {
+      b.onResolve({ filter: /^outpost\/handler$/ }, () => ({ path: join(root, "src/sdk/handler.ts") }));
+      // Handler sources (not the SDK, not packages): `v` straight from valibot, so it tree-shakes.
+      b.onLoad({ filter: /\.(m?[jt]s)$/ }, async (a) => {
+        if (a.path.startsWith(join(root, "src")) || a.path.includes("/node_modules/")) return undefined;
+        const text = await readFile(a.path, "utf8");
+        return { contents: directValibotImport(text), loader: /\.m?ts$/.test(a.path) ? "ts" : "js", resolveDir: dirname(a.path) };
+      });
+      b.onResolve({ filter: /^outpost-entry:/ }, (a) => ({ path: a.path, namespace: "outpost-entry" }));
+      b.onLoad({ filter: /.*/, namespace: "outpost-entry" }, (a) => ({
+        contents: entries[a.path.slice("outpost-entry:".length)] ?? "",
+        resolveDir: root,
+        loader: "js",
+      }));
+    },
+  };
+}
+
+const _common = (root: string): esbuild.BuildOptions => ({
+  bundle: true,
+  write: false,
+  format: "esm",
+  platform: "neutral",
+  target: "es2022",
+  mainFields: ["module", "main"],
+  external: ["node:*"],
+  nodePaths: [join(root, "node_modules")],
+  logLevel: "silent",
+  legalComments: "none",
+  minify: true,
+  keepNames: true,
+});
+
+/**
+ * Bundle a handler module with esbuild into a self-contained worker entry and schema module.
+ * @param file the handler's source
+ * @param outDir where bundles are written, named by content hash
+ * @throws HandlerLoadError with esbuild's messages (file:line:column)
+ */
+export async function buildHandler(file: string, outDir: string): Promise<BuiltHandler> {
+  // The single-file build has no src/ beside it: it builds against its embedded SDK.
+  if (EMBEDDED && extname(file) !== ".wasm") return await buildEmbedded(EMBEDDED, file, outDir);
+  const root = await packageRoot();
+  const abs = resolve(file);
+  if (extname(abs) === ".wasm") return await _buildRawWasm(root, abs, outDir);
+  const spec = JSON.stringify(abs);
+  const entries = {
+    handler: `import { runIsolate } from ${JSON.stringify(join(root, "src/sandbox/worker/main.ts"))};\n` +
+      `runIsolate(() => import(${spec}));\n`,
+    schema: `export { default } from ${spec};\n`,
+    // The guest bootstrap is imported first: it takes the host's functions before handler code runs.
+    guest: `import { serveGuest } from ${JSON.stringify(join(root, "src/sandbox/quickjs/guest.ts"))};\n` +
+      `import * as mod from ${spec};\nserveGuest(mod.default);\n`,
+  };
+  let result: esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
+  try {
+    result = await _build({
+      ..._common(root),
+      entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema", guest: "outpost-entry:guest" },
+      outdir: outDir,
+      plugins: [_plugin(root, entries)],
+      metafile: true,
+    }) as typeof result;
+  } catch (e) {
+    throw new HandlerLoadError(`Cannot build handler ${basename(file)}: ${_esbuildMessage(e)}`, { cause: e });
+  }
+  const handlerJs = result.outputFiles.find((f) => f.path.endsWith("handler.js"))!.contents;
+  const schemaJs = result.outputFiles.find((f) => f.path.endsWith("schema.js"))!.contents;
+  const guestJs = result.outputFiles.find((f) => f.path.endsWith("guest.js"))!.contents;
+  const hash = await sha256Hex(handlerJs);
+  const name = basename(abs, extname(abs));
+  await mkdir(outDir, { recursive: true });
+  const handlerPath = join(outDir, `${name}-${hash.slice(0, 12)}.handler.mjs`);
+  const schemaPath = join(outDir, `${name}-${hash.slice(0, 12)}.schema.mjs`);
+  await writeFile(handlerPath, handlerJs);
+  await writeFile(schemaPath, schemaJs);
+  const guestPath = join(outDir, `${name}-${hash.slice(0, 12)}.guest.mjs`);
+  await writeFile(guestPath, guestJs);
+  return {
+    kind: "module", name, file: abs, hash: hash.slice(0, 12),
+    handlerUrl: pathToFileURL(handlerPath), schemaUrl: pathToFileURL(schemaPath), guestUrl: pathToFileURL(guestPath),
+    mentionsWasm: await _mentionsWasm(root, Object.keys(result.metafile?.inputs ?? {})),
+  };
+}
+
+/** Whether any of the handler's own input files mentions "wasm" (SDK and packages excluded). */
+async function _mentionsWasm(root: string, inputs: string[]): Promise<boolean> {
+  for (const input of inputs) {
+    if (input.includes(":")) continue; // virtual entries
+    const path = resolve(input);
+    if (path.startsWith(join(root, "src")) || path.includes(`${"/"}node_modules${"/"}`)) continue;
+    try {
+      if (/wasm/i.test(await readFile(path, "utf8"))) return true;
+    } catch {
+      return true; // unreadable: be careful
+    }
+  }
+  return false;
+}
+
+/** A raw `.wasm` handler: checks its manifest and memory, bundles a worker entry embedding both. */
+async function _buildRawWasm(root: string, abs: string, outDir: string): Promise<BuiltHandler> {
+  const { buildRawWasmEntry } = await import("../sandbox/raw_wasm/build.ts");
+  let entry: { code: string; version: Uint8Array };
+  try {
+    entry = await buildRawWasmEntry(abs, join(root, "src/sandbox/raw_wasm/main.ts"));
+  } catch (e) {
+    throw new HandlerLoadError(`Cannot build handler ${basename(abs)}: ${(e as Error).message}`, { cause: e });
+  }
+  const result = await _build({
+    ..._common(root),
+    entryPoints: { handler: "outpost-entry:handler" },
+    outdir: outDir,
+    plugins: [_plugin(root, { handler: entry.code })],
+  }) as esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
+  const hash = (await sha256Hex(entry.version)).slice(0, 12);
+  const name = basename(abs, ".wasm");
+  await mkdir(outDir, { recursive: true });
+  const path = join(outDir, `${name}-${hash}.wasm-handler.mjs`);
+  await writeFile(path, result.outputFiles[0]!.contents);
+  const url = pathToFileURL(path);
+  return { kind: "wasm-module", name, file: abs, hash, handlerUrl: url, schemaUrl: url, guestUrl: url };
+}
+
+/**
+ * Bundle the schema isolate's entry.
+ * @returns its file URL
+ */
+export async function buildValidator(outDir: string): Promise<URL> {
+  if (EMBEDDED) return await buildEmbeddedValidator(EMBEDDED, outDir);
+  const root = await packageRoot();
+  const entries = {
+    validator: `import { runValidator } from ${JSON.stringify(join(root, "src/schemas/main.ts"))};\nrunValidator();\n`,
+  };
+  const result = await _build({
+    ..._common(root),
+    entryPoints: { validator: "outpost-entry:validator" },
+    outdir: outDir,
+    plugins: [_plugin(root, entries)],
+  }) as esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
+  await mkdir(outDir, { recursive: true });
+  const path = join(outDir, "validator.mjs");
+  await writeFile(path, result.outputFiles[0]!.contents);
+  return pathToFileURL(path);
+}
+
+function _esbuildMessage(e: unknown): string {
+  const errors = (e as { errors?: esbuild.Message[] }).errors;
+  if (!errors?.length) return e instanceof Error ? e.message : String(e);
+  return errors
+    .slice(0, 5)
+    .map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ${m.text}` : m.text))
+    .join("\n");
+}

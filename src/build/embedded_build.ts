@@ -1,0 +1,128 @@
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { basename, dirname, extname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type * as Esbuild from "esbuild";
+import { HandlerLoadError } from "../errors.ts";
+import type { BuiltHandler } from "./bundle.ts";
+import type { EmbeddedSdk } from "./embedded.ts";
+
+let _esbuild: typeof Esbuild | null | undefined;
+
+/** esbuild when it can be imported beside the single file (a dev machine), else null (a device). */
+async function _loadEsbuild(): Promise<typeof Esbuild | null> {
+  if (_esbuild !== undefined) return _esbuild;
+  try {
+    const name = "esbuild"; // a variable: the single-file build must not try to inline it
+    _esbuild = (await import(name)) as typeof Esbuild;
+    await _esbuild.transform("1", {}); // the native binary is there and runs
+  } catch {
+    _esbuild = null;
+  }
+  return _esbuild;
+}
+
+/**
+ * Build a handler with the SDK embedded in the single file: with esbuild when it is importable;
+ * otherwise without a bundler: a `.js`/`.mjs` module (or `.ts` on Deno and Bun, which strip types
+ * themselves) whose `outpost/handler` import is pointed at the embedded SDK. OTA bundles carry
+ * prebuilt modules, so a device never needs esbuild for them.
+ * @param file the handler's source
+ * @param outDir the build directory
+ */
+export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: string): Promise<BuiltHandler> {
+  const abs = resolve(file);
+  const name = basename(abs, extname(abs));
+  const dir = await _writeSdk(sdk, outDir);
+  const esbuild = await _loadEsbuild();
+  let handlerJs: string;
+  let schemaJs: string;
+  let guestJs: string;
+  if (esbuild) {
+    const entries: Record<string, string> = {
+      handler: `import { runIsolate } from "outpost-sdk:isolate";\nrunIsolate(() => import(${JSON.stringify(abs)}));\n`,
+      schema: `export { default } from ${JSON.stringify(abs)};\n`,
+      guest: `import { serveGuest } from "outpost-sdk:guest";\nimport * as mod from ${JSON.stringify(abs)};\nserveGuest(mod.default);\n`,
+    };
+    try {
+      const r = await esbuild.build({
+        bundle: true, write: false, format: "esm", platform: "neutral", target: "es2022", mainFields: ["module", "main"],
+        external: ["node:*"], logLevel: "silent", legalComments: "none", minifySyntax: true, outdir: outDir,
+        entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema", guest: "outpost-entry:guest" },
+        plugins: [{
+          name: "outpost-embedded",
+          setup(b) {
+            b.onResolve({ filter: /^outpost\/handler$/ }, () => ({ path: "sdk", namespace: "outpost-sdk" }));
+            b.onResolve({ filter: /^outpost-sdk:/ }, (a) => ({ path: a.path.slice(12), namespace: "outpost-sdk" }));
+            b.onResolve({ filter: /^outpost-entry:/ }, (a) => ({ path: a.path.slice(14), namespace: "outpost-entry" }));
+            b.onLoad({ filter: /.*/, namespace: "outpost-sdk" }, (a) => ({ contents: sdk[a.path as keyof EmbeddedSdk], loader: "js" }));
+            b.onLoad({ filter: /.*/, namespace: "outpost-entry" }, (a) => ({ contents: entries[a.path] ?? "", resolveDir: dirname(abs), loader: "js" }));
+          },
+        }],
+      });
+      const out = (n: string) => new TextDecoder().decode(r.outputFiles.find((f) => f.path.endsWith(`${n}.js`))!.contents);
+      [handlerJs, schemaJs, guestJs] = [out("handler"), out("schema"), out("guest")];
+    } catch (e) {
+      const errs = (e as { errors?: Esbuild.Message[] }).errors;
+      const msg = errs?.length
+        ? errs.slice(0, 5).map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ${m.text}` : m.text)).join("\n")
+        : (e as Error).message;
+      throw new HandlerLoadError(`Cannot build handler ${basename(file)}: ${msg}`, { cause: e });
+    }
+  } else {
+    const ext = extname(abs);
+    const typeStripping = "Deno" in globalThis || "Bun" in globalThis;
+    if (![".js", ".mjs"].includes(ext) && !typeStripping) {
+      throw new HandlerLoadError(
+        `Cannot build handler ${basename(file)}: this runtime cannot load ${ext} files without esbuild; ` +
+          "use .js/.mjs, ship it in an OTA bundle (outpost pack prebuilds it), or install esbuild beside outpost.js",
+      );
+    }
+    const src = await readFile(abs, "utf8");
+    const sdkUrl = pathToFileURL(join(dir, "sdk.mjs")).href;
+    // Bare `outpost/handler` → the embedded SDK; relative imports → absolute, since the copy lives elsewhere.
+    const rewritten = src
+      .replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])outpost\/handler\2/g, (_m, pre: string) => `${pre}${JSON.stringify(sdkUrl)}`)
+      .replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])(\.\.?\/[^"']+)\2/g, (_m, pre: string, _q: string, rel: string) =>
+        `${pre}${JSON.stringify(pathToFileURL(join(dirname(abs), rel)).href)}`);
+    const hash = (await _sha256(rewritten)).slice(0, 12);
+    const copy = join(outDir, `${name}-${hash}.module${ext === ".js" ? ".mjs" : ext}`);
+    await writeFile(copy, rewritten);
+    const modUrl = JSON.stringify(pathToFileURL(copy).href);
+    handlerJs = `import { runIsolate } from ${JSON.stringify(pathToFileURL(join(dir, "isolate.mjs")).href)};\nrunIsolate(() => import(${modUrl}));\n// ${hash}\n`;
+    schemaJs = `export { default } from ${modUrl};\n`;
+    guestJs = rewritten;
+  }
+  const hash = (await _sha256(handlerJs)).slice(0, 12);
+  await mkdir(outDir, { recursive: true });
+  const paths = { handler: join(outDir, `${name}-${hash}.handler.mjs`), schema: join(outDir, `${name}-${hash}.schema.mjs`), guest: join(outDir, `${name}-${hash}.guest.mjs`) };
+  await writeFile(paths.handler, handlerJs);
+  await writeFile(paths.schema, schemaJs);
+  await writeFile(paths.guest, guestJs);
+  return {
+    kind: "module", name, file: abs, hash,
+    handlerUrl: pathToFileURL(paths.handler), schemaUrl: pathToFileURL(paths.schema), guestUrl: pathToFileURL(paths.guest),
+  };
+}
+
+/**
+ * Write the schema isolate's entry from the embedded SDK.
+ * @returns its file URL
+ */
+export async function buildEmbeddedValidator(sdk: EmbeddedSdk, outDir: string): Promise<URL> {
+  const dir = await _writeSdk(sdk, outDir);
+  const path = join(outDir, "validator.mjs");
+  await writeFile(path, `import { runValidator } from ${JSON.stringify(pathToFileURL(join(dir, "validator.mjs")).href)};\nrunValidator();\n`);
+  return pathToFileURL(path);
+}
+
+async function _writeSdk(sdk: EmbeddedSdk, outDir: string): Promise<string> {
+  const dir = join(outDir, `sdk-${(await _sha256(sdk.sdk + sdk.isolate + sdk.validator)).slice(0, 12)}`);
+  await mkdir(dir, { recursive: true });
+  for (const k of ["sdk", "isolate", "validator", "guest"] as const) await writeFile(join(dir, `${k}.mjs`), sdk[k]);
+  return dir;
+}
+
+async function _sha256(text: string): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return Array.from(d, (x) => x.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,462 @@
+import { readdir } from "node:fs/promises";
+import { extname, join, resolve } from "node:path";
+import type { Broker } from "../broker/connect.ts";
+import { HandlerRunner, type HandlerCounts, type HandlerStatus, type RunnerPolicy } from "../dispatch/runner.ts";
+import type { Logger } from "../util/log.ts";
+import type { Validator } from "../schemas/validator.ts";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import { decodeCbor, scanCbor } from "../codec/cbor.ts";
+import { delayedSubject, NOT_BEFORE_HEADER, readingSubject } from "../broker/subjects.ts";
+import { watchDir, type DirWatch } from "../runtime/watch.ts";
+import { buildHandler } from "../build/bundle.ts";
+import { isTopic } from "../sdk/definition.ts";
+
+/**
+ * File extensions loaded as handlers; files starting with `_` or `.` are helpers, not handlers.
+ * A `.wasm` file is a raw WebAssembly handler, with its manifest in the `.json` file beside it.
+ */
+export const HANDLER_EXTENSIONS = [".ts", ".js", ".mjs", ".mts", ".wasm"] as const;
+
+/** One row of `GET /v1/handlers`. */
+export interface HandlerView {
+  name: string;
+  file: string;
+  version: string | null;
+  status: HandlerStatus;
+  topic: string | null;
+  subjects: string[];
+  isolation: "worker" | "wasm";
+  consumer: string | null;
+  inFlight: number;
+  counts: HandlerCounts;
+  limits: { timeoutMs: number; concurrency: number; maxAttempts: number; memoryMb: number; memoryEnforced: boolean } | null;
+  sandboxed: boolean;
+  loadedAt: string | null;
+  /** The last runtime problem (crash, timeout restart). */
+  lastError: string | null;
+  /** The last version that was refused (build or load failure); the running version, if any, kept running. */
+  loadError: { message: string; at: string } | null;
+  /** Versions replaced by a later one since start. */
+  swaps: number;
+  /** The last swap: versions, when, and the pause between the old version's last ack and the new one's first. */
+  lastSwap: { from: string; to: string; at: string; pauseMs: number | null } | null;
+}
+
+/** Where a topic's readings go and what they must satisfy. */
+export interface TopicRoute {
+  /** Keys of the schemas in the schema isolate (one per consuming handler that has a schema). */
+  schemaKeys: string[];
+  /** Field that gives each reading of a batch its idempotency key. */
+  idField: string | undefined;
+  /** Set when every handler of the topic serves a high-priority lane; `field` marks a reading high. */
+  priority: { field: string | undefined } | undefined;
+}
+
+interface _Entry {
+  name: string;
+  file: string;
+  runner: HandlerRunner | undefined;
+  loadError: { message: string; at: Date } | undefined;
+  swaps: number;
+  lastSwap: { from: string; to: string; at: Date; oldLastAck: number | undefined; next: HandlerRunner } | undefined;
+  /** Operations on one handler run one after another. */
+  chain: Promise<void>;
+}
+
+/**
+ * The handlers of a directory: builds each, loads it in its isolate, registers its schema with
+ * the schema isolate and starts its consumer. One broken handler never stops the others.
+ */
+export class HandlerRegistry {
+  #dir: string;
+  #bundleDir: string;
+  #broker: Broker;
+  #validator: Validator;
+  #log: Logger;
+  #entries = new Map<string, _Entry>();
+  /** `"wasm"`: every handler runs in the wasm tier, whatever its definition asks (`--isolation`). */
+  isolation: "auto" | "wasm" = "auto";
+  /** Fault injection for crash tests, handed to every handler (see HandlerRunner.faults). */
+  faults: { ackDelayMs?: number } = {};
+  #watch: DirWatch | undefined;
+  #policy: RunnerPolicy;
+
+  #delayedBudget: ((count: number) => { message: string } | undefined) | undefined;
+
+  /**
+   * @param opts.delayedBudget the budget of delayed readings (a refusal, or undefined to accept), which `ctx.emit` with `delayMs` meets too
+   */
+  constructor(opts: {
+    dir: string; bundleDir: string; broker: Broker; validator: Validator; log: Logger; policy?: RunnerPolicy;
+    delayedBudget?: (count: number) => { message: string } | undefined;
+  }) {
+    this.#policy = opts.policy ?? {};
+    this.#delayedBudget = opts.delayedBudget;
+    this.#dir = resolve(opts.dir);
+    this.#bundleDir = opts.bundleDir;
+    this.#broker = opts.broker;
+    this.#validator = opts.validator;
+    this.#log = opts.log;
+  }
+
+  /**
+   * Watch the directory: a new file loads, a changed file is rebuilt and swapped blue/green,
+   * a removed file's handler drains and stops.
+   */
+  async watch(quietMs = 50): Promise<void> {
+    // A raw wasm handler's manifest (`name.json` beside `name.wasm`) reloads its module.
+    const manifest = (f: string) => f.endsWith(".json") && !f.startsWith(".") && !f.startsWith("_");
+    this.#watch = await watchDir(this.#dir, (f) => isHandlerFile(f) || manifest(f), (e) => {
+      if (manifest(e.file)) {
+        const wasm = e.file.replace(/\.json$/, ".wasm");
+        if (this.#entries.get(_nameOf(wasm))?.runner) void this.load(wasm);
+        return;
+      }
+      if (e.type === "changed") void this.load(e.file);
+      else void this.remove(e.file);
+    }, { quietMs });
+  }
+
+  /** Load every handler file in the directory. */
+  async loadAll(): Promise<void> {
+    let files: string[];
+    try {
+      files = (await readdir(this.#dir)).filter(isHandlerFile).sort();
+    } catch (e) {
+      this.#log.warn(`cannot read handler directory ${this.#dir}: ${(e as Error).message}`);
+      return;
+    }
+    if (!files.length) this.#log.warn(`no handlers in ${this.#dir}: ingest knows no topics yet`);
+    for (const f of files) await this.load(join(this.#dir, f));
+  }
+
+  /**
+   * Build and start one handler file, or swap in its new version: the new version must load
+   * cleanly in a fresh isolate before the old one stops fetching; the old one's in-flight
+   * messages finish (or are nak'd at its timeout); then the new one takes over the same durable
+   * consumer. A version that fails is recorded and the running one keeps running.
+   */
+  load(file: string): Promise<void> {
+    return this.#enqueue(file, (e) => this.#apply(e));
+  }
+
+  /** Stop a removed file's handler after its in-flight messages finished; its consumer stays. */
+  remove(file: string): Promise<void> {
+    return this.#enqueue(file, async (e) => {
+      const r = e.runner;
+      e.runner = undefined;
+      e.loadError = undefined;
+      if (!r) return;
+      await r.stop(r.info!.timeoutMs + 1_000);
+      this.#validator.unload(this.#schemaKey(r));
+      this.#log.info(`handler ${e.name} removed; its consumer ${r.durable} keeps its position`);
+    });
+  }
+
+  /**
+   * Stop watching and stop every handler: in-flight messages get up to `graceMs` (bounded even
+   * for handlers with long timeouts) to finish; the rest are nak'd and wait in the stream.
+   */
+  async stopAll(graceMs = 10_000): Promise<void> {
+    this.#watch?.close();
+    await Promise.all([...this.#entries.values()].map((e) => e.chain));
+    await Promise.all(this.runners().map((r) => r.stop(Math.min(r.info!.timeoutMs + 1_000, graceMs))));
+  }
+
+  #enqueue(file: string, op: (e: _Entry) => Promise<void>): Promise<void> {
+    const name = _nameOf(file);
+    let e = this.#entries.get(name);
+    if (!e) {
+      e = { name, file, runner: undefined, loadError: undefined, swaps: 0, lastSwap: undefined, chain: Promise.resolve() };
+      this.#entries.set(name, e);
+    }
+    const entry = e;
+    entry.chain = entry.chain.then(() => op(entry)).catch((err: Error) => this.#log.error(`${name}: ${err.message}`));
+    return entry.chain;
+  }
+
+  /**
+   * Build a handler file and load it in a fresh isolate with its schema, not consuming yet.
+   * @returns the new version's runner, or undefined when it is the version already running
+   */
+  async #prepare(file: string, old: HandlerRunner | undefined): Promise<HandlerRunner | undefined> {
+    let next: HandlerRunner | undefined;
+    try {
+      const built = await buildHandler(file, this.#bundleDir);
+      if (old && old.built.hash === built.hash) return undefined;
+      next = new HandlerRunner(built, this.#broker, this.#log, (topic, data, delayMs) => this.#emit(topic, data, delayMs), this.#policy);
+      next.faults = this.faults;
+      next.forceWasm = this.isolation === "wasm";
+      const info = await next.load();
+      if (info.hasSchema) {
+        // A wasm-tier handler's code never runs in a V8 worker: its schema is checked in QuickJS too.
+        if (info.isolation === "wasm") await this.#validator.loadWasm(this.#schemaKey(next), built.guestUrl, info);
+        else await this.#validator.load(this.#schemaKey(next), built.schemaUrl);
+      }
+      return next;
+    } catch (err) {
+      await next?.stop(0).catch(() => {});
+      throw err;
+    }
+  }
+
+  async #apply(e: _Entry): Promise<void> {
+    const old = e.runner;
+    let next: HandlerRunner | undefined;
+    try {
+      next = await this.#prepare(e.file, old);
+      if (!next) return;
+    } catch (err) {
+      await next?.stop(0).catch(() => {});
+      const message = (err as Error).message;
+      e.loadError = { message, at: new Date() };
+      this.#log.error(old ? `${message}; version ${old.built.hash} keeps running` : message);
+      return;
+    }
+    const info = next.info!;
+    if (old) {
+      // Blue/green: the new version is loaded; now the old one stops fetching and drains.
+      await old.stop(old.info!.timeoutMs + 1_000);
+    }
+    try {
+      await next.run();
+    } catch (err) {
+      await next.stop(0).catch(() => {});
+      e.loadError = { message: `Cannot start consumer for ${e.name}: ${(err as Error).message}`, at: new Date() };
+      e.runner = undefined;
+      this.#log.error(e.loadError.message);
+      return;
+    }
+    e.runner = next;
+    e.loadError = undefined;
+    if (old) {
+      // Counted once the new version runs, so /v1/handlers never shows a swap with the old version.
+      e.swaps++;
+      e.lastSwap = { from: old.built.hash, to: next.built.hash, at: new Date(), oldLastAck: old.lastAckAt, next };
+    }
+    if (old?.info?.hasSchema) this.#validator.unload(this.#schemaKey(old));
+    this.#log.info(
+      `${old ? `swapped handler ${e.name} ${old.built.hash} → ${next.built.hash}` : `loaded handler ${e.name} (${next.built.hash})`} ` +
+        `on ${info.subjects.join(", ")}; concurrency ${info.concurrency}, timeout ${info.timeoutMs} ms, ${info.maxAttempts} attempts`,
+    );
+  }
+
+  /** The directory handlers are loaded from. */
+  get dir(): string {
+    return this.#dir;
+  }
+
+  /**
+   * Point the registry at another directory (an OTA release, or back to `--workers`) in one step.
+   * Every handler file there is built and loaded in a fresh isolate first; if one fails, nothing
+   * changes and the failures are returned. Otherwise every handler that changes or goes away stops
+   * fetching and drains (its in-flight messages finish on the version that took them), then every
+   * new version starts consuming: no message is handled while the set is half updated.
+   * @param dir the new handler directory
+   * @param opts `watch` it afterwards (release directories are immutable: no), with `quietMs`
+   * @returns the handlers that failed to load; empty when the switch happened
+   */
+  async switchDirectory(dir: string, opts: { watch?: boolean; quietMs?: number } = {}): Promise<{ name: string; message: string }[]> {
+    const abs = resolve(dir);
+    const files = (await readdir(abs).catch(() => [] as string[])).filter(isHandlerFile).sort().map((f) => join(abs, f));
+    await Promise.all([...this.#entries.values()].map((e) => e.chain));
+    const ready: { name: string; file: string; next: HandlerRunner | undefined }[] = [];
+    const failures: { name: string; message: string }[] = [];
+    for (const file of files) {
+      const name = _nameOf(file);
+      try {
+        ready.push({ name, file, next: await this.#prepare(file, this.#entries.get(name)?.runner) });
+      } catch (err) {
+        failures.push({ name, message: (err as Error).message });
+      }
+    }
+    if (failures.length) {
+      for (const r of ready) if (r.next) await this.#discard(r.next);
+      return failures;
+    }
+    this.#watch?.close();
+    this.#watch = undefined;
+    const names = new Set(ready.map((r) => r.name));
+    const leaving = [...this.#entries.values()].filter((e) => e.runner && (!names.has(e.name) || ready.some((r) => r.name === e.name && r.next)));
+    await Promise.all(leaving.map((e) => e.runner!.stop(e.runner!.info!.timeoutMs + 1_000)));
+    for (const e of this.#entries.values()) {
+      if (names.has(e.name)) continue;
+      if (e.runner?.info?.hasSchema) this.#validator.unload(this.#schemaKey(e.runner));
+      e.runner = undefined;
+      e.loadError = undefined;
+    }
+    for (const r of ready) {
+      let e = this.#entries.get(r.name);
+      if (!e) {
+        e = { name: r.name, file: r.file, runner: undefined, loadError: undefined, swaps: 0, lastSwap: undefined, chain: Promise.resolve() };
+        this.#entries.set(r.name, e);
+      }
+      e.file = r.file;
+      if (!r.next) continue;
+      const old = e.runner;
+      try {
+        await r.next.run();
+      } catch (err) {
+        await this.#discard(r.next);
+        e.runner = undefined;
+        e.loadError = { message: `Cannot start consumer for ${e.name}: ${(err as Error).message}`, at: new Date() };
+        failures.push({ name: e.name, message: e.loadError.message });
+        continue;
+      }
+      e.runner = r.next;
+      e.loadError = undefined;
+      if (old) {
+        e.swaps++;
+        e.lastSwap = { from: old.built.hash, to: r.next.built.hash, at: new Date(), oldLastAck: old.lastAckAt, next: r.next };
+        if (old.info?.hasSchema) this.#validator.unload(this.#schemaKey(old));
+      }
+    }
+    this.#dir = abs;
+    if (opts.watch) await this.watch(opts.quietMs ?? 50);
+    this.#log.info(`handlers now from ${abs}: ${[...names].join(", ") || "(none)"}`);
+    return failures;
+  }
+
+  async #discard(r: HandlerRunner): Promise<void> {
+    await r.stop(0).catch(() => {});
+    if (r.info?.hasSchema) this.#validator.unload(this.#schemaKey(r));
+  }
+
+  /** The running handlers. */
+  runners(): HandlerRunner[] {
+    return [...this.#entries.values()].flatMap((e) => (e.runner ? [e.runner] : []));
+  }
+
+  /** Handler files with no running version (they failed to load). */
+  failedCount(): number {
+    return [...this.#entries.values()].filter((e) => !e.runner && e.loadError).length;
+  }
+
+  /**
+   * What a reading posted to `topic` must satisfy; undefined when no handler consumes it.
+   * @param topic the topic of `POST /v1/ingest/:topic`
+   */
+  route(topic: string): TopicRoute | undefined {
+    const consumers = this.consumersOf(topic);
+    if (!consumers.length) return undefined;
+    return {
+      schemaKeys: consumers.filter((r) => r.info?.hasSchema).map((r) => this.#schemaKey(r)),
+      idField: consumers.map((r) => r.info?.idField).find((f) => f !== undefined),
+      // High-priority lanes only where every consumer of the topic has one.
+      priority: consumers.every((r) => r.info?.priority)
+        ? { field: consumers.map((r) => r.info?.priority?.field).find((f) => f !== undefined) }
+        : undefined,
+    };
+  }
+
+  /** The running handlers that consume `topic`. */
+  consumersOf(topic: string): HandlerRunner[] {
+    const subject = `ingest.${topic}`;
+    return this.runners().filter((r) => r.info?.subjects.some((s) => subjectMatches(s, subject)));
+  }
+
+  /** Topics (or subject patterns) some handler consumes, for error messages. */
+  topics(): string[] {
+    const t = new Set<string>();
+    for (const r of this.runners()) for (const s of r.info?.subjects ?? []) t.add(s.replace(/^ingest\./, ""));
+    return [...t].sort();
+  }
+
+  /** Every handler, loaded or failed. */
+  view(): HandlerView[] {
+    const rows: HandlerView[] = [];
+    for (const e of this.#entries.values()) {
+      const r = e.runner;
+      if (!r && !e.loadError) continue; // still loading for the first time
+      const swap = e.lastSwap;
+      const firstAck = swap?.next.firstAckAt;
+      rows.push({
+        name: e.name,
+        file: r?.built.file ?? e.file,
+        version: r?.built.hash ?? null,
+        status: r?.status ?? "failed",
+        topic: r?.info?.topic ?? null,
+        subjects: r?.info?.subjects ?? [],
+        isolation: r?.info?.isolation ?? "worker",
+        consumer: r?.durable ?? null,
+        inFlight: r?.inFlight ?? 0,
+        counts: r ? { ...r.counts } : { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0, deduped: 0 },
+        limits: r?.info
+          ? {
+            timeoutMs: r.info.timeoutMs,
+            concurrency: r.info.concurrency,
+            maxAttempts: r.info.maxAttempts,
+            memoryMb: r.info.memoryMb,
+            memoryEnforced: r.heapLimitEnforced,
+          }
+          : null,
+        sandboxed: r?.sandboxed ?? false,
+        loadedAt: r?.loadedAt?.toISOString() ?? null,
+        lastError: r?.lastError ?? null,
+        loadError: e.loadError ? { message: e.loadError.message, at: e.loadError.at.toISOString() } : null,
+        swaps: e.swaps,
+        lastSwap: swap
+          ? {
+            from: swap.from,
+            to: swap.to,
+            at: swap.at.toISOString(),
+            pauseMs: firstAck !== undefined && swap.oldLastAck !== undefined ? firstAck - swap.oldLastAck : null,
+          }
+          : null,
+      });
+    }
+    return rows.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** ctx.emit: the same checks as ingest (a consumed topic, its schemas) before storing. */
+  async #emit(topic: string, data: Uint8Array, delayMs?: number): Promise<void> {
+    const route = isTopic(topic) ? this.route(topic) : undefined;
+    if (!route) {
+      throw new Error(`ctx.emit: no handler consumes topic ${JSON.stringify(topic)}; known topics: ${this.topics().join(", ") || "(none)"}`);
+    }
+    if (route.schemaKeys.length) {
+      scanCbor(data, false); // the bytes come from an isolate: check them like any untrusted CBOR
+      const reading = decodeCbor(data);
+      const issues = await this.#validator.validate(route.schemaKeys, [reading]);
+      const first = issues[0];
+      if (first) throw new Error(`ctx.emit: the reading does not match the schema of ${topic}: ${first.path ? `${first.path}: ` : ""}${first.message}`);
+    }
+    if (delayMs && delayMs > 0) {
+      const refused = this.#delayedBudget?.(1);
+      if (refused) throw new Error(`ctx.emit: ${refused.message}; the reading was not stored`);
+      const h = natsHeaders();
+      h.set(NOT_BEFORE_HEADER, String(Date.now() + delayMs));
+      await this.#broker.js.publish(delayedSubject(topic), data, { headers: h });
+    } else await this.#broker.js.publish(readingSubject(topic), data);
+  }
+
+  #schemaKey(r: HandlerRunner): string {
+    return `${r.built.name}@${r.built.hash}`;
+  }
+}
+
+/** Whether a file name is loaded as a handler. */
+export function isHandlerFile(f: string): boolean {
+  return !f.startsWith("_") && !f.startsWith(".") && !f.endsWith(".d.ts") &&
+    (HANDLER_EXTENSIONS as readonly string[]).includes(extname(f));
+}
+
+/**
+ * NATS subject matching with `*` (one token) and `>` (the rest).
+ * @param filter a subject filter
+ * @param subject a literal subject
+ */
+export function subjectMatches(filter: string, subject: string): boolean {
+  const f = filter.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === ">") return s.length > i;
+    if (i >= s.length || (f[i] !== "*" && f[i] !== s[i])) return false;
+  }
+  return f.length === s.length;
+}
+
+function _nameOf(file: string): string {
+  const base = file.split("/").pop() ?? file;
+  return base.slice(0, base.length - extname(base).length);
+}

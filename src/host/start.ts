@@ -1,0 +1,319 @@
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { Hono } from "hono";
+import { jetstream } from "@nats-io/jetstream";
+import { connectBroker, type Broker } from "../broker/connect.ts";
+import { startNatsServer, type EmbeddedServer } from "../broker/nats_server.ts";
+import { ensureStreams, STREAMS } from "../broker/streams.ts";
+import { BrokerHealth } from "../broker/health.ts";
+import { StoreIntegrity } from "../broker/integrity.ts";
+import { DEFAULT_CBOR_LIMITS } from "../codec/cbor.ts";
+import { buildValidator } from "../build/bundle.ts";
+import { HandlerRegistry } from "./registry.ts";
+import { ingestRoutes } from "../ingest/routes.ts";
+import { reply } from "../http/reply.ts";
+import { adminAuth } from "../http/admin_auth.ts";
+import { FleetWatcher } from "../ota/fleet.ts";
+import { BundleManager } from "../ota/manager.ts";
+import { bundleRoutes } from "../ota/routes.ts";
+import { loadTrustStore } from "../ota/trust.ts";
+import { DlqStore } from "../dlq/store.ts";
+import { Scheduler } from "../dispatch/scheduler.ts";
+import { Backpressure } from "../dispatch/backpressure.ts";
+import { dlqRoutes } from "../dlq/routes.ts";
+import { ConfigError } from "../errors.ts";
+import type { Logger } from "../util/log.ts";
+import { runtimeVersion } from "../runtime/detect.ts";
+import { serve, type Server } from "../runtime/serve.ts";
+import { Validator } from "../schemas/validator.ts";
+import { DEFAULT_OUTPUT_LIMITS, type OutputLimits } from "../sandbox/budget.ts";
+
+/** Everything `outpost run` can be told. */
+export interface OutpostOptions {
+  workersDir: string;
+  /** Reload handlers when their files change (default true). */
+  watch?: boolean;
+  /** Quiet time before a changed file is loaded (default 50 ms). */
+  watchDebounceMs?: number;
+  port: number;
+  host: string;
+  dataDir: string;
+  /** External server URL(s); embedded nats-server when absent. */
+  nats?: string | undefined;
+  natsUser?: string | undefined;
+  natsPass?: string | undefined;
+  natsToken?: string | undefined;
+  natsCreds?: string | undefined;
+  natsServer?: string | undefined;
+  /** JetStream domain of the embedded nats-server (unique per device). */
+  natsDomain?: string | undefined;
+  /** Make the embedded nats-server a leafnode of this hub URL (`nats-leaf://…`). */
+  natsLeafnode?: string | undefined;
+  natsLeafnodeCreds?: string | undefined;
+  /** Watch the hub's desired release (KV bucket and key in JetStream domain `domain`) and install it. */
+  fleet?: { domain: string; kv: string; key: string } | undefined;
+  maxFileStore: number;
+  fsync: string;
+  bodyLimit: number;
+  maxReadings: number;
+  /** `"wasm"` runs every handler in the wasm tier, for code the operator does not trust (default "auto"). */
+  isolation?: "auto" | "wasm";
+  /** Fault injection for crash tests (from OUTPOST_FAULT_ACK_DELAY_MS): delay between success and ack. */
+  faults?: { ackDelayMs?: number };
+  /** Ingest answers 429 once a consuming handler has this many readings waiting (default 100 000). */
+  maxBacklog?: number;
+  /** Ingest answers 429 once this many delayed readings wait (default 10 000). */
+  maxDelayed?: number;
+  /** Open HTTP connections at once; past it new ones are answered 503 and closed (default 1024). */
+  maxConnections?: number;
+  /** How often the store marks are written and orphaned messages looked for (default 10 s). */
+  storeCheckMs?: number;
+  /** Ceiling on a definition's `memoryMb` (default 512). */
+  maxHandlerMemoryMb?: number;
+  /** Caps on what one message may make a handler send out. */
+  outputLimits?: OutputLimits;
+  /** Bearer token of the admin routes; they answer 403 without one. */
+  adminToken?: string | undefined;
+  /** OTA bundles: trusted keys (files or `ed25519:` texts), k of n, size limit, probation policy. */
+  bundles?: {
+    trust: string[];
+    trustThreshold: number;
+    maxBundleSize: number;
+    probationMs: number;
+    probationMessages: number;
+    probationFailurePct: number;
+    /** Pause after each installation step (for crash tests). */
+    stepDelayMs?: number;
+  };
+  log: Logger;
+}
+
+/** A running Outpost host. */
+export interface Outpost {
+  /** Base URL of the HTTP server. */
+  url: string;
+  port: number;
+  registry: HandlerRegistry;
+  broker: Broker;
+  /** Stop HTTP, drain handlers, close the broker connection, stop the embedded server. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Start Outpost: broker (embedded or external), streams, the schema isolate, every handler in
+ * the directory, then HTTP.
+ * @param o options (see `outpost --help`)
+ */
+export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
+  const log = o.log;
+  log.info(`outpost on ${runtimeVersion()}`);
+  const dataDir = resolve(o.dataDir);
+  _checkFleetOptions(o);
+  await mkdir(dataDir, { recursive: true });
+  let embedded: EmbeddedServer | undefined;
+  let stopping = false;
+  let integrity: StoreIntegrity | undefined;
+  let broker: Broker;
+  if (o.nats) {
+    broker = await connectBroker({ servers: o.nats, user: o.natsUser, pass: o.natsPass, token: o.natsToken, credsFile: o.natsCreds }, log);
+    log.info(`connected to external nats-server ${broker.nc.info?.version ?? "?"} at ${o.nats}`);
+  } else {
+    const serverOpts: Parameters<typeof startNatsServer>[0] = {
+      binary: o.natsServer, dataDir, maxFileStore: o.maxFileStore, fsync: o.fsync, log: log.child("nats"), domain: o.natsDomain,
+      leafnode: o.natsLeafnode ? { url: o.natsLeafnode, credsFile: o.natsLeafnodeCreds } : undefined,
+      onStoreError: (line) => integrity?.reportReadError(line),
+    };
+    embedded = await startNatsServer(serverOpts);
+    try {
+      broker = await connectBroker({ servers: embedded.url, user: embedded.user, pass: embedded.pass }, log);
+    } catch (e) {
+      await embedded.stop();
+      throw e;
+    }
+    log.info(`embedded nats-server ${embedded.version} ready at ${embedded.url} (pid ${embedded.pid})` +
+      `${o.natsDomain ? `, JetStream domain ${o.natsDomain}` : ""}${o.natsLeafnode ? `, leafnode of ${o.natsLeafnode.replace(/\/\/[^@/]*@/, "//***@")}` : ""}`);
+    const supervise = (srv: EmbeddedServer, serverOpts: Parameters<typeof startNatsServer>[0]) => void srv.exited.then(async (code) => {
+      if (stopping) return;
+      log.error(`embedded nats-server exited unexpectedly (code ${code}); restarting it, readings are refused with 503 meanwhile`);
+      // Same port and password: the client reconnects by itself; the store on disk is the same.
+      const pinned = { ...serverOpts, pin: { port: Number(new URL(srv.url).port), pass: srv.pass } };
+      for (let attempt = 0; !stopping; attempt++) {
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 250 * 2 ** attempt)));
+        if (stopping) return;
+        try {
+          embedded = await startNatsServer(pinned);
+          log.info(`embedded nats-server restarted (pid ${embedded.pid})`);
+          supervise(embedded, pinned);
+          return;
+        } catch (e) {
+          log.error(`restarting nats-server failed: ${(e as Error).message}`);
+        }
+      }
+    });
+    supervise(embedded, serverOpts);
+  }
+  const bundleDir = join(dataDir, "build");
+  let validator: Validator | undefined;
+  let registry: HandlerRegistry;
+  let bundles: BundleManager | undefined;
+  let fleet: FleetWatcher | undefined;
+  let scheduler: Scheduler | undefined;
+  let server: Server;
+  const health = new BrokerHealth(broker, {
+    storeDir: embedded ? join(dataDir, "jetstream") : undefined,
+    replace: embedded ? () => embedded?.kill() : undefined,
+    log: log.child("broker"),
+  });
+  try {
+    await ensureStreams(broker.jsm, o.maxFileStore, log);
+    integrity = new StoreIntegrity({
+      jsm: broker.jsm, file: join(dataDir, "store-marks.json"), streams: Object.values(STREAMS),
+      // Only on our own server does nothing else consume INGEST while this host is stopped.
+      countStreams: embedded ? [STREAMS.ingest] : [], interestStream: STREAMS.ingest, log: log.child("store"),
+    });
+    await integrity.check();
+    integrity.start(o.storeCheckMs ?? 10_000);
+    health.start();
+    scheduler = new Scheduler(broker, log.child("scheduler"));
+    await scheduler.start();
+    validator = new Validator(await buildValidator(bundleDir), log.child("schemas"));
+    await validator.start();
+    // An active OTA release takes precedence over --workers (see bundles/manager.ts).
+    const b = o.bundles ?? { trust: [], trustThreshold: 1, maxBundleSize: 16 * 1024 * 1024, probationMs: 60_000, probationMessages: 100, probationFailurePct: 10 };
+    bundles = await BundleManager.open({
+      dataDir, workersDir: o.workersDir, trust: await loadTrustStore(b.trust, b.trustThreshold), maxBytes: b.maxBundleSize,
+      probation: { ms: b.probationMs, messages: b.probationMessages, failurePct: b.probationFailurePct, minFailures: 3 },
+      watch: o.watch !== false, quietMs: o.watchDebounceMs ?? 50, log: log.child("bundles"), stepDelayMs: b.stepDelayMs ?? 0,
+    });
+    const pressure = new Backpressure(broker, o.maxBacklog ?? 100_000, o.maxDelayed ?? 10_000);
+    registry = new HandlerRegistry({
+      dir: bundles.handlerDir, bundleDir, broker, validator, log, delayedBudget: (n) => pressure.checkDelayed(n),
+      policy: { limits: o.outputLimits ?? DEFAULT_OUTPUT_LIMITS, maxMemoryMb: o.maxHandlerMemoryMb ?? 512 },
+    });
+    if (o.faults) registry.faults = o.faults;
+    if (o.isolation) registry.isolation = o.isolation;
+    if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 50);
+    await registry.loadAll();
+    await bundles.attach(registry);
+    if (o.fleet) {
+      // The hub's KV and object store are reached through its domain; the host's own streams stay
+      // on the local JetStream ($JS.API never crosses a leafnode between different domains).
+      fleet = new FleetWatcher({
+        js: jetstream(broker.nc, { domain: o.fleet.domain, timeout: 10_000 }), domain: o.fleet.domain, kv: o.fleet.kv, key: o.fleet.key,
+        maxBytes: b.maxBundleSize, manager: bundles, stateFile: join(dataDir, "bundles", "fleet.json"), log: log.child("bundles"),
+      });
+      const f = fleet;
+      bundles.fleetView = () => f.view();
+      await fleet.start();
+    }
+    const app = new Hono();
+    const ready = { streams: true, handlersLoaded: true };
+    app.get("/healthz", (c) => reply(c.req.raw, 200, { status: "ok" }));
+    app.get("/readyz", (c) => {
+      const b = health.state();
+      const problems = integrity!.problems();
+      const ok = b.ok && ready.streams && ready.handlersLoaded && !problems.length;
+      const reasons = [...(b.message ? [b.message] : []), ...problems.map((p) => p.message)];
+      return reply(c.req.raw, ok ? 200 : 503, {
+        ready: ok,
+        broker: b.ok,
+        streams: ready.streams,
+        store: { ok: !problems.length, problems },
+        handlers: { running: registry.runners().length, failed: registry.failedCount() },
+        ...(reasons.length ? { reasons } : {}),
+      });
+    });
+    app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!), 200, { "content-type": "text/plain; version=0.0.4" }));
+    app.get("/v1/handlers", (c) => reply(c.req.raw, 200, { handlers: registry.view() }));
+    app.route("/", ingestRoutes({
+      broker: () => broker,
+      route: (t) => registry.route(t),
+      topics: () => registry.topics(),
+      validator,
+      pressure: (t) => pressure.check(registry.consumersOf(t)),
+      delayedPressure: (n) => pressure.checkDelayed(n),
+      health: () => health.state(),
+      bodyLimit: o.bodyLimit,
+      maxReadings: o.maxReadings,
+      cborLimits: DEFAULT_CBOR_LIMITS,
+      log: log.child("ingest"),
+    }));
+    // Admin routes (DLQ, OTA bundles) need the admin token; ingest and health never do.
+    const admin = adminAuth(o.adminToken);
+    for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*", "/v1/store/*"]) app.use(path, admin);
+    app.post("/v1/store/acknowledge", (c) => reply(c.req.raw, 200, { acknowledged: integrity!.acknowledge() }));
+    app.route("/", bundleRoutes(() => bundles, b.maxBundleSize, log.child("bundles")));
+    const dlq = new DlqStore(broker.jsm, broker.js);
+    app.route("/", dlqRoutes(() => dlq));
+    app.notFound((c) => reply(c.req.raw, 404, { error: "not_found", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }));
+    app.onError((e, c) => {
+      log.error(`unhandled error on ${c.req.method} ${c.req.url}: ${e.stack ?? e.message}`);
+      return reply(c.req.raw, 500, { error: "internal", message: e.message });
+    });
+    server = await serve({ fetch: app.fetch, port: o.port, hostname: o.host, maxConnections: o.maxConnections ?? 1024 });
+  } catch (e) {
+    stopping = true;
+    health.stop();
+    await integrity?.stop().catch(() => {});
+    await fleet?.stop();
+    bundles?.stop();
+    await scheduler?.stop();
+    await registry!?.stopAll().catch(() => {});
+    await validator?.stop().catch(() => {});
+    await broker.close().catch(() => {});
+    await embedded?.stop();
+    throw e;
+  }
+  const shownHost = o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : o.host;
+  const url = `http://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${server.port}`;
+  log.info(`listening on ${o.host}:${server.port}; POST readings to ${url}/v1/ingest/<topic>`);
+  return {
+    url,
+    port: server.port,
+    registry,
+    broker,
+    stop: async () => {
+      stopping = true;
+      await server.close().catch(() => {});
+      await fleet?.stop();
+      bundles?.stop();
+      await scheduler!.stop();
+      await registry.stopAll();
+      await validator!.stop();
+      health.stop();
+      await integrity!.stop();
+      await broker.close();
+      await embedded?.stop();
+      log.info("stopped");
+    },
+  };
+}
+
+/** Prometheus text of what the host knows of its broker and store (the full set comes with observability). */
+function _metrics(brokerOk: boolean, integrity: StoreIntegrity): string {
+  const problems = integrity.problems();
+  const lines = [
+    "# HELP outpost_broker_up Whether JetStream answered the last probe (1) or not (0).",
+    "# TYPE outpost_broker_up gauge",
+    `outpost_broker_up ${brokerOk ? 1 : 0}`,
+    "# HELP outpost_store_lost_messages Messages found missing from a stream at start, not yet acknowledged by an operator.",
+    "# TYPE outpost_store_lost_messages gauge",
+  ];
+  for (const name of Object.values(STREAMS)) lines.push(`outpost_store_lost_messages{stream="${name}"} ${problems.filter((p) => p.stream === name).reduce((n, p) => n + p.lost, 0)}`);
+  lines.push(
+    "# HELP outpost_store_read_errors_total Stored messages nats-server reported it could not read (damaged blocks).",
+    "# TYPE outpost_store_read_errors_total counter",
+    `outpost_store_read_errors_total ${integrity.readErrors}`,
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+function _checkFleetOptions(o: OutpostOptions): void {
+  const name = /^[A-Za-z0-9_-]+$/;
+  if (o.natsDomain !== undefined && !name.test(o.natsDomain)) throw new ConfigError(`--nats-domain ${JSON.stringify(o.natsDomain)}: use letters, digits, - and _`);
+  if (o.fleet && !name.test(o.fleet.domain)) throw new ConfigError(`--fleet ${JSON.stringify(o.fleet.domain)}: a JetStream domain (letters, digits, - and _)`);
+  if (o.natsLeafnode && o.nats) throw new ConfigError("--nats-leafnode configures the embedded nats-server; with --nats, make that server a leafnode instead");
+  // Two JetStreams joined by a leafnode must have different domains, or their APIs answer each other.
+  if (o.natsLeafnode && !o.natsDomain) throw new ConfigError("--nats-leafnode needs --nats-domain: a JetStream domain unique to this device");
+  if (o.fleet && o.natsDomain === o.fleet.domain) throw new ConfigError(`--fleet ${o.fleet.domain} is this device's own domain (--nats-domain); name the hub's domain`);
+}

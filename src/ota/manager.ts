@@ -1,0 +1,302 @@
+import { join, resolve } from "node:path";
+import type { HandlerRegistry } from "../host/registry.ts";
+import type { Logger } from "../util/log.ts";
+import { runtime } from "../runtime/detect.ts";
+import { BundleActivationError, BundleBusyError } from "./errors.ts";
+import { Probation, type ProbationPolicy } from "./probation.ts";
+import type { FleetView } from "./fleet.ts";
+import { ReleaseStore, type BundleState, type FailedRelease, type ReleaseRef } from "./store.ts";
+import type { TrustStore } from "./trust.ts";
+import { verifyBundle } from "./verify.ts";
+
+/** Options of {@link BundleManager.open}. */
+export interface BundleManagerOptions {
+  dataDir: string;
+  /** The drop-in handler directory, active while no release is. */
+  workersDir: string;
+  trust: TrustStore;
+  /** Largest bundle file in bytes. */
+  maxBytes: number;
+  probation: ProbationPolicy;
+  /** Watch `--workers` when it is the active source. */
+  watch: boolean;
+  quietMs: number;
+  log: Logger;
+  /** Pause after each installation step (tests kill the host there); 0 in production. */
+  stepDelayMs?: number;
+}
+
+/** The outcome of a successful installation: the release is active and on probation. */
+export interface InstallResult {
+  release: number;
+  name: string;
+  version: string;
+  status: "probation";
+  /** From the verified bundle to the new handlers consuming, in ms. */
+  activationMs: number;
+}
+
+/** A release row of `GET /v1/bundles`; release 0 is the `--workers` directory. */
+export type ReleaseView = ReleaseRef & { source: "bundle" | "workers"; dir: string };
+
+/** `GET /v1/bundles`. */
+export interface BundlesView {
+  active: ReleaseView;
+  previous: ReleaseView | null;
+  staged: { release: number; name: string; version: string; step: string } | null;
+  probation: { release: number; since: string; handled: number; failed: number; windowMs: number; windowMessages: number; failurePct: number } | null;
+  failed: FailedRelease[];
+  trust: { keys: string[]; threshold: number };
+  lastActivation: { release: number; ms: number; at: string } | null;
+  lastRollback: { release: number; to: number; reason: string; ms: number; at: string } | null;
+  /** The fleet watcher (`--fleet`): the desired release seen on the hub and what became of it; null without one. */
+  fleet: FleetView | null;
+}
+
+const _CHECK_MS = 50;
+
+/**
+ * Installs signed bundles: verify, stage, switch the handler set, write the pointer, watch the
+ * release on probation, then commit it or roll back to the previous release by itself.
+ */
+export class BundleManager {
+  #o: BundleManagerOptions;
+  #store: ReleaseStore;
+  #state: BundleState;
+  #registry: HandlerRegistry | undefined;
+  #busy: string | undefined;
+  #staged: BundlesView["staged"] = null;
+  #probation: Probation | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #lastActivation: BundlesView["lastActivation"] = null;
+  #lastRollback: BundlesView["lastRollback"] = null;
+  #log: Logger;
+  /** Set by the host when a fleet watcher runs; its state is part of {@link view}. */
+  fleetView: (() => FleetView) | undefined;
+
+  private constructor(o: BundleManagerOptions, store: ReleaseStore, state: BundleState) {
+    this.#o = o;
+    this.#store = store;
+    this.#state = state;
+    this.#log = o.log;
+  }
+
+  /**
+   * Read the pointer and remove leftovers of interrupted installations.
+   * @returns the manager; {@link handlerDir} says where handlers come from
+   */
+  static async open(o: BundleManagerOptions): Promise<BundleManager> {
+    const store = new ReleaseStore(join(resolve(o.dataDir), "bundles"));
+    const state = await store.read();
+    await store.cleanup([state.active?.release ?? 0, state.previous?.release ?? 0].filter((n) => n > 0));
+    const m = new BundleManager(o, store, state);
+    if (state.active) o.log.info(`release ${state.active.release} (${state.active.name} ${state.active.version}) is active${state.probation ? ", on probation" : ""}`);
+    return m;
+  }
+
+  /** Where handlers are loaded from: the active release, else `--workers`. */
+  get handlerDir(): string {
+    return this.#dirOf(this.#state.active);
+  }
+
+  /** Whether a release (not `--workers`) is active. */
+  get releaseActive(): boolean {
+    return this.#state.active !== null;
+  }
+
+  /** The active release number (0 for `--workers`). */
+  get activeRelease(): number {
+    return this.#state.active?.release ?? 0;
+  }
+
+  /** Releases that failed on this device (refused after verification, or rolled back). */
+  get failedReleases(): number[] {
+    return this.#state.failed.map((f) => f.release);
+  }
+
+  /** Why {@link install} would answer `busy` now, or undefined when it would not. */
+  get busyReason(): string | undefined {
+    if (!this.#registry) return "the host is still starting";
+    if (this.#busy) return this.#busy;
+    if (this.#probation) return `release ${this.#probation.release} is still on probation`;
+    return undefined;
+  }
+
+  /**
+   * Start managing the registry's handlers. A release that was on probation when the host stopped
+   * is judged again: its handlers must have loaded, then a fresh probation window runs.
+   */
+  async attach(registry: HandlerRegistry): Promise<void> {
+    this.#registry = registry;
+    const p = this.#state.probation;
+    if (!p) return;
+    if (registry.failedCount() > 0) {
+      await this.#rollback(p.release, "its handlers did not all load after a restart", Date.now());
+      return;
+    }
+    this.#log.warn(`release ${p.release} was on probation when the host stopped: probation starts again`);
+    this.#startProbation(p.release);
+  }
+
+  /**
+   * Verify, stage and activate a bundle file. Resolves once the new handlers consume (on
+   * probation); probation continues in the background.
+   * @param bytes the bundle file
+   * @param via where it came from, for the log
+   * @throws a BundleError subclass; the active release is unchanged
+   */
+  async install(bytes: Uint8Array, via: string): Promise<InstallResult> {
+    const registry = this.#registry;
+    if (!registry) throw new BundleBusyError("Cannot install bundle: the host is still starting");
+    if (this.#busy) throw new BundleBusyError(`Cannot install bundle: ${this.#busy}`);
+    if (this.#probation) throw new BundleBusyError(`Cannot install bundle: release ${this.#probation.release} is still on probation`);
+    this.#busy = "another bundle is being installed";
+    try {
+      await this.#step(`received ${bytes.length} bytes via ${via}`);
+      const b = await verifyBundle(bytes, {
+        trust: this.#o.trust,
+        activeRelease: this.activeRelease,
+        failedReleases: this.failedReleases,
+        maxBytes: this.#o.maxBytes,
+        runtime,
+      });
+      const m = b.manifest;
+      const label = `bundle ${m.name} ${m.version} (release ${m.release})`;
+      const t0 = Date.now();
+      this.#busy = `${label} is being installed`;
+      await this.#step(`${label}: verified, signed by ${b.signers.join(", ")}`);
+      this.#staged = { release: m.release, name: m.name, version: m.version, step: "staging" };
+      const dir = await this.#store.stage(b);
+      this.#staged.step = "switching";
+      await this.#step(`${label}: staged in ${dir}`);
+      const failures = await registry.switchDirectory(dir, { watch: false });
+      if (failures.length) {
+        const reason = failures.map((f) => `${f.name}: ${f.message}`).join("; ");
+        await this.#recordFailed(m, `handlers did not load: ${reason}`);
+        if (registry.dir !== dir) throw new BundleActivationError(`Cannot activate ${label}: handlers did not load: ${reason}`);
+        await this.#rollback(m.release, `handlers did not start: ${reason}`, t0);
+        throw new BundleActivationError(`Cannot activate ${label}: handlers did not start: ${reason}; rolled back`);
+      }
+      await this.#step(`${label}: handlers switched`);
+      const ref: ReleaseRef = { release: m.release, name: m.name, version: m.version, activatedAt: new Date().toISOString(), signers: b.signers };
+      this.#state = { ...this.#state, active: ref, previous: this.#state.active ?? _WORKERS, probation: { release: m.release, since: ref.activatedAt } };
+      await this.#store.write(this.#state);
+      const ms = Date.now() - t0;
+      this.#lastActivation = { release: m.release, ms, at: ref.activatedAt };
+      this.#log.info(`${label} is active (switched in ${ms} ms), on probation`);
+      this.#startProbation(m.release);
+      await this.#step(`${label}: on probation`);
+      return { release: m.release, name: m.name, version: m.version, status: "probation", activationMs: ms };
+    } finally {
+      this.#busy = undefined;
+      this.#staged = null;
+    }
+  }
+
+  /** `GET /v1/bundles`. */
+  view(): BundlesView {
+    const p = this.#probation;
+    const t = p?.tally();
+    const pol = this.#o.probation;
+    return {
+      active: this.#viewOf(this.#state.active ?? _WORKERS),
+      previous: this.#state.previous ? this.#viewOf(this.#state.previous) : null,
+      staged: this.#staged ? { ...this.#staged } : null,
+      probation: p && t
+        ? { release: p.release, since: new Date(p.since).toISOString(), ...t, windowMs: pol.ms, windowMessages: pol.messages, failurePct: pol.failurePct }
+        : null,
+      failed: [...this.#state.failed],
+      trust: { keys: this.#o.trust.keys.map((k) => k.id), threshold: this.#o.trust.threshold },
+      lastActivation: this.#lastActivation,
+      lastRollback: this.#lastRollback,
+      fleet: this.fleetView?.() ?? null,
+    };
+  }
+
+  /** Stop judging (host shutdown); a release on probation stays on probation in the pointer. */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #startProbation(release: number): void {
+    const registry = this.#registry!;
+    for (const r of registry.runners()) r.holdDeadLetters = true;
+    const p = new Probation(release, this.#o.probation, () => registry.runners());
+    this.#probation = p;
+    this.#timer = setInterval(() => {
+      if (this.#busy) return;
+      const v = p.check();
+      if (v.type === "pending") return;
+      this.stop();
+      const done = v.type === "commit" ? this.#commit(p, v.handled, v.failed) : this.#rollback(p.release, v.reason, Date.now());
+      done.catch((e: Error) => this.#log.error(`release ${p.release}: ${e.message}`));
+    }, _CHECK_MS);
+  }
+
+  async #commit(p: Probation, handled: number, failed: number): Promise<void> {
+    this.#busy = `release ${p.release} is being committed`;
+    try {
+      this.#probation = undefined;
+      this.#state = { ...this.#state, probation: null };
+      await this.#store.write(this.#state);
+      for (const r of this.#registry!.runners()) r.holdDeadLetters = false;
+      this.#log.info(`release ${p.release} committed after probation: ${handled} messages, ${failed} failed, ${Date.now() - p.since} ms`);
+      await this.#store.cleanup([this.#state.active?.release ?? 0, this.#state.previous?.release ?? 0].filter((n) => n > 0));
+    } finally {
+      this.#busy = undefined;
+    }
+  }
+
+  async #rollback(release: number, reason: string, detectedAt: number): Promise<void> {
+    const registry = this.#registry!;
+    this.#busy = `release ${release} is being rolled back`;
+    this.#probation = undefined;
+    try {
+      const back = this.#state.active?.release === release ? (this.#state.previous ?? _WORKERS) : (this.#state.active ?? _WORKERS);
+      this.#log.error(`release ${release} failed: ${reason}; rolling back to ${back.release ? `release ${back.release}` : "the --workers directory"}`);
+      const failures = await registry.switchDirectory(this.#dirOf(back), { watch: back.release === 0 && this.#o.watch, quietMs: this.#o.quietMs });
+      if (failures.length) this.#log.error(`rollback: ${failures.map((f) => `${f.name}: ${f.message}`).join("; ")}`);
+      const bad = this.#state.active?.release === release ? this.#state.active : null;
+      this.#state = {
+        active: back.release ? back : null,
+        previous: null,
+        probation: null,
+        failed: bad ? _addFailed(this.#state.failed, { release, name: bad.name, version: bad.version, reason, at: new Date().toISOString() }) : this.#state.failed,
+      };
+      const ms = Date.now() - detectedAt;
+      this.#lastRollback = { release, to: back.release, reason, ms, at: new Date().toISOString() };
+      await this.#store.write(this.#state);
+      for (const r of registry.runners()) r.holdDeadLetters = false;
+      this.#log.warn(`release ${release} rolled back to ${back.release || "--workers"} in ${ms} ms`);
+      await this.#store.cleanup([back.release].filter((n) => n > 0));
+    } finally {
+      this.#busy = undefined;
+    }
+  }
+
+  async #recordFailed(m: { release: number; name: string; version: string }, reason: string): Promise<void> {
+    this.#state = { ...this.#state, failed: _addFailed(this.#state.failed, { ...m, reason, at: new Date().toISOString() }) };
+    await this.#store.write(this.#state);
+    await this.#store.cleanup([this.#state.active?.release ?? 0, this.#state.previous?.release ?? 0].filter((n) => n > 0));
+  }
+
+  #dirOf(ref: ReleaseRef | null): string {
+    return ref && ref.release > 0 ? this.#store.handlersDir(ref.release) : resolve(this.#o.workersDir);
+  }
+
+  #viewOf(ref: ReleaseRef): ReleaseView {
+    return { ...ref, source: ref.release > 0 ? "bundle" : "workers", dir: this.#dirOf(ref) };
+  }
+
+  async #step(what: string): Promise<void> {
+    this.#log.info(`bundle step: ${what}`);
+    if (this.#o.stepDelayMs) await new Promise((r) => setTimeout(r, this.#o.stepDelayMs));
+  }
+}
+
+const _WORKERS: ReleaseRef = { release: 0, name: "workers", version: "-", activatedAt: "", signers: [] };
+
+function _addFailed(list: FailedRelease[], f: FailedRelease): FailedRelease[] {
+  return [...list.filter((x) => x.release !== f.release), f].slice(-20);
+}

@@ -1,0 +1,45 @@
+import { Hono } from "hono";
+import { BodyTooLargeError, readBody } from "../http/body.ts";
+import { reply } from "../http/reply.ts";
+import type { Logger } from "../util/log.ts";
+import { BundleError } from "./errors.ts";
+import type { BundleManager } from "./manager.ts";
+
+/**
+ * `POST /v1/bundles` (install a signed bundle) and `GET /v1/bundles` (active, previous, staged,
+ * failed releases). The host puts the admin-token guard in front of both.
+ * @param bundles the manager; undefined while the host starts
+ */
+export function bundleRoutes(bundles: () => BundleManager | undefined, maxBytes: number, log: Logger): Hono {
+  const app = new Hono();
+  app.get("/v1/bundles", (c) => {
+    const m = bundles();
+    if (!m) return reply(c.req.raw, 503, { error: "starting", message: "The host is still starting" });
+    return reply(c.req.raw, 200, m.view());
+  });
+  app.post("/v1/bundles", async (c) => {
+    const m = bundles();
+    if (!m) return reply(c.req.raw, 503, { error: "starting", message: "The host is still starting" });
+    log.info("bundle step: receiving upload");
+    let bytes: Uint8Array;
+    try {
+      bytes = await readBody(c.req.raw, maxBytes);
+    } catch (e) {
+      if (e instanceof BodyTooLargeError) {
+        return reply(c.req.raw, 413, { error: "too_large", message: `Cannot accept bundle: it is above the limit of ${maxBytes} bytes (--max-bundle-size)` });
+      }
+      throw e;
+    }
+    try {
+      const r = await m.install(bytes, "POST /v1/bundles");
+      return reply(c.req.raw, 201, r);
+    } catch (e) {
+      if (e instanceof BundleError) {
+        log.warn(e.message);
+        return reply(c.req.raw, e.status, { error: e.code, name: e.name, message: e.message, active: m.activeRelease });
+      }
+      throw e;
+    }
+  });
+  return app;
+}
