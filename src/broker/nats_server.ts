@@ -2,7 +2,8 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path";
 import { NatsServerNotFoundError, NatsServerStartError } from "../errors.ts";
 import type { Logger } from "../util/log.ts";
-import { STREAMS, SUBJECTS } from "./streams.ts";
+import { STREAMS } from "./streams.ts";
+import { localSubjects } from "./subjects.ts";
 import { env, isAlive, run, signalPid, spawn } from "../runtime/process.ts";
 
 /** Options for {@link startNatsServer}. */
@@ -244,11 +245,7 @@ async function _stopStale(pidFile: string, log: Logger): Promise<void> {
  * a dedupe key or an ack of one device would otherwise reach every other device's streams through
  * the hub. The hub reaches a device's streams through its domain (`$JS.<domain>.API`) instead.
  */
-export const LOCAL_SUBJECTS: readonly string[] = [
-  ...Object.values(SUBJECTS).map((s) => `${s}.>`),
-  "$KV.*.>",
-  ...[STREAMS.ingest, STREAMS.dlq].map((s) => `$JS.ACK.${s}.>`),
-];
+export const LOCAL_SUBJECTS: readonly string[] = localSubjects([STREAMS.ingest, STREAMS.dlq]);
 
 function _leafnodeBlock(l: { url: string; credsFile?: string | undefined }): string {
   const deny = JSON.stringify(LOCAL_SUBJECTS);

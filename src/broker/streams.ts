@@ -1,5 +1,6 @@
 import {
   DiscardPolicy,
+  JetStreamApiCodes,
   JetStreamApiError,
   RetentionPolicy,
   StorageType,
@@ -7,12 +8,13 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import type { Logger } from "../util/log.ts";
+import { streamFilter, SUBJECTS } from "./subjects.ts";
 
 /** Names of the streams Outpost owns. */
 export const STREAMS = { ingest: "INGEST", outbox: "OUTBOX", dlq: "DLQ" } as const;
 
-/** Subject prefixes of those streams. */
-export const SUBJECTS = { ingest: "ingest", outbox: "out", dlq: "dlq" } as const;
+/** Subject prefixes of those streams (spelled in subjects.ts). */
+export { SUBJECTS } from "./subjects.ts";
 
 const _DAY_NS = 86_400 * 1e9;
 
@@ -28,7 +30,7 @@ export function streamConfigs(maxFileStore: number): (Partial<StreamConfig> & { 
       // Interest retention: a reading leaves disk once every handler consuming it has acked;
       // discard-new: when full, ingest is refused instead of evicting unprocessed readings.
       name: STREAMS.ingest,
-      subjects: [`${SUBJECTS.ingest}.>`],
+      subjects: [streamFilter(SUBJECTS.ingest)],
       storage: StorageType.File,
       retention: RetentionPolicy.Interest,
       discard: DiscardPolicy.New,
@@ -38,7 +40,7 @@ export function streamConfigs(maxFileStore: number): (Partial<StreamConfig> & { 
     {
       // Store-and-forward towards a hub: keep a week, oldest out first when full.
       name: STREAMS.outbox,
-      subjects: [`${SUBJECTS.outbox}.>`],
+      subjects: [streamFilter(SUBJECTS.outbox)],
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
@@ -48,7 +50,7 @@ export function streamConfigs(maxFileStore: number): (Partial<StreamConfig> & { 
     {
       // Dead letters are never evicted silently: when full, the message stays in INGEST instead.
       name: STREAMS.dlq,
-      subjects: [`${SUBJECTS.dlq}.>`],
+      subjects: [streamFilter(SUBJECTS.dlq)],
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.New,
@@ -70,7 +72,7 @@ export async function ensureStreams(jsm: JetStreamManager, maxFileStore: number,
     try {
       existing = (await jsm.streams.info(name)).config;
     } catch (e) {
-      if (!(e instanceof JetStreamApiError) || e.code !== 10059) throw e;
+      if (!(e instanceof JetStreamApiError) || e.code !== JetStreamApiCodes.StreamNotFound) throw e;
     }
     if (!existing) {
       await jsm.streams.add(cfg);

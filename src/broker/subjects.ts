@@ -1,9 +1,14 @@
 /**
+ * The only file that spells a subject. Pure, so guest code (the wasm tier's bootstrap) imports it.
+ *
  * Subjects inside INGEST. Readings live under `ingest.<topic>`; the tokens below start with `~`,
  * which a topic never contains, so they cannot collide with one:
  * - `ingest.~hi.<topic>`: high-priority readings (a second consumer per handler, served first);
  * - `ingest.~delay.<topic>`: readings not to be handled before their time (the scheduler's).
  */
+/** Subject prefixes of the three streams. */
+export const SUBJECTS = { ingest: "ingest", outbox: "out", dlq: "dlq" } as const;
+
 export const PRIORITY_TOKEN = "~hi";
 export const DELAY_TOKEN = "~delay";
 
@@ -14,12 +19,12 @@ export const PRIORITY_HEADER = "Outpost-Priority";
 
 /** Subject of a reading of `topic`, by priority. */
 export function readingSubject(topic: string, high = false): string {
-  return high ? `ingest.${PRIORITY_TOKEN}.${topic}` : `ingest.${topic}`;
+  return high ? `${SUBJECTS.ingest}.${PRIORITY_TOKEN}.${topic}` : `${SUBJECTS.ingest}.${topic}`;
 }
 
 /** Subject a delayed reading waits under. */
 export function delayedSubject(topic: string): string {
-  return `ingest.${DELAY_TOKEN}.${topic}`;
+  return `${SUBJECTS.ingest}.${DELAY_TOKEN}.${topic}`;
 }
 
 /**
@@ -27,11 +32,48 @@ export function delayedSubject(topic: string): string {
  * @example topicOf("ingest.~hi.temperature") === "temperature"
  */
 export function topicOf(subject: string): string {
-  const rest = subject.replace(/^ingest\./, "");
+  const rest = patternOf(subject);
   return rest.startsWith(`${PRIORITY_TOKEN}.`) || rest.startsWith(`${DELAY_TOKEN}.`) ? rest.slice(rest.indexOf(".") + 1) : rest;
 }
 
 /** The high-priority twin of a handler's filter subject: `ingest.a.>` → `ingest.~hi.a.>`. */
 export function priorityFilter(filter: string): string {
-  return filter.replace(/^ingest\./, `ingest.${PRIORITY_TOKEN}.`);
+  return `${SUBJECTS.ingest}.${PRIORITY_TOKEN}.${patternOf(filter)}`;
+}
+
+/** Every subject of a stream whose prefix is `prefix`: `ingest` → `ingest.>`. */
+export function streamFilter(prefix: (typeof SUBJECTS)[keyof typeof SUBJECTS]): string {
+  return `${prefix}.>`;
+}
+
+/** What the scheduler of delayed readings consumes. */
+export const DELAYED_FILTER = `${SUBJECTS.ingest}.${DELAY_TOKEN}.>`;
+
+/** A topic or a pattern below `ingest.` (a definition's `subjects`) as a subject (filter). */
+export function ingestSubject(pattern: string): string {
+  return `${SUBJECTS.ingest}.${pattern}`;
+}
+
+/** The part of an INGEST subject (or filter) below `ingest.`: `ingest.a.>` → `a.>`. */
+export function patternOf(subject: string): string {
+  const prefix = `${SUBJECTS.ingest}.`;
+  return subject.startsWith(prefix) ? subject.slice(prefix.length) : subject;
+}
+
+/** Where `ctx.publish(subject)` stores: `out.<subject>`. */
+export function outboxSubject(subject: string): string {
+  return `${SUBJECTS.outbox}.${subject}`;
+}
+
+/** A handler's dead letters, or every dead letter when `handler` is absent. */
+export function dlqSubject(handler?: string): string {
+  return handler === undefined ? streamFilter(SUBJECTS.dlq) : `${SUBJECTS.dlq}.${handler}`;
+}
+
+/**
+ * Subjects that stay on a device when its nats-server is a leafnode of a hub: its streams'
+ * subjects, KV buckets, and the acks of INGEST and DLQ.
+ */
+export function localSubjects(ackStreams: readonly string[]): string[] {
+  return [...Object.values(SUBJECTS).map(streamFilter), "$KV.*.>", ...ackStreams.map((s) => `$JS.ACK.${s}.>`)];
 }

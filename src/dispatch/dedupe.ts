@@ -1,17 +1,22 @@
-import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
+import { Kvm, type KV } from "@nats-io/kv";
 import { sha256Hex } from "../util/hash.ts";
+
+const _EMPTY = new Uint8Array(0);
 
 /**
  * Keys of handled readings, kept for `ttlMs` in a JetStream KV bucket (`outpost_dedupe_<handler>`,
  * usable with any KV client), so a reading sent again long after the stream's duplicate window is
- * recognised and not handled twice.
+ * recognised and not handled twice. Keys are the SHA-256 of the reading's dedupe key (a KV key is
+ * a subject token).
  */
 export class DedupeStore {
   readonly bucket: string;
   #jsm: JetStreamManager;
   #js: JetStreamClient;
   #ttlMs: number;
+  #kv: KV | undefined;
 
   constructor(jsm: JetStreamManager, js: JetStreamClient, handler: string, ttlMs: number) {
     this.bucket = `outpost_dedupe_${handler.replace(/[^A-Za-z0-9_-]/g, "_")}`;
@@ -20,52 +25,34 @@ export class DedupeStore {
     this.#ttlMs = ttlMs;
   }
 
-  get #stream(): string {
-    return `KV_${this.bucket}`;
-  }
-
-  /** Create or update the bucket (the layout of a KV bucket: one value per key, TTL as max age). */
+  /** Create the bucket, or open it and bring its TTL to `ttlMs`. */
   async open(): Promise<void> {
-    const cfg = {
-      name: this.#stream,
-      subjects: [`$KV.${this.bucket}.>`],
-      storage: StorageType.File,
-      retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.New,
-      max_msgs_per_subject: 1,
-      max_age: nanos(this.#ttlMs),
-      duplicate_window: nanos(Math.min(this.#ttlMs, 120_000)),
-      allow_rollup_hdrs: true,
-      deny_delete: true,
-      allow_direct: true,
-    };
-    try {
-      const existing = (await this.#jsm.streams.info(this.#stream)).config;
-      await this.#jsm.streams.update(this.#stream, { ...existing, max_age: cfg.max_age, duplicate_window: cfg.duplicate_window });
-    } catch (e) {
-      if (!(e instanceof JetStreamApiError) || e.code !== 10059) throw e;
-      await this.#jsm.streams.add(cfg);
+    this.#kv = await new Kvm(this.#js).create(this.bucket, { ttl: this.#ttlMs, history: 1, storage: StorageType.File });
+    const stream = `KV_${this.bucket}`;
+    const existing = (await this.#jsm.streams.info(stream)).config;
+    if (existing.max_age !== nanos(this.#ttlMs)) {
+      await this.#jsm.streams.update(stream, { ...existing, max_age: nanos(this.#ttlMs), duplicate_window: nanos(Math.min(this.#ttlMs, 120_000)) });
     }
   }
 
   /** Whether `key` was handled within the TTL. */
   async seen(key: string): Promise<boolean> {
     try {
-      return !!(await this.#jsm.streams.getMessage(this.#stream, { last_by_subj: await this.#subject(key) }));
+      return (await this.#kv!.get(await _key(key))) !== null;
     } catch (e) {
-      if (e instanceof JetStreamApiError && (e.code === 10037 || e.status === 404)) return false;
+      if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.NoMessageFound) return false;
       throw e;
     }
   }
 
   /** Remember `key` as handled. */
   async remember(key: string): Promise<void> {
-    await this.#js.publish(await this.#subject(key), new Uint8Array(0));
+    await this.#kv!.put(await _key(key), _EMPTY);
   }
+}
 
-  async #subject(key: string): Promise<string> {
-    return `$KV.${this.bucket}.${(await sha256Hex(new TextEncoder().encode(key))).slice(0, 40)}`;
-  }
+async function _key(key: string): Promise<string> {
+  return (await sha256Hex(new TextEncoder().encode(key))).slice(0, 40);
 }
 
 /**

@@ -1,7 +1,8 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JsMsg } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
-import { STREAMS, SUBJECTS } from "../broker/streams.ts";
+import { STREAMS } from "../broker/streams.ts";
+import { outboxSubject } from "../broker/subjects.ts";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../sdk/definition.ts";
 import type { BuiltHandler } from "../build/bundle.ts";
@@ -217,7 +218,7 @@ export class HandlerRunner {
     if (!isSubject(subject)) {
       throw new TypeError(`ctx.publish: invalid subject ${JSON.stringify(subject)} (dot-separated tokens, no wildcards)`);
     }
-    await this.#broker.js.publish(`${SUBJECTS.outbox}.${subject}`, data);
+    await this.#broker.js.publish(outboxSubject(subject), data);
   }
 
   #restart(reason: string): void {

@@ -3,7 +3,7 @@ import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS } from "../broker/streams.ts";
 import type { Logger } from "../util/log.ts";
-import { DELAY_TOKEN, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject, topicOf } from "../broker/subjects.ts";
+import { DELAYED_FILTER, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject, topicOf } from "../broker/subjects.ts";
 
 /** The durable consumer that holds delayed readings. */
 export const SCHEDULER_DURABLE = "outpost-scheduler";
@@ -36,7 +36,7 @@ export class Scheduler {
       description: "outpost scheduler of delayed readings",
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      filter_subject: `ingest.${DELAY_TOKEN}.>`,
+      filter_subject: DELAYED_FILTER,
       ack_wait: nanos(30_000),
       max_deliver: -1,
       // Waiting readings count as pending acks: allow many.

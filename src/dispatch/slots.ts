@@ -60,11 +60,10 @@ export class Slots {
       const high = this.#waiters[1].length > 0;
       const normal = this.#waiters[0].length > 0;
       if (!high && !normal) return;
-      let lane: Lane;
-      if (high && normal) {
-        lane = this.#streak < this.#weight ? 1 : 0;
-        this.#streak = lane === 1 ? this.#streak + 1 : 0;
-      } else lane = high ? 1 : 0;
+      const lane: Lane = high && normal ? (this.#streak < this.#weight ? 1 : 0) : high ? 1 : 0;
+      // A normal grant, contended or not, ends the high lane's streak: high readings that arrive
+      // after it get their `weight` grants first again.
+      this.#streak = lane === 1 ? (normal ? this.#streak + 1 : this.#streak) : 0;
       const w = this.#waiters[lane].shift()!;
       const n = Math.min(w.want, this.#free);
       this.#free -= n;

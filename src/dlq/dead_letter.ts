@@ -2,7 +2,7 @@ import { headers } from "@nats-io/nats-core";
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { encodeCbor } from "../codec/cbor.ts";
 import type { ErrorData } from "../errors.ts";
-import { SUBJECTS } from "../broker/streams.ts";
+import { dlqSubject } from "../broker/subjects.ts";
 
 /** What a dead-lettered message keeps (stored as CBOR in the DLQ stream). */
 export interface DeadLetter {
@@ -31,5 +31,5 @@ export async function deadLetter(js: JetStreamClient, m: JsMsg, dl: DeadLetter):
   h.set("Outpost-Subject", dl.subject);
   h.set("Outpost-Seq", String(dl.seq));
   h.set("Outpost-Error", `${dl.error.name}: ${dl.error.message}`.slice(0, 512).replace(/[\r\n]+/g, " "));
-  await js.publish(`${SUBJECTS.dlq}.${dl.handler}`, encodeCbor(dl), { msgID: `dlq:${dl.handler}:${m.seq}`, headers: h });
+  await js.publish(dlqSubject(dl.handler), encodeCbor(dl), { msgID: `dlq:${dl.handler}:${m.seq}`, headers: h });
 }

@@ -1,6 +1,7 @@
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { JetStreamClient, JetStreamManager, MsgRequest, StoredMsg } from "@nats-io/jetstream";
-import { STREAMS, SUBJECTS } from "../broker/streams.ts";
+import { STREAMS } from "../broker/streams.ts";
+import { dlqSubject, ingestSubject } from "../broker/subjects.ts";
 import { decodeCbor } from "../codec/cbor.ts";
 import type { DeadLetter } from "./dead_letter.ts";
 
@@ -36,7 +37,7 @@ export class DlqStore {
    */
   async list(q: DlqQuery): Promise<{ entries: DlqEntry[]; next: number | null }> {
     const limit = Math.min(Math.max(q.limit ?? 50, 1), 500);
-    const filter = q.handler ? `${SUBJECTS.dlq}.${q.handler}` : `${SUBJECTS.dlq}.>`;
+    const filter = dlqSubject(q.handler);
     const entries: DlqEntry[] = [];
     let seq = (q.after ?? 0) + 1;
     for (;;) {
@@ -44,7 +45,7 @@ export class DlqStore {
       if (!m) return { entries, next: null };
       seq = m.seq + 1;
       const e = _entry(m);
-      if (q.topic && e.subject !== `${SUBJECTS.ingest}.${q.topic}`) continue;
+      if (q.topic && e.subject !== ingestSubject(q.topic)) continue;
       entries.push(e);
       if (entries.length === limit) return { entries, next: m.seq };
     }

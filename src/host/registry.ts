@@ -6,7 +6,7 @@ import type { Logger } from "../util/log.ts";
 import type { Validator } from "../schemas/validator.ts";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { decodeCbor, scanCbor } from "../codec/cbor.ts";
-import { delayedSubject, NOT_BEFORE_HEADER, readingSubject } from "../broker/subjects.ts";
+import { delayedSubject, ingestSubject, NOT_BEFORE_HEADER, patternOf, readingSubject } from "../broker/subjects.ts";
 import { watchDir, type DirWatch } from "../runtime/watch.ts";
 import { buildHandler } from "../build/bundle.ts";
 import { isTopic } from "../sdk/definition.ts";
@@ -351,14 +351,14 @@ export class HandlerRegistry {
 
   /** The running handlers that consume `topic`. */
   consumersOf(topic: string): HandlerRunner[] {
-    const subject = `ingest.${topic}`;
+    const subject = ingestSubject(topic);
     return this.runners().filter((r) => r.info?.subjects.some((s) => subjectMatches(s, subject)));
   }
 
   /** Topics (or subject patterns) some handler consumes, for error messages. */
   topics(): string[] {
     const t = new Set<string>();
-    for (const r of this.runners()) for (const s of r.info?.subjects ?? []) t.add(s.replace(/^ingest\./, ""));
+    for (const r of this.runners()) for (const s of r.info?.subjects ?? []) t.add(patternOf(s));
     return [...t].sort();
   }
 

@@ -48,7 +48,7 @@ interface _Used {
   scale: number;
 }
 
-// Logs outside any message (module level, timers): this many lines, then they are dropped.
+// Logs outside any message (module level, timers): this many lines a minute, the rest dropped.
 const _LOOSE_LINES = 1_000;
 
 /**
@@ -59,13 +59,18 @@ export class OutputBudget {
   #limits: OutputLimits;
   #open = new Map<number, _Used>();
   #dropped = 0;
-  #droppedSince = 0;
+  #droppedSince = -Infinity;
   #loose = 0;
+  #looseSince = -Infinity;
   #name: string;
 
-  constructor(name: string, limits: OutputLimits = DEFAULT_OUTPUT_LIMITS) {
+  #now: () => number;
+
+  /** @param now a monotonic clock in ms (a wall clock that steps back would never end a window) */
+  constructor(name: string, limits: OutputLimits = DEFAULT_OUTPUT_LIMITS, now: () => number = () => performance.now()) {
     this.#name = name;
     this.#limits = limits;
+    this.#now = now;
   }
 
   /** An invocation starts; `scale` multiplies the caps (the readings of a batch). */
@@ -97,7 +102,14 @@ export class OutputBudget {
 
   /** One log line of `chars` characters for invocation `id` (0: outside any message). */
   log(id: number, chars: number): Verdict {
-    if (id === 0) return ++this.#loose > _LOOSE_LINES ? { type: "drop" } : { type: "ok" };
+    if (id === 0) {
+      const now = this.#now();
+      if (now - this.#looseSince > 60_000) {
+        this.#looseSince = now;
+        this.#loose = 0;
+      }
+      return ++this.#loose > _LOOSE_LINES ? { type: "drop" } : { type: "ok" };
+    }
     const u = this.#open.get(id);
     if (!u || u.over) return this.#drop();
     u.lines++;
@@ -117,7 +129,7 @@ export class OutputBudget {
   #drop(): Verdict {
     // A well-behaved handler stops soon after its attempt failed; one that keeps sending, within
     // a second, ten times the outputs a message may have, for attempts that are over, floods its port.
-    const now = Date.now();
+    const now = this.#now();
     if (now - this.#droppedSince > 1_000) {
       this.#droppedSince = now;
       this.#dropped = 0;

@@ -1,3 +1,5 @@
+import { ingestSubject } from "../broker/subjects.ts";
+
 /** Checks of a handler definition, shared by `defineHandler` and the isolate that loads it. */
 
 /** Defaults of the policy fields. */
@@ -160,7 +162,7 @@ export function handlerInfo(def: Record<string, unknown>): HandlerInfo {
   const wasm = def.isolation === "wasm";
   return {
     topic,
-    subjects: topic !== undefined ? [`ingest.${topic}`] : (def.subjects as string[]).map((s) => `ingest.${s}`),
+    subjects: topic !== undefined ? [ingestSubject(topic)] : (def.subjects as string[]).map(ingestSubject),
     hasSchema: def.schema !== undefined,
     idField: def.idField as string | undefined,
     timeoutMs: (def.timeoutMs as number | undefined) ?? DEFAULTS.timeoutMs,
