@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { checkDefinition, handlerInfo } from "../src/sdk/definition.ts";
 import { defineHandler, v } from "../src/sdk/handler.ts";
 import { backoffDelay } from "../src/dispatch/backoff.ts";
-import { isHandlerFile, subjectMatches } from "../src/host/registry.ts";
+import { isHandlerFile } from "../src/build/handler_files.ts";
+import { subjectMatches } from "../src/broker/subjects.ts";
 
 test("checkDefinition names every problem", () => {
   assert.deepEqual(checkDefinition(42), ["the default export must be defineHandler({...}), got number"]);

@@ -137,7 +137,7 @@ describe("hardening: hostile requests and handlers (Node host, real nats-server)
     // ctx.emit with delayMs meets the same budget: two more fit, the third is refused.
     assert.equal((await ingest(host.url, "chain", "{}", "application/json")).status, 202);
     const dl = await waitFor(async () => (await streamMessages(nats.jsm, "DLQ")).find((m) => m.value.handler === "chain"), 10_000, "chain dead letter");
-    assert.match(dl.value.error.message, /^ctx\.emit: \d+ delayed readings are waiting and this request adds 1 \(at most 5, --max-delayed\); the reading was not stored$/);
+    assert.match(dl.value.error.message, /^ctx\.emit: \d+ delayed readings are waiting and this request adds 1 \(at most 5, --max-delayed\); nothing was stored$/);
     assert.equal((await streamMessages(nats.jsm, "INGEST", "ingest.~delay.raw")).length, 5);
   });
 

@@ -50,7 +50,7 @@ async function coldStart(k: number): Promise<{ build: number; load: number; firs
   await writeFile(file, sinkHandler(name, 1));
   const built = await buildHandler(file, join(dir, "bundles"));
   const t1 = performance.now();
-  const runner = new HandlerRunner(built, broker, log, async (topic, bytes) => void (await broker.js.publish(`ingest.${topic}`, bytes)));
+  const runner = new HandlerRunner({ built, broker, log, emit: async (topic, bytes) => void (await broker.js.publish(`ingest.${topic}`, bytes)) });
   await runner.load();
   const t2 = performance.now();
   await runner.run();

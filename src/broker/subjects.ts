@@ -77,3 +77,18 @@ export function dlqSubject(handler?: string): string {
 export function localSubjects(ackStreams: readonly string[]): string[] {
   return [...Object.values(SUBJECTS).map(streamFilter), "$KV.*.>", ...ackStreams.map((s) => `$JS.ACK.${s}.>`)];
 }
+
+/**
+ * NATS subject matching with `*` (one token) and `>` (the rest).
+ * @param filter a subject filter
+ * @param subject a literal subject
+ */
+export function subjectMatches(filter: string, subject: string): boolean {
+  const f = filter.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === ">") return s.length > i;
+    if (i >= s.length || (f[i] !== "*" && f[i] !== s[i])) return false;
+  }
+  return f.length === s.length;
+}

@@ -124,12 +124,13 @@ export class Backpressure {
     const prev = this.#samples.get(key);
     if ((prev && Date.now() - prev.at < _STALE_MS) || this.#refreshing.has(key)) return;
     this.#refreshing.add(key);
-    const names = r.info?.priority ? [r.durable, r.durableHigh] : [r.durable];
+    const names = r.definition.priority ? [r.durable, r.durableHigh] : [r.durable];
     void Promise.all(names.map((n) => this.#broker.jsm.consumers.info(STREAMS.ingest, n)))
       .then((infos) => {
         const now = Date.now();
         const backlog = infos.reduce((sum, i) => sum + i.num_pending + i.num_ack_pending, 0);
-        const acked = r.counts.acked + r.counts.deadLettered;
+        const { counts } = r.stats();
+        const acked = counts.acked + counts.deadLettered;
         let rate = prev?.rate ?? 0;
         if (prev && now > prev.at) {
           const instant = ((acked - prev.acked) * 1000) / (now - prev.at);

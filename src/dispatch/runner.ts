@@ -37,6 +37,41 @@ export interface RunnerPolicy {
   maxMemoryMb?: number | undefined;
 }
 
+/** Fault injection for crash tests. */
+export interface RunnerFaults {
+  /** Wait this long between a success and its ack. */
+  ackDelayMs?: number;
+}
+
+/** Everything a {@link HandlerRunner} is made of. */
+export interface RunnerOptions {
+  built: BuiltHandler;
+  broker: Broker;
+  log: Logger;
+  /** Stores a reading the handler emits (the registry checks topic and schema first). */
+  emit: EmitFn;
+  /** The operator's bounds on every handler (caps per message, memory ceiling). */
+  policy?: RunnerPolicy | undefined;
+  /** The operator requires the wasm tier for every handler (`--isolation wasm`). */
+  forceWasm?: boolean | undefined;
+  faults?: RunnerFaults | undefined;
+}
+
+/** What {@link HandlerRunner.stats} reports. */
+export interface RunnerStats {
+  status: HandlerStatus;
+  counts: HandlerCounts;
+  inFlight: number;
+  lastError: string | undefined;
+  loadedAt: Date | undefined;
+  firstAckAt: number | undefined;
+  lastAckAt: number | undefined;
+  /** Whether `memoryMb` is really enforced. */
+  heapLimitEnforced: boolean;
+  /** Whether the handler runs without ambient authority. */
+  sandboxed: boolean;
+}
+
 /** Where a handler stands. */
 export type HandlerStatus = "loading" | "running" | "restarting" | "crashing" | "failed" | "stopped";
 
@@ -60,14 +95,14 @@ const _CRASH_WINDOW_MS = 60_000;
  */
 export class HandlerRunner {
   readonly built: BuiltHandler;
-  status: HandlerStatus = "loading";
-  info: HandlerInfo | undefined;
-  lastError: string | undefined;
-  loadedAt: Date | undefined;
+  #status: HandlerStatus = "loading";
+  #info: HandlerInfo | undefined;
+  #lastError: string | undefined;
+  #loadedAt: Date | undefined;
   /** Wall-clock ms of the first and the latest ack by this version (swap pause, cold start). */
-  firstAckAt: number | undefined;
-  lastAckAt: number | undefined;
-  readonly counts: HandlerCounts = { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0, deduped: 0 };
+  #firstAckAt: number | undefined;
+  #lastAckAt: number | undefined;
+  #counts: HandlerCounts = { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0, deduped: 0 };
   #broker: Broker;
   #log: Logger;
   #isolate: Isolate | undefined;
@@ -82,31 +117,56 @@ export class HandlerRunner {
   #firstErrors = new Map<number, ErrorData>();
   #up: Promise<void> = Promise.resolve();
   #markUp: () => void = () => {};
-  heapLimitEnforced = false;
-  sandboxed = false;
-  /**
-   * Set while an OTA release is on probation: a message that would go to DLQ is nak'd instead,
-   * so the release that rolls back does not take readings with it.
-   */
-  holdDeadLetters = false;
-  /** The operator requires the wasm tier for every handler (`--isolation wasm`). */
-  forceWasm = false;
-  /** Fault injection for crash tests: wait this long between a success and its ack. */
-  faults: { ackDelayMs?: number } = {};
-
+  #heapLimitEnforced = false;
+  #sandboxed = false;
+  #holdDeadLetters = false;
   #emit: EmitFn;
   #policy: RunnerPolicy;
+  #forceWasm: boolean;
+  #faults: RunnerFaults;
+
+  constructor(o: RunnerOptions) {
+    this.built = o.built;
+    this.#broker = o.broker;
+    this.#log = o.log.child(o.built.name);
+    this.#emit = o.emit;
+    this.#policy = o.policy ?? {};
+    this.#forceWasm = o.forceWasm ?? false;
+    this.#faults = o.faults ?? {};
+  }
+
+  /** The handler's definition, with defaults applied; known once {@link load} resolved. */
+  get definition(): HandlerInfo {
+    if (!this.#info) throw new TypeError(`Handler ${this.built.name} is not loaded yet`);
+    return this.#info;
+  }
+
+  /** Whether {@link load} resolved. */
+  get loaded(): boolean {
+    return this.#info !== undefined;
+  }
+
+  /** A snapshot of where the handler stands, for views and decisions. */
+  stats(): RunnerStats {
+    return {
+      status: this.#status,
+      counts: { ...this.#counts },
+      inFlight: this.#inFlight,
+      lastError: this.#lastError,
+      loadedAt: this.#loadedAt,
+      firstAckAt: this.#firstAckAt,
+      lastAckAt: this.#lastAckAt,
+      heapLimitEnforced: this.#heapLimitEnforced,
+      sandboxed: this.#sandboxed,
+    };
+  }
 
   /**
-   * @param emit stores a reading a handler emits (the registry checks topic and schema first)
-   * @param policy the operator's bounds on every handler (caps per message, memory ceiling)
+   * While an OTA release is on probation a message that would go to DLQ is nak'd instead, so the
+   * release that rolls back does not take readings with it.
    */
-  constructor(built: BuiltHandler, broker: Broker, log: Logger, emit: EmitFn, policy: RunnerPolicy = {}) {
-    this.built = built;
-    this.#broker = broker;
-    this.#log = log.child(built.name);
-    this.#emit = emit;
-    this.#policy = policy;
+  holdDeadLetters(on: boolean): void {
+    this.#holdDeadLetters = on;
   }
 
   /** The durable consumer's name. */
@@ -125,29 +185,29 @@ export class HandlerRunner {
    */
   async load(): Promise<HandlerInfo> {
     this.#isolate = this.#makeIsolate();
-    this.info = await this.#isolate.start();
+    this.#info = await this.#isolate.start();
     const ceiling = this.#policy.maxMemoryMb;
-    const asDefault = this.info.memoryMb === (this.info.isolation === "wasm" ? WASM_DEFAULTS.memoryMb : DEFAULTS.memoryMb);
+    const asDefault = this.#info.memoryMb === (this.#info.isolation === "wasm" ? WASM_DEFAULTS.memoryMb : DEFAULTS.memoryMb);
     // A default above the ceiling is lowered to it; a definition that asks for more is refused.
-    if (ceiling !== undefined && this.info.memoryMb > ceiling && asDefault) this.info = { ...this.info, memoryMb: ceiling };
-    if (ceiling !== undefined && this.info.memoryMb > ceiling) {
+    if (ceiling !== undefined && this.#info.memoryMb > ceiling && asDefault) this.#info = { ...this.#info, memoryMb: ceiling };
+    if (ceiling !== undefined && this.#info.memoryMb > ceiling) {
       await this.#isolate.terminate();
       throw new HandlerLoadError(
-        `Handler ${this.built.name} asks for memoryMb ${this.info.memoryMb}, above this host's ceiling of ${ceiling} MiB (--max-handler-memory)`,
+        `Handler ${this.built.name} asks for memoryMb ${this.#info.memoryMb}, above this host's ceiling of ${ceiling} MiB (--max-handler-memory)`,
       );
     }
     // (A wasm-tier sandbox applies its own definition's limits as it loads.)
-    if (this.info.isolation === "worker" && ((this.info.permissions && workerPermissionsSupported()) || this.info.memoryMb !== DEFAULTS.memoryMb)) {
+    if (this.#info.isolation === "worker" && ((this.#info.permissions && workerPermissionsSupported()) || this.#info.memoryMb !== DEFAULTS.memoryMb)) {
       // Limits and permissions are part of the definition, known only once it loaded (under the
       // defaults, with no permissions): start again with them.
       await this.#isolate.terminate();
       this.#isolate = this.#makeIsolate();
-      this.info = await this.#isolate.start();
+      this.#info = await this.#isolate.start();
     }
-    this.heapLimitEnforced = this.#isolate.heapLimitEnforced;
-    this.sandboxed = this.#isolate.sandboxed;
-    this.loadedAt = new Date();
-    return this.info;
+    this.#heapLimitEnforced = this.#isolate.heapLimitEnforced;
+    this.#sandboxed = this.#isolate.sandboxed;
+    this.#loadedAt = new Date();
+    return this.#info;
   }
 
   /** The durable consumer of high-priority readings (when the handler has `priority`). */
@@ -157,7 +217,7 @@ export class HandlerRunner {
 
   /** Create or update the durable consumer(s) and start fetching. */
   async run(): Promise<void> {
-    const info = this.info!;
+    const info = this.definition;
     const lanes: Consumer[] = [await this.#ensureConsumer(this.durable, info.subjects)];
     if (info.priority) lanes.push(await this.#ensureConsumer(this.durableHigh, info.subjects.map(priorityFilter)));
     if (info.dedupe) {
@@ -168,7 +228,7 @@ export class HandlerRunner {
     this.#slots = new Slots(info.concurrency * (info.batch?.size ?? 1), info.priority?.weight ?? 1);
     if (info.rateLimit) this.#bucket = new TokenBucket(info.rateLimit.perSecond, info.rateLimit.burst);
     if (info.batch) this.#batcher = new Batcher(info.batch.size, info.batch.maxWaitMs, (msgs) => void this.#handleBatch(msgs));
-    this.status = "running";
+    this.#status = "running";
     this.#fetcher = new Fetcher({
       lanes,
       slots: this.#slots,
@@ -193,23 +253,23 @@ export class HandlerRunner {
     this.#isolate?.cancelAll();
     await this.#isolate?.terminate();
     while (this.#inFlight > 0) await _sleep(5); // the failures above are nak'd
-    this.status = "stopped";
+    this.#status = "stopped";
   }
 
   #makeIsolate(): Isolate {
     // The isolate kind follows the definition's `isolation` (see sandbox/wasm_select.ts).
-    const iso: Isolate = selectIsolate(this.built, this.info, {
+    const iso: Isolate = selectIsolate(this.built, this.#info, {
       name: this.built.name,
       url: this.built.handlerUrl,
-      memoryMb: this.info?.memoryMb ?? DEFAULTS.memoryMb,
-      permissions: this.info?.permissions,
+      memoryMb: this.#info?.memoryMb ?? DEFAULTS.memoryMb,
+      permissions: this.#info?.permissions,
       limits: this.#policy.limits,
       onLog: (level, msg) => this.#log[level](msg),
       onCall: (op, subject, data, opts) => this.#call(op, subject, data, opts?.delayMs),
       onCrash: (reason) => {
         if (this.#isolate === iso) this.#restart(reason);
       },
-    }, this.forceWasm);
+    }, this.#forceWasm);
     return iso;
   }
 
@@ -224,14 +284,14 @@ export class HandlerRunner {
   #restart(reason: string): void {
     if (this.#stopping) return;
     const now = Date.now();
-    this.counts.crashes++;
+    this.#counts.crashes++;
     this.#crashTimes = [...this.#crashTimes.filter((t) => now - t < _CRASH_WINDOW_MS), now];
     const n = this.#crashTimes.length;
-    this.status = n >= 3 ? "crashing" : "restarting";
-    this.lastError = `isolate ${reason === "timeout" ? "restarted after a timeout" : `crashed: ${reason}`}`;
+    this.#status = n >= 3 ? "crashing" : "restarting";
+    this.#lastError = `isolate ${reason === "timeout" ? "restarted after a timeout" : `crashed: ${reason}`}`;
     this.#up = new Promise<void>((r) => (this.#markUp = r));
     const delay = Math.min(30_000, 100 * 2 ** (n - 1));
-    this.#log.warn(`${this.lastError}; restarting in ${delay} ms`);
+    this.#log.warn(`${this.#lastError}; restarting in ${delay} ms`);
     setTimeout(() => {
       if (this.#stopping) return;
       const iso = this.#makeIsolate();
@@ -239,11 +299,11 @@ export class HandlerRunner {
       iso.start().then(
         () => {
           if (this.#stopping) return;
-          this.status = "running";
+          this.#status = "running";
           this.#markUp();
         },
         (e: Error) => {
-          this.lastError = e.message;
+          this.#lastError = e.message;
           this.#restart(e.message);
         },
       );
@@ -251,11 +311,11 @@ export class HandlerRunner {
   }
 
   #ackWaitMs(): number {
-    return this.info!.timeoutMs + 5_000;
+    return this.definition.timeoutMs + 5_000;
   }
 
   async #ensureConsumer(durable: string, subjects: string[]): Promise<Consumer> {
-    const info = this.info!;
+    const info = this.definition;
     const jsm = this.#broker.jsm;
     const cfg = {
       durable_name: durable,
@@ -294,13 +354,13 @@ export class HandlerRunner {
 
   async #handle(m: JsMsg): Promise<void> {
     this.#inFlight++;
-    const info = this.info!;
+    const info = this.definition;
     const attempt = m.info.deliveryCount;
     try {
       // While the isolate restarts, hold the message (a restart is not an attempt of its own).
-      if (this.status !== "running") await this.#whileDown(m);
+      if (this.#status !== "running") await this.#whileDown(m);
       const iso = this.#isolate;
-      if (!iso || this.status !== "running") {
+      if (!iso || this.#status !== "running") {
         m.nak(); // stopping while the isolate was down: straight back to the stream
         return;
       }
@@ -320,11 +380,11 @@ export class HandlerRunner {
 
   async #handleBatch(msgs: JsMsg[]): Promise<void> {
     this.#inFlight += msgs.length;
-    const info = this.info!;
+    const info = this.definition;
     try {
-      if (this.status !== "running") await Promise.all(msgs.map((m) => this.#whileDown(m)));
+      if (this.#status !== "running") await Promise.all(msgs.map((m) => this.#whileDown(m)));
       const iso = this.#isolate;
-      if (!iso || this.status !== "running") {
+      if (!iso || this.#status !== "running") {
         for (const m of msgs) m.nak();
         return;
       }
@@ -357,7 +417,7 @@ export class HandlerRunner {
    * and skipped). Without: undefined.
    */
   async #seen(m: JsMsg): Promise<string | null | undefined> {
-    const d = this.info!.dedupe;
+    const d = this.definition.dedupe;
     if (!d || !this.#dedupe) return undefined;
     let key: string | undefined;
     try {
@@ -368,7 +428,7 @@ export class HandlerRunner {
       return key;
     }
     m.ack();
-    this.counts.deduped++;
+    this.#counts.deduped++;
     this.#log.debug(`message ${m.seq} skipped: its dedupe key was handled before`);
     return null;
   }
@@ -378,16 +438,16 @@ export class HandlerRunner {
       // Remember before acking: a crash in between redelivers a reading that is then skipped.
       await this.#dedupe!.remember(key).catch((e: Error) => this.#log.warn(`cannot remember dedupe key of ${m.seq}: ${e.message}`));
     }
-    if (this.faults.ackDelayMs) await _sleep(this.faults.ackDelayMs);
+    if (this.#faults.ackDelayMs) await _sleep(this.#faults.ackDelayMs);
     m.ack();
-    this.counts.acked++;
-    this.lastAckAt = Date.now();
-    this.firstAckAt ??= this.lastAckAt;
+    this.#counts.acked++;
+    this.#lastAckAt = Date.now();
+    this.#firstAckAt ??= this.#lastAckAt;
     this.#firstErrors.delete(m.seq);
   }
 
   async #whileDown(m: JsMsg): Promise<void> {
-    const down = () => this.status !== "running";
+    const down = () => this.#status !== "running";
     while (down() && !this.#stopping) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([this.#up, new Promise<void>((r) => (timer = setTimeout(r, this.#ackWaitMs() / 3)))]);
@@ -397,9 +457,9 @@ export class HandlerRunner {
   }
 
   async #failed(m: JsMsg, attempt: number, e: unknown): Promise<void> {
-    const info = this.info!;
+    const info = this.definition;
     const error = e instanceof HandlerError ? e.data : toErrorData(e);
-    this.counts.failed++;
+    this.#counts.failed++;
     if (this.#stopping && e instanceof IsolateCrashedError) {
       m.nak();
       return;
@@ -407,7 +467,7 @@ export class HandlerRunner {
     if (!this.#firstErrors.has(m.seq)) this.#firstErrors.set(m.seq, error);
     const permanent = e instanceof HandlerError && e.permanent;
     const kind = e instanceof HandlerTimeoutError ? "timed out" : e instanceof IsolateCrashedError ? "crashed" : "failed";
-    if ((permanent || attempt >= info.maxAttempts) && !this.holdDeadLetters) {
+    if ((permanent || attempt >= info.maxAttempts) && !this.#holdDeadLetters) {
       try {
         await deadLetter(this.#broker.js, m, {
           handler: this.built.name,
@@ -422,7 +482,7 @@ export class HandlerRunner {
           payload: m.data,
         });
         m.ack();
-        this.counts.deadLettered++;
+        this.#counts.deadLettered++;
         this.#firstErrors.delete(m.seq);
         this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}; moved to DLQ`);
       } catch (dlqErr) {
@@ -432,7 +492,7 @@ export class HandlerRunner {
       return;
     }
     const delay = backoffDelay(info.backoff, attempt, info.jitter);
-    this.counts.retried++;
+    this.#counts.retried++;
     this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}; retrying in ${delay} ms`);
     m.nak(delay);
   }

@@ -1,21 +1,19 @@
 import { readdir } from "node:fs/promises";
 import { extname, join, resolve } from "node:path";
+import { isHandlerFile } from "../build/handler_files.ts";
+import type { StoredReading, StoreRequest, TopicRoute } from "../ingest/store.ts";
+import { ProblemError } from "../http/problem.ts";
+import type { ReadingIssue } from "../sandbox/protocol.ts";
 import type { Broker } from "../broker/connect.ts";
-import { HandlerRunner, type HandlerCounts, type HandlerStatus, type RunnerPolicy } from "../dispatch/runner.ts";
+import { HandlerRunner, type HandlerCounts, type HandlerStatus, type RunnerFaults, type RunnerPolicy } from "../dispatch/runner.ts";
 import type { Logger } from "../util/log.ts";
 import type { Validator } from "../schemas/validator.ts";
-import { headers as natsHeaders } from "@nats-io/nats-core";
 import { decodeCbor, scanCbor } from "../codec/cbor.ts";
-import { delayedSubject, ingestSubject, NOT_BEFORE_HEADER, patternOf, readingSubject } from "../broker/subjects.ts";
+import { ingestSubject, patternOf, subjectMatches } from "../broker/subjects.ts";
 import { watchDir, type DirWatch } from "../runtime/watch.ts";
 import { buildHandler } from "../build/bundle.ts";
 import { isTopic } from "../sdk/definition.ts";
 
-/**
- * File extensions loaded as handlers; files starting with `_` or `.` are helpers, not handlers.
- * A `.wasm` file is a raw WebAssembly handler, with its manifest in the `.json` file beside it.
- */
-export const HANDLER_EXTENSIONS = [".ts", ".js", ".mjs", ".mts", ".wasm"] as const;
 
 /** One row of `GET /v1/handlers`. */
 export interface HandlerView {
@@ -42,15 +40,6 @@ export interface HandlerView {
   lastSwap: { from: string; to: string; at: string; pauseMs: number | null } | null;
 }
 
-/** Where a topic's readings go and what they must satisfy. */
-export interface TopicRoute {
-  /** Keys of the schemas in the schema isolate (one per consuming handler that has a schema). */
-  schemaKeys: string[];
-  /** Field that gives each reading of a batch its idempotency key. */
-  idField: string | undefined;
-  /** Set when every handler of the topic serves a high-priority lane; `field` marks a reading high. */
-  priority: { field: string | undefined } | undefined;
-}
 
 interface _Entry {
   name: string;
@@ -74,24 +63,28 @@ export class HandlerRegistry {
   #validator: Validator;
   #log: Logger;
   #entries = new Map<string, _Entry>();
-  /** `"wasm"`: every handler runs in the wasm tier, whatever its definition asks (`--isolation`). */
-  isolation: "auto" | "wasm" = "auto";
-  /** Fault injection for crash tests, handed to every handler (see HandlerRunner.faults). */
-  faults: { ackDelayMs?: number } = {};
+  #isolation: "auto" | "wasm";
+  #faults: RunnerFaults;
   #watch: DirWatch | undefined;
   #policy: RunnerPolicy;
 
-  #delayedBudget: ((count: number) => { message: string } | undefined) | undefined;
+  #store: (req: StoreRequest) => Promise<StoredReading[]>;
 
   /**
-   * @param opts.delayedBudget the budget of delayed readings (a refusal, or undefined to accept), which `ctx.emit` with `delayMs` meets too
+   * @param opts.store the one path that stores readings (ingest's), which `ctx.emit` takes too
    */
   constructor(opts: {
     dir: string; bundleDir: string; broker: Broker; validator: Validator; log: Logger; policy?: RunnerPolicy;
-    delayedBudget?: (count: number) => { message: string } | undefined;
+    store: (req: StoreRequest) => Promise<StoredReading[]>;
+    /** `"wasm"`: every handler runs in the wasm tier, whatever its definition asks (`--isolation`). */
+    isolation?: "auto" | "wasm" | undefined;
+    /** Fault injection for crash tests, handed to every handler. */
+    faults?: RunnerFaults | undefined;
   }) {
+    this.#isolation = opts.isolation ?? "auto";
+    this.#faults = opts.faults ?? {};
     this.#policy = opts.policy ?? {};
-    this.#delayedBudget = opts.delayedBudget;
+    this.#store = opts.store;
     this.#dir = resolve(opts.dir);
     this.#bundleDir = opts.bundleDir;
     this.#broker = opts.broker;
@@ -147,7 +140,7 @@ export class HandlerRegistry {
       e.runner = undefined;
       e.loadError = undefined;
       if (!r) return;
-      await r.stop(r.info!.timeoutMs + 1_000);
+      await r.stop(r.definition.timeoutMs + 1_000);
       this.#validator.unload(this.#schemaKey(r));
       this.#log.info(`handler ${e.name} removed; its consumer ${r.durable} keeps its position`);
     });
@@ -160,7 +153,7 @@ export class HandlerRegistry {
   async stopAll(graceMs = 10_000): Promise<void> {
     this.#watch?.close();
     await Promise.all([...this.#entries.values()].map((e) => e.chain));
-    await Promise.all(this.runners().map((r) => r.stop(Math.min(r.info!.timeoutMs + 1_000, graceMs))));
+    await Promise.all(this.runners().map((r) => r.stop(Math.min(r.definition.timeoutMs + 1_000, graceMs))));
   }
 
   #enqueue(file: string, op: (e: _Entry) => Promise<void>): Promise<void> {
@@ -184,9 +177,10 @@ export class HandlerRegistry {
     try {
       const built = await buildHandler(file, this.#bundleDir);
       if (old && old.built.hash === built.hash) return undefined;
-      next = new HandlerRunner(built, this.#broker, this.#log, (topic, data, delayMs) => this.#emit(topic, data, delayMs), this.#policy);
-      next.faults = this.faults;
-      next.forceWasm = this.isolation === "wasm";
+      next = new HandlerRunner({
+        built, broker: this.#broker, log: this.#log, emit: (topic, data, delayMs) => this.#emit(topic, data, delayMs),
+        policy: this.#policy, faults: this.#faults, forceWasm: this.#isolation === "wasm",
+      });
       const info = await next.load();
       if (info.hasSchema) {
         // A wasm-tier handler's code never runs in a V8 worker: its schema is checked in QuickJS too.
@@ -213,10 +207,10 @@ export class HandlerRegistry {
       this.#log.error(old ? `${message}; version ${old.built.hash} keeps running` : message);
       return;
     }
-    const info = next.info!;
+    const info = next.definition;
     if (old) {
       // Blue/green: the new version is loaded; now the old one stops fetching and drains.
-      await old.stop(old.info!.timeoutMs + 1_000);
+      await old.stop(old.definition.timeoutMs + 1_000);
     }
     try {
       await next.run();
@@ -232,9 +226,9 @@ export class HandlerRegistry {
     if (old) {
       // Counted once the new version runs, so /v1/handlers never shows a swap with the old version.
       e.swaps++;
-      e.lastSwap = { from: old.built.hash, to: next.built.hash, at: new Date(), oldLastAck: old.lastAckAt, next };
+      e.lastSwap = { from: old.built.hash, to: next.built.hash, at: new Date(), oldLastAck: old.stats().lastAckAt, next };
     }
-    if (old?.info?.hasSchema) this.#validator.unload(this.#schemaKey(old));
+    if (old?.definition.hasSchema) this.#validator.unload(this.#schemaKey(old));
     this.#log.info(
       `${old ? `swapped handler ${e.name} ${old.built.hash} → ${next.built.hash}` : `loaded handler ${e.name} (${next.built.hash})`} ` +
         `on ${info.subjects.join(", ")}; concurrency ${info.concurrency}, timeout ${info.timeoutMs} ms, ${info.maxAttempts} attempts`,
@@ -278,10 +272,10 @@ export class HandlerRegistry {
     this.#watch = undefined;
     const names = new Set(ready.map((r) => r.name));
     const leaving = [...this.#entries.values()].filter((e) => e.runner && (!names.has(e.name) || ready.some((r) => r.name === e.name && r.next)));
-    await Promise.all(leaving.map((e) => e.runner!.stop(e.runner!.info!.timeoutMs + 1_000)));
+    await Promise.all(leaving.map((e) => e.runner!.stop(e.runner!.definition.timeoutMs + 1_000)));
     for (const e of this.#entries.values()) {
       if (names.has(e.name)) continue;
-      if (e.runner?.info?.hasSchema) this.#validator.unload(this.#schemaKey(e.runner));
+      if (e.runner?.definition.hasSchema) this.#validator.unload(this.#schemaKey(e.runner));
       e.runner = undefined;
       e.loadError = undefined;
     }
@@ -307,8 +301,8 @@ export class HandlerRegistry {
       e.loadError = undefined;
       if (old) {
         e.swaps++;
-        e.lastSwap = { from: old.built.hash, to: r.next.built.hash, at: new Date(), oldLastAck: old.lastAckAt, next: r.next };
-        if (old.info?.hasSchema) this.#validator.unload(this.#schemaKey(old));
+        e.lastSwap = { from: old.built.hash, to: r.next.built.hash, at: new Date(), oldLastAck: old.stats().lastAckAt, next: r.next };
+        if (old.definition.hasSchema) this.#validator.unload(this.#schemaKey(old));
       }
     }
     this.#dir = abs;
@@ -319,7 +313,7 @@ export class HandlerRegistry {
 
   async #discard(r: HandlerRunner): Promise<void> {
     await r.stop(0).catch(() => {});
-    if (r.info?.hasSchema) this.#validator.unload(this.#schemaKey(r));
+    if (r.definition.hasSchema) this.#validator.unload(this.#schemaKey(r));
   }
 
   /** The running handlers. */
@@ -340,11 +334,11 @@ export class HandlerRegistry {
     const consumers = this.consumersOf(topic);
     if (!consumers.length) return undefined;
     return {
-      schemaKeys: consumers.filter((r) => r.info?.hasSchema).map((r) => this.#schemaKey(r)),
-      idField: consumers.map((r) => r.info?.idField).find((f) => f !== undefined),
+      schemaKeys: consumers.filter((r) => r.definition.hasSchema).map((r) => this.#schemaKey(r)),
+      idField: consumers.map((r) => r.definition.idField).find((f) => f !== undefined),
       // High-priority lanes only where every consumer of the topic has one.
-      priority: consumers.every((r) => r.info?.priority)
-        ? { field: consumers.map((r) => r.info?.priority?.field).find((f) => f !== undefined) }
+      priority: consumers.every((r) => r.definition.priority)
+        ? { field: consumers.map((r) => r.definition.priority?.field).find((f) => f !== undefined) }
         : undefined,
     };
   }
@@ -352,13 +346,13 @@ export class HandlerRegistry {
   /** The running handlers that consume `topic`. */
   consumersOf(topic: string): HandlerRunner[] {
     const subject = ingestSubject(topic);
-    return this.runners().filter((r) => r.info?.subjects.some((s) => subjectMatches(s, subject)));
+    return this.runners().filter((r) => r.definition.subjects.some((s) => subjectMatches(s, subject)));
   }
 
   /** Topics (or subject patterns) some handler consumes, for error messages. */
   topics(): string[] {
     const t = new Set<string>();
-    for (const r of this.runners()) for (const s of r.info?.subjects ?? []) t.add(patternOf(s));
+    for (const r of this.runners()) for (const s of r.definition.subjects ?? []) t.add(patternOf(s));
     return [...t].sort();
   }
 
@@ -369,30 +363,26 @@ export class HandlerRegistry {
       const r = e.runner;
       if (!r && !e.loadError) continue; // still loading for the first time
       const swap = e.lastSwap;
-      const firstAck = swap?.next.firstAckAt;
+      const firstAck = swap?.next.stats().firstAckAt;
+      const st = r?.stats();
+      const d = r?.definition;
       rows.push({
         name: e.name,
         file: r?.built.file ?? e.file,
         version: r?.built.hash ?? null,
-        status: r?.status ?? "failed",
-        topic: r?.info?.topic ?? null,
-        subjects: r?.info?.subjects ?? [],
-        isolation: r?.info?.isolation ?? "worker",
+        status: st?.status ?? "failed",
+        topic: d?.topic ?? null,
+        subjects: d?.subjects ?? [],
+        isolation: d?.isolation ?? "worker",
         consumer: r?.durable ?? null,
-        inFlight: r?.inFlight ?? 0,
-        counts: r ? { ...r.counts } : { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0, deduped: 0 },
-        limits: r?.info
-          ? {
-            timeoutMs: r.info.timeoutMs,
-            concurrency: r.info.concurrency,
-            maxAttempts: r.info.maxAttempts,
-            memoryMb: r.info.memoryMb,
-            memoryEnforced: r.heapLimitEnforced,
-          }
+        inFlight: st?.inFlight ?? 0,
+        counts: st?.counts ?? { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0, deduped: 0 },
+        limits: d && st
+          ? { timeoutMs: d.timeoutMs, concurrency: d.concurrency, maxAttempts: d.maxAttempts, memoryMb: d.memoryMb, memoryEnforced: st.heapLimitEnforced }
           : null,
-        sandboxed: r?.sandboxed ?? false,
-        loadedAt: r?.loadedAt?.toISOString() ?? null,
-        lastError: r?.lastError ?? null,
+        sandboxed: st?.sandboxed ?? false,
+        loadedAt: st?.loadedAt?.toISOString() ?? null,
+        lastError: st?.lastError ?? null,
         loadError: e.loadError ? { message: e.loadError.message, at: e.loadError.at.toISOString() } : null,
         swaps: e.swaps,
         lastSwap: swap
@@ -408,52 +398,30 @@ export class HandlerRegistry {
     return rows.sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** ctx.emit: the same checks as ingest (a consumed topic, its schemas) before storing. */
+  /**
+   * `ctx.emit`: through the same store path as ingest (schemas, back-pressure, ids, priority, the
+   * delayed budget); a refusal is an error the handler sees.
+   */
   async #emit(topic: string, data: Uint8Array, delayMs?: number): Promise<void> {
     const route = isTopic(topic) ? this.route(topic) : undefined;
     if (!route) {
       throw new Error(`ctx.emit: no handler consumes topic ${JSON.stringify(topic)}; known topics: ${this.topics().join(", ") || "(none)"}`);
     }
-    if (route.schemaKeys.length) {
-      scanCbor(data, false); // the bytes come from an isolate: check them like any untrusted CBOR
-      const reading = decodeCbor(data);
-      const issues = await this.#validator.validate(route.schemaKeys, [reading]);
-      const first = issues[0];
-      if (first) throw new Error(`ctx.emit: the reading does not match the schema of ${topic}: ${first.path ? `${first.path}: ` : ""}${first.message}`);
+    scanCbor(data, false); // the bytes come from an isolate: check them like any untrusted CBOR
+    try {
+      await this.#store({ topic, route, readings: [decodeCbor(data)], raw: [data], notBefore: delayMs && delayMs > 0 ? Date.now() + delayMs : undefined });
+    } catch (e) {
+      if (!(e instanceof ProblemError)) throw e;
+      const issue = e.code === "invalid_reading" ? (e.extra.issues as ReadingIssue[] | undefined)?.[0] : undefined;
+      throw new Error(issue
+        ? `ctx.emit: the reading does not match the schema of ${topic}: ${issue.path ? `${issue.path}: ` : ""}${issue.message}`
+        : `ctx.emit: ${e.message}`);
     }
-    if (delayMs && delayMs > 0) {
-      const refused = this.#delayedBudget?.(1);
-      if (refused) throw new Error(`ctx.emit: ${refused.message}; the reading was not stored`);
-      const h = natsHeaders();
-      h.set(NOT_BEFORE_HEADER, String(Date.now() + delayMs));
-      await this.#broker.js.publish(delayedSubject(topic), data, { headers: h });
-    } else await this.#broker.js.publish(readingSubject(topic), data);
   }
 
   #schemaKey(r: HandlerRunner): string {
     return `${r.built.name}@${r.built.hash}`;
   }
-}
-
-/** Whether a file name is loaded as a handler. */
-export function isHandlerFile(f: string): boolean {
-  return !f.startsWith("_") && !f.startsWith(".") && !f.endsWith(".d.ts") &&
-    (HANDLER_EXTENSIONS as readonly string[]).includes(extname(f));
-}
-
-/**
- * NATS subject matching with `*` (one token) and `>` (the rest).
- * @param filter a subject filter
- * @param subject a literal subject
- */
-export function subjectMatches(filter: string, subject: string): boolean {
-  const f = filter.split(".");
-  const s = subject.split(".");
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === ">") return s.length > i;
-    if (i >= s.length || (f[i] !== "*" && f[i] !== s[i])) return false;
-  }
-  return f.length === s.length;
 }
 
 function _nameOf(file: string): string {

@@ -11,6 +11,8 @@ import { DEFAULT_CBOR_LIMITS } from "../codec/cbor.ts";
 import { buildValidator } from "../build/bundle.ts";
 import { HandlerRegistry } from "./registry.ts";
 import { ingestRoutes } from "../ingest/routes.ts";
+import { storeReadings, type StoreDeps } from "../ingest/store.ts";
+import { problemHandler } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
 import { adminAuth } from "../http/admin_auth.ts";
 import { FleetWatcher } from "../ota/fleet.ts";
@@ -186,12 +188,20 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       watch: o.watch !== false, quietMs: o.watchDebounceMs ?? 50, log: log.child("bundles"), stepDelayMs: b.stepDelayMs ?? 0,
     });
     const pressure = new Backpressure(broker, o.maxBacklog ?? 100_000, o.maxDelayed ?? 10_000);
+    const reg = () => registry;
+    const storeDeps: StoreDeps = {
+      broker: () => broker,
+      validator,
+      pressure: (t) => pressure.check(reg().consumersOf(t)),
+      delayedPressure: (n) => pressure.checkDelayed(n),
+      health: () => health.state(),
+      log: log.child("ingest"),
+    };
     registry = new HandlerRegistry({
-      dir: bundles.handlerDir, bundleDir, broker, validator, log, delayedBudget: (n) => pressure.checkDelayed(n),
+      dir: bundles.handlerDir, bundleDir, broker, validator, log, store: (req) => storeReadings(storeDeps, req),
+      isolation: o.isolation, faults: o.faults,
       policy: { limits: o.outputLimits ?? DEFAULT_OUTPUT_LIMITS, maxMemoryMb: o.maxHandlerMemoryMb ?? 512 },
     });
-    if (o.faults) registry.faults = o.faults;
-    if (o.isolation) registry.isolation = o.isolation;
     if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 50);
     await registry.loadAll();
     await bundles.attach(registry);
@@ -226,17 +236,12 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!), 200, { "content-type": "text/plain; version=0.0.4" }));
     app.get("/v1/handlers", (c) => reply(c.req.raw, 200, { handlers: registry.view() }));
     app.route("/", ingestRoutes({
-      broker: () => broker,
+      ...storeDeps,
       route: (t) => registry.route(t),
       topics: () => registry.topics(),
-      validator,
-      pressure: (t) => pressure.check(registry.consumersOf(t)),
-      delayedPressure: (n) => pressure.checkDelayed(n),
-      health: () => health.state(),
       bodyLimit: o.bodyLimit,
       maxReadings: o.maxReadings,
       cborLimits: DEFAULT_CBOR_LIMITS,
-      log: log.child("ingest"),
     }));
     // Admin routes (DLQ, OTA bundles) need the admin token; ingest and health never do.
     const admin = adminAuth(o.adminToken);
@@ -246,10 +251,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     const dlq = new DlqStore(broker.jsm, broker.js);
     app.route("/", dlqRoutes(() => dlq));
     app.notFound((c) => reply(c.req.raw, 404, { error: "not_found", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }));
-    app.onError((e, c) => {
-      log.error(`unhandled error on ${c.req.method} ${c.req.url}: ${e.stack ?? e.message}`);
-      return reply(c.req.raw, 500, { error: "internal", message: e.message });
-    });
+    app.onError(problemHandler(log));
     server = await serve({ fetch: app.fetch, port: o.port, hostname: o.host, maxConnections: o.maxConnections ?? 1024 });
   } catch (e) {
     stopping = true;

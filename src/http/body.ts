@@ -1,34 +1,19 @@
 import { BodyLimitError, readBodyFast } from "../runtime/serve.ts";
 
-/** The body exceeded the configured limit. */
-export class BodyTooLargeError extends Error {
-  override name = "BodyTooLargeError";
-  readonly limit: number;
-  constructor(limit: number) {
-    super(`Body exceeds the ${limit}-byte limit`);
-    this.limit = limit;
-  }
-}
+export { BodyLimitError };
 
 /**
  * Read a request body, stopping as soon as it passes `limit` bytes, whatever Content-Length said.
  * @param req the request
  * @param limit most bytes accepted
  * @param env what the server passed to `fetch` (lets Node read its socket stream directly)
- * @throws BodyTooLargeError
+ * @throws BodyLimitError
  */
 export async function readBody(req: Request, limit: number, env?: unknown): Promise<Uint8Array> {
   const declared = Number(req.headers.get("content-length") ?? "NaN");
-  if (declared > limit) throw new BodyTooLargeError(limit);
+  if (declared > limit) throw new BodyLimitError(limit);
   const fast = readBodyFast(env, limit);
-  if (fast) {
-    try {
-      return await fast;
-    } catch (e) {
-      if (e instanceof BodyLimitError) throw new BodyTooLargeError(limit);
-      throw e;
-    }
-  }
+  if (fast) return await fast;
   if (!req.body) return new Uint8Array(0);
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -39,7 +24,7 @@ export async function readBody(req: Request, limit: number, env?: unknown): Prom
     size += value.byteLength;
     if (size > limit) {
       await reader.cancel().catch(() => {});
-      throw new BodyTooLargeError(limit);
+      throw new BodyLimitError(limit);
     }
     chunks.push(value);
   }

@@ -1,5 +1,5 @@
 import { join, resolve } from "node:path";
-import type { HandlerRegistry } from "../host/registry.ts";
+import type { HandlerRunner } from "../dispatch/runner.ts";
 import type { Logger } from "../util/log.ts";
 import { runtime } from "../runtime/detect.ts";
 import { BundleActivationError, BundleBusyError } from "./errors.ts";
@@ -8,6 +8,16 @@ import type { FleetView } from "./fleet.ts";
 import { ReleaseStore, type BundleState, type FailedRelease, type ReleaseRef } from "./store.ts";
 import type { TrustStore } from "./trust.ts";
 import { verifyBundle } from "./verify.ts";
+
+/** What the manager needs of the host's handler registry (host/ implements it; ota/ never imports host/). */
+export interface ManagedHandlers {
+  /** The directory handlers are loaded from now. */
+  readonly dir: string;
+  failedCount(): number;
+  runners(): HandlerRunner[];
+  /** Load every handler of `dir` in fresh isolates, then switch to them at once; returns the failures. */
+  switchDirectory(dir: string, opts?: { watch?: boolean; quietMs?: number }): Promise<{ name: string; message: string }[]>;
+}
 
 /** Options of {@link BundleManager.open}. */
 export interface BundleManagerOptions {
@@ -63,7 +73,7 @@ export class BundleManager {
   #o: BundleManagerOptions;
   #store: ReleaseStore;
   #state: BundleState;
-  #registry: HandlerRegistry | undefined;
+  #registry: ManagedHandlers | undefined;
   #busy: string | undefined;
   #staged: BundlesView["staged"] = null;
   #probation: Probation | undefined;
@@ -126,7 +136,7 @@ export class BundleManager {
    * Start managing the registry's handlers. A release that was on probation when the host stopped
    * is judged again: its handlers must have loaded, then a fresh probation window runs.
    */
-  async attach(registry: HandlerRegistry): Promise<void> {
+  async attach(registry: ManagedHandlers): Promise<void> {
     this.#registry = registry;
     const p = this.#state.probation;
     if (!p) return;
@@ -221,7 +231,7 @@ export class BundleManager {
 
   #startProbation(release: number): void {
     const registry = this.#registry!;
-    for (const r of registry.runners()) r.holdDeadLetters = true;
+    for (const r of registry.runners()) r.holdDeadLetters(true);
     const p = new Probation(release, this.#o.probation, () => registry.runners());
     this.#probation = p;
     this.#timer = setInterval(() => {
@@ -240,7 +250,7 @@ export class BundleManager {
       this.#probation = undefined;
       this.#state = { ...this.#state, probation: null };
       await this.#store.write(this.#state);
-      for (const r of this.#registry!.runners()) r.holdDeadLetters = false;
+      for (const r of this.#registry!.runners()) r.holdDeadLetters(false);
       this.#log.info(`release ${p.release} committed after probation: ${handled} messages, ${failed} failed, ${Date.now() - p.since} ms`);
       await this.#store.cleanup([this.#state.active?.release ?? 0, this.#state.previous?.release ?? 0].filter((n) => n > 0));
     } finally {
@@ -267,7 +277,7 @@ export class BundleManager {
       const ms = Date.now() - detectedAt;
       this.#lastRollback = { release, to: back.release, reason, ms, at: new Date().toISOString() };
       await this.#store.write(this.#state);
-      for (const r of registry.runners()) r.holdDeadLetters = false;
+      for (const r of registry.runners()) r.holdDeadLetters(false);
       this.#log.warn(`release ${release} rolled back to ${back.release || "--workers"} in ${ms} ms`);
       await this.#store.cleanup([back.release].filter((n) => n > 0));
     } finally {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { basename, extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildHandler } from "../build/bundle.ts";
-import { isHandlerFile } from "../host/registry.ts";
+import { isHandlerFile } from "../build/handler_files.ts";
 import { VERSION } from "../version.ts";
 import { BundleFormatError, BundlePathError } from "./errors.ts";
 import type { SigningKey } from "./keys.ts";

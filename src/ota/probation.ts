@@ -37,7 +37,7 @@ export class Probation {
     this.since = since;
     this.#policy = policy;
     this.#runners = runners;
-    for (const r of runners()) this.#baseline.set(r, { ...r.counts });
+    for (const r of runners()) this.#baseline.set(r, r.stats().counts);
   }
 
   /** Messages handled and failed by the release since probation began. */
@@ -46,8 +46,9 @@ export class Probation {
     let failed = 0;
     for (const r of this.#runners()) {
       const b = this.#baseline.get(r) ?? { acked: 0, failed: 0, retried: 0, deadLettered: 0, crashes: 0 };
-      acked += r.counts.acked - b.acked;
-      failed += r.counts.failed - b.failed + (r.counts.crashes - b.crashes);
+      const c = r.stats().counts;
+      acked += c.acked - b.acked;
+      failed += c.failed - b.failed + (c.crashes - b.crashes);
     }
     return { handled: acked + failed, failed };
   }
@@ -56,8 +57,8 @@ export class Probation {
   check(now = Date.now()): ProbationVerdict {
     const { handled, failed } = this.tally();
     const p = this.#policy;
-    const crashing = this.#runners().find((r) => r.status === "crashing");
-    if (crashing) return { type: "rollback", reason: `handler ${crashing.built.name} is crashing (${crashing.lastError ?? "repeated crashes"})`, handled, failed };
+    const crashing = this.#runners().find((r) => r.stats().status === "crashing");
+    if (crashing) return { type: "rollback", reason: `handler ${crashing.built.name} is crashing (${crashing.stats().lastError ?? "repeated crashes"})`, handled, failed };
     const rate = handled ? (100 * failed) / handled : 0;
     const over = rate > p.failurePct;
     const reason = `${failed} of ${handled} messages failed (${rate.toFixed(0)} %), above the ${p.failurePct} % threshold`;

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { BodyTooLargeError, readBody } from "../http/body.ts";
+import { BodyLimitError, readBody } from "../http/body.ts";
 import { reply } from "../http/reply.ts";
 import type { Logger } from "../util/log.ts";
 import { BundleError } from "./errors.ts";
@@ -25,7 +25,7 @@ export function bundleRoutes(bundles: () => BundleManager | undefined, maxBytes:
     try {
       bytes = await readBody(c.req.raw, maxBytes);
     } catch (e) {
-      if (e instanceof BodyTooLargeError) {
+      if (e instanceof BodyLimitError) {
         return reply(c.req.raw, 413, { error: "too_large", message: `Cannot accept bundle: it is above the limit of ${maxBytes} bytes (--max-bundle-size)` });
       }
       throw e;

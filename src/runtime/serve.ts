@@ -139,9 +139,14 @@ function _limitNode(srv: _NodeServer, max: number | undefined): void {
   });
 }
 
-/** The body grew past the limit while it was read. */
+/** A request body passed its limit (by Content-Length, or while it was read). */
 export class BodyLimitError extends Error {
   override name = "BodyLimitError";
+  readonly limit: number;
+  constructor(limit: number) {
+    super(`Body exceeds the ${limit}-byte limit`);
+    this.limit = limit;
+  }
 }
 
 /**
@@ -162,7 +167,7 @@ export function readBodyFast(env: unknown, limit: number): Promise<Uint8Array> |
       if (size > limit) {
         incoming.pause();
         incoming.removeAllListeners("data");
-        reject(new BodyLimitError(`Body exceeds the ${limit}-byte limit`));
+        reject(new BodyLimitError(limit));
         return;
       }
       chunks.push(c);

@@ -1,0 +1,13 @@
+import { extname } from "node:path";
+
+/**
+ * File extensions loaded as handlers; files starting with `_` or `.` are helpers, not handlers.
+ * A `.wasm` file is a raw WebAssembly handler, with its manifest in the `.json` file beside it.
+ */
+export const HANDLER_EXTENSIONS = [".ts", ".js", ".mjs", ".mts", ".wasm"] as const;
+
+/** Whether a file name is loaded as a handler. */
+export function isHandlerFile(f: string): boolean {
+  return !f.startsWith("_") && !f.startsWith(".") && !f.endsWith(".d.ts") &&
+    (HANDLER_EXTENSIONS as readonly string[]).includes(extname(f));
+}

@@ -1,0 +1,211 @@
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import type { PubAck } from "@nats-io/jetstream";
+import type { Broker } from "../broker/connect.ts";
+import type { BrokerState } from "../broker/health.ts";
+import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject } from "../broker/subjects.ts";
+import { encodeCbor } from "../codec/cbor.ts";
+import type { Pressure } from "../dispatch/backpressure.ts";
+import { ProblemError } from "../http/problem.ts";
+import type { ReadingIssue } from "../sandbox/protocol.ts";
+import { ValidatorUnavailableError, type Validator } from "../schemas/validator.ts";
+import type { Logger } from "../util/log.ts";
+
+/** Where a topic's readings go and what they must satisfy. */
+export interface TopicRoute {
+  /** Keys of the schemas in the schema isolate (one per consuming handler that has a schema). */
+  schemaKeys: string[];
+  /** Field that gives each reading of a batch its idempotency key. */
+  idField: string | undefined;
+  /** Set when every handler of the topic serves a high-priority lane; `field` marks a reading high. */
+  priority: { field: string | undefined } | undefined;
+}
+
+/** What storing needs from the host. */
+export interface StoreDeps {
+  broker: () => Broker | undefined;
+  validator: Validator;
+  /** Back-pressure: a refusal for the topic, or undefined to accept. */
+  pressure?: ((topic: string) => Pressure | undefined) | undefined;
+  /** The budget of delayed readings: a refusal for `count` more, or undefined to accept (and count) them. */
+  delayedPressure?: ((count: number) => Pressure | undefined) | undefined;
+  /** What the last probe of the broker found. */
+  health?: (() => BrokerState) | undefined;
+  log: Logger;
+}
+
+/** Readings to store under one topic, from a request or from `ctx.emit`. */
+export interface StoreRequest {
+  topic: string;
+  route: TopicRoute;
+  readings: unknown[];
+  /** CBOR bytes per reading when they arrived as CBOR (stored unchanged). */
+  raw?: Uint8Array[] | undefined;
+  /** The `Idempotency-Key` (suffixed by index in a batch); the route's `idField` takes precedence. */
+  key?: string | null | undefined;
+  /** Epoch ms before which the readings must not be handled. */
+  notBefore?: number | undefined;
+  /** The request asked for the high-priority lane (`Outpost-Priority: high`). */
+  high?: boolean | undefined;
+}
+
+/** Per reading in a 202 answer. */
+export interface StoredReading {
+  index: number;
+  seq: number;
+  duplicate?: true;
+}
+
+const _MAX_LISTED_ISSUES = 100;
+const _MAX_KEY = 128;
+/** An idempotency key: 1 to 128 printable ASCII characters (it travels as a NATS header). */
+export const IDEMPOTENCY_KEY = new RegExp(`^[\\x20-\\x7e]{1,${_MAX_KEY}}$`);
+export const IDEMPOTENCY_KEY_RULE = `1 to ${_MAX_KEY} printable ASCII characters (space included)`;
+// What the headers of a stored reading can take of the broker's max_payload (NATS/1.0 line,
+// Nats-Msg-Id without its value, priority and not-before headers, and their separators).
+const _HEADER_ROOM = 256;
+
+/**
+ * THE path that stores readings, for ingest and `ctx.emit` alike: the topic's schemas, the
+ * broker's health and back-pressure, message ids, sizes against the broker's max payload, the
+ * delayed budget, the priority lane, then one publish per reading, answered once JetStream
+ * acknowledged all of them.
+ * @returns what was stored, in order
+ * @throws ProblemError for every refusal (ingest answers it, `ctx.emit` throws it at the handler)
+ */
+export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise<StoredReading[]> {
+  const { topic, route, readings } = req;
+  if (route.schemaKeys.length) await _validate(deps.validator, route.schemaKeys, readings);
+  const broker = deps.broker();
+  if (!broker?.connected()) throw _unavailable("The message broker is unreachable; nothing was stored");
+  const health = deps.health?.();
+  if (health && !health.ok) {
+    // Known before anything is sent: a definite "nothing was stored", not a 5 s wait for a maybe.
+    const full = health.trouble === "disk_full";
+    throw new ProblemError(full ? 507 : 503, full ? "storage_full" : "broker_unavailable", `${health.message}; nothing was stored`, {}, {
+      "retry-after": full ? "30" : "2",
+    });
+  }
+  const pressure = deps.pressure?.(topic);
+  if (pressure) throw _refused(pressure);
+  const ids = _messageIds(req.key ?? null, topic, readings, route.idField);
+  const delayed = req.notBefore !== undefined && req.notBefore > Date.now();
+  // Everything is encoded and sized before the first publish: a request is stored whole or not at all.
+  const maxPayload = broker.nc.info?.max_payload ?? 1024 * 1024;
+  const payloads = readings.map((r, i) => {
+    const bytes = req.raw?.[i] ?? encodeCbor(r);
+    const limit = maxPayload - _HEADER_ROOM - (ids[i]?.length ?? 0);
+    if (bytes.byteLength > limit) {
+      throw new ProblemError(413, "reading_too_large",
+        `Reading ${i} is ${bytes.byteLength} bytes; the broker takes at most ${limit} bytes per reading (max_payload ${maxPayload} less headers); nothing was stored`,
+        { index: i, limit });
+    }
+    return bytes;
+  });
+  if (delayed) {
+    const p = deps.delayedPressure?.(readings.length);
+    if (p) throw _refused(p);
+  }
+  const results = await Promise.allSettled(readings.map((r, i) => {
+    const opts: { msgID?: string; headers?: ReturnType<typeof natsHeaders>; timeout: number } = { timeout: 5_000 };
+    const id = ids[i];
+    if (id !== undefined) opts.msgID = id;
+    // Priority lanes exist only where every handler of the topic serves them.
+    const high = route.priority !== undefined && (req.high === true || _isHigh(r, route.priority.field));
+    if (delayed || high) {
+      opts.headers = natsHeaders();
+      if (delayed) opts.headers.set(NOT_BEFORE_HEADER, String(req.notBefore));
+      if (high) opts.headers.set(PRIORITY_HEADER, "high");
+    }
+    return broker.js.publish(delayed ? delayedSubject(topic) : readingSubject(topic, high), payloads[i]!, opts);
+  }));
+  const stored: StoredReading[] = [];
+  const failed: { index: number; message: string }[] = [];
+  results.forEach((r, index) => {
+    if (r.status === "fulfilled") stored.push(_stored(index, r.value));
+    else failed.push({ index, message: (r.reason as Error).message });
+  });
+  if (failed.length) throw _failed(deps.log, topic, readings.length, stored, failed, ids.some((id) => id !== undefined));
+  return stored;
+}
+
+async function _validate(validator: Validator, keys: string[], readings: unknown[]): Promise<void> {
+  let issues: ReadingIssue[];
+  try {
+    issues = await validator.validate(keys, readings);
+  } catch (e) {
+    if (e instanceof ValidatorUnavailableError) throw _unavailable(e.message);
+    throw new ProblemError(500, "schema_error", (e as Error).message);
+  }
+  const first = issues[0];
+  if (!first) return;
+  throw new ProblemError(400, "invalid_reading",
+    `Reading ${first.index}${first.path ? `, field ${first.path}` : ""}: ${first.message}` +
+      (issues.length > 1 ? ` (and ${issues.length - 1} more issues)` : "") + "; nothing was stored",
+    { index: first.index, path: first.path, issues: issues.slice(0, _MAX_LISTED_ISSUES) });
+}
+
+function _isHigh(reading: unknown, field: string | undefined): boolean {
+  if (!field || !reading || typeof reading !== "object") return false;
+  const v = (reading as Record<string, unknown>)[field];
+  return v === true || v === "high" || (typeof v === "number" && v > 0);
+}
+
+function _unavailable(message: string): ProblemError {
+  return new ProblemError(503, "broker_unavailable", message, {}, { "retry-after": "2" });
+}
+
+function _refused(p: Pressure): ProblemError {
+  return new ProblemError(p.status, p.error, `${p.message}; nothing was stored`, {}, { "retry-after": String(p.retryAfterS) });
+}
+
+function _stored(index: number, ack: PubAck): StoredReading {
+  return ack.duplicate ? { index, seq: ack.seq, duplicate: true } : { index, seq: ack.seq };
+}
+
+/** Nats-Msg-Id per reading: the id field, else the Idempotency-Key (suffixed by index in a batch). */
+function _messageIds(key: string | null, topic: string, readings: unknown[], idField: string | undefined): (string | undefined)[] {
+  return readings.map((r, i) => {
+    if (idField && r && typeof r === "object") {
+      const v = (r as Record<string, unknown>)[idField];
+      if (typeof v === "string" || typeof v === "number" || typeof v === "bigint") {
+        if (!IDEMPOTENCY_KEY.test(String(v))) {
+          throw new ProblemError(400, "invalid_idempotency_key", `Reading ${i}, field ${idField}: an id must be ${IDEMPOTENCY_KEY_RULE}; nothing was stored`);
+        }
+        return `${topic}:${String(v)}`;
+      }
+    }
+    if (key) return readings.length === 1 ? `${topic}:${key}` : `${topic}:${key}:${i}`;
+    return undefined;
+  });
+}
+
+/**
+ * Some publishes failed. A full store is 507. A broker that did not answer in time may still have
+ * stored them: say so, and how to resend safely, instead of a plain "not stored".
+ */
+function _failed(
+  log: Logger,
+  topic: string,
+  total: number,
+  stored: StoredReading[],
+  failed: { index: number; message: string }[],
+  keyed: boolean,
+): ProblemError {
+  log.warn(`storing ${failed.length} of ${total} readings on ${topic} failed: ${failed[0]!.message}`);
+  if (failed.some((f) => /maximum (bytes|messages)|insufficient|storage/i.test(f.message))) {
+    return new ProblemError(507, "storage_full",
+      `${failed.length} of ${total} readings were not stored (${failed[0]!.message}); retry them (readings listed under stored were kept)`,
+      { stored, failed }, { "retry-after": "30" });
+  }
+  if (!failed.some((f) => /timeout/i.test(f.message))) {
+    return new ProblemError(503, "broker_unavailable",
+      `${failed.length} of ${total} readings were not stored (${failed[0]!.message}); retry them (readings listed under stored were kept)`,
+      { stored, failed }, { "retry-after": "2" });
+  }
+  return new ProblemError(503, "outcome_unknown",
+    `${failed.length} of ${total} readings got no answer from the broker in time: they may or may not have been stored. ` +
+      (keyed ? "Resend them with the same Idempotency-Key: the broker drops what it already has"
+        : "Resend them with an Idempotency-Key header next time, so that a resend is never stored twice") +
+      " (readings listed under stored were kept)",
+    { stored, failed, unknown: failed.map((f) => f.index) }, { "retry-after": "2" });
+}
