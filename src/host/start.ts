@@ -311,6 +311,10 @@ function _metrics(brokerOk: boolean, integrity: StoreIntegrity): string {
 }
 
 function _checkFleetOptions(o: OutpostOptions): void {
+  // A bearer token (RFC 6750 b64token) is what an Authorization header can carry.
+  if (o.adminToken !== undefined && !/^[A-Za-z0-9._~+/-]+=*$/.test(o.adminToken)) {
+    throw new ConfigError("--admin-token: use letters, digits and . _ ~ + / - (a bearer token), optionally ending in =");
+  }
   const name = /^[A-Za-z0-9_-]+$/;
   if (o.natsDomain !== undefined && !name.test(o.natsDomain)) throw new ConfigError(`--nats-domain ${JSON.stringify(o.natsDomain)}: use letters, digits, - and _`);
   if (o.fleet && !name.test(o.fleet.domain)) throw new ConfigError(`--fleet ${JSON.stringify(o.fleet.domain)}: a JetStream domain (letters, digits, - and _)`);

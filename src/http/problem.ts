@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
 import type { Logger } from "../util/log.ts";
 import { reply, type Problem } from "./reply.ts";
 
@@ -35,6 +36,8 @@ export class ProblemError extends Error {
 export function problemHandler(log: Logger): (e: Error, c: Context) => Response {
   return (e, c) => {
     if (e instanceof ProblemError) return reply(c.req.raw, e.status, e.body(), e.headers);
+    // hono's own middleware (bearer-auth) throws its answer.
+    if (e instanceof HTTPException) return e.getResponse();
     log.error(`unhandled error on ${c.req.method} ${c.req.url}: ${e.stack ?? e.message}`);
     return reply(c.req.raw, 500, { error: "internal", message: e.message });
   };

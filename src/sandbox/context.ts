@@ -1,4 +1,51 @@
-import type { HandlerLog } from "../sdk/handler.ts";
+import { topicOf } from "../broker/subjects.ts";
+import { PermanentError, type Context, type HandlerLog } from "../sdk/handler.ts";
+
+/** The message a `ctx` is for. */
+export interface ContextItem {
+  subject: string;
+  seq: number;
+  attempt: number;
+}
+
+/** What a tier gives the builder: how an output leaves the isolate, and this message's log. */
+export interface ContextIo {
+  call(op: "publish" | "emit", subject: string, value: unknown, delayMs?: number): Promise<void>;
+  log: HandlerLog;
+}
+
+/**
+ * The `ctx` of one message, the same in every tier (the worker bootstrap and the QuickJS guest
+ * both call this): ids, subject and topic, attempt, signal, outputs, log, `Permanent`.
+ */
+export function makeContext(item: ContextItem, signal: AbortSignal, io: ContextIo): Context {
+  return {
+    id: `INGEST:${item.seq}`,
+    seq: item.seq,
+    subject: item.subject,
+    topic: topicOf(item.subject),
+    attempt: item.attempt,
+    signal,
+    publish: (subject, value) => io.call("publish", subject, value),
+    emit: (topic, value, opts) => io.call("emit", topic, value, opts?.delayMs),
+    log: io.log,
+    Permanent: PermanentError,
+  };
+}
+
+type _Schema = { "~standard": { validate(v: unknown): unknown } };
+
+/**
+ * Parse a reading again with the handler's schema before `handle` sees it. It passed this schema
+ * at ingest; parsing again yields the schema's output (transforms, defaults), and a reading stored
+ * under an older schema fails for good.
+ */
+export async function handlerReading(schema: _Schema | undefined, reading: unknown): Promise<unknown> {
+  if (!schema) return reading;
+  const r = (await schema["~standard"].validate(reading)) as { value?: unknown; issues?: { message: string }[] };
+  if (r.issues) throw new PermanentError(`Reading no longer matches the schema: ${r.issues.map((i) => i.message).join("; ")}`);
+  return r.value;
+}
 
 /** A level of a handler's log line. */
 export type LogLevel = "debug" | "info" | "warn" | "error";

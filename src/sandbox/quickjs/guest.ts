@@ -7,11 +7,10 @@
  */
 import { toErrorData } from "../../errors.ts";
 import { checkDefinition, handlerInfo } from "../../sdk/definition.ts";
-import { PermanentError, type Context } from "../../sdk/handler.ts";
+import type { Context } from "../../sdk/handler.ts";
 import { cborDecode, cborEncode, utf8Decode, utf8Encode } from "./cbor.ts";
 import { installGuestGlobals, type GuestAbortController } from "./guest_globals.ts";
-import { makeHandlerLog } from "../context.ts";
-import { topicOf } from "../../broker/subjects.ts";
+import { handlerReading, makeContext, makeHandlerLog } from "../context.ts";
 
 /** What the host installs as `globalThis.__outpost_host` before the bundle runs. */
 export interface GuestHostFns {
@@ -80,29 +79,13 @@ async function _invoke(
   const ac = new (_g.AbortController as new () => GuestAbortController)();
   running.set(m.id, ac);
   try {
-    let reading = cborDecode(m.data);
-    if (def.schema) {
-      // As in the worker tier: the schema's output (transforms, defaults); an outdated reading fails for good.
-      const r = (await def.schema["~standard"].validate(reading)) as { value?: unknown; issues?: { message: string }[] };
-      if (r.issues) throw new PermanentError(`Reading no longer matches the schema: ${r.issues.map((i) => i.message).join("; ")}`);
-      reading = r.value;
-    }
+    // As in the worker tier: the schema's output (transforms, defaults); an outdated reading fails for good.
+    const reading = await handlerReading(def.schema, cborDecode(m.data));
     const call = (op: "publish" | "emit", subject: string, value: unknown, delayMs?: number) => {
       const bytes = cborEncode(value);
       return _host.call(m.id, op, String(subject), bytes.buffer as ArrayBuffer, Number(delayMs ?? 0));
     };
-    const ctx: Context = {
-      id: `INGEST:${m.seq}`,
-      seq: m.seq,
-      subject: m.subject,
-      topic: topicOf(m.subject),
-      attempt: m.attempt,
-      signal: ac.signal as unknown as AbortSignal,
-      publish: (subject, value) => call("publish", subject, value),
-      emit: (topic, value, opts) => call("emit", topic, value, opts?.delayMs),
-      log: makeHandlerLog((level, message) => _host.log(m.id, level, message)),
-      Permanent: PermanentError,
-    };
+    const ctx = makeContext(m, ac.signal as unknown as AbortSignal, { call, log: makeHandlerLog((level, message) => _host.log(m.id, level, message)) });
     await def.handle(reading, ctx);
     _host.settle(m.id);
   } catch (e) {

@@ -6,10 +6,9 @@ import { decodeCbor, encodeCbor } from "../../codec/cbor.ts";
 import { toErrorData } from "../../errors.ts";
 import { checkDefinition, handlerInfo } from "../../sdk/definition.ts";
 import { hostPort } from "../../runtime/isolate_port.ts";
-import { PermanentError, type BatchContext, type Context, type HandlerLog } from "../../sdk/handler.ts";
+import type { BatchContext, Context, HandlerLog } from "../../sdk/handler.ts";
 import type { BatchFailure, HostToIsolate, IsolateToHost } from "../protocol.ts";
-import { topicOf } from "../../broker/subjects.ts";
-import { makeHandlerLog } from "../context.ts";
+import { handlerReading, makeContext, makeHandlerLog } from "../context.ts";
 import { coalescing, unbulk } from "../coalesce.ts";
 import { MAX_LOG_LINE, OutputBudget, OutputLimitError } from "../budget.ts";
 
@@ -130,33 +129,14 @@ async function _run(
   }
 }
 
-/**
- * Decode a reading and parse it with the handler's schema. The reading passed this schema at
- * ingest; parsing again yields the schema's output type (transforms, defaults), and a reading
- * stored under an older schema fails permanently.
- */
-async function _parse(def: _Def, data: Uint8Array): Promise<unknown> {
-  const reading = decodeCbor(data);
-  if (!def.schema) return reading;
-  const r = (await def.schema["~standard"].validate(reading)) as { value?: unknown; issues?: { message: string }[] };
-  if (r.issues) throw new PermanentError(`Reading no longer matches the schema: ${r.issues.map((i) => i.message).join("; ")}`);
-  return r.value;
-}
-
 /** The `ctx` of one message (`id`: its invocation). */
 function _ctx(id: number, item: _Item, signal: AbortSignal, io: _Io): Context {
-  return {
-    id: `INGEST:${item.seq}`,
-    seq: item.seq,
-    subject: item.subject,
-    topic: topicOf(item.subject),
-    attempt: item.attempt,
-    signal,
-    publish: (subject, value) => io.call(id, "publish", subject, value),
-    emit: (topic, value, opts) => io.call(id, "emit", topic, value, opts?.delayMs),
-    log: io.log(id),
-    Permanent: PermanentError,
-  };
+  return makeContext(item, signal, { call: (op, subject, value, delayMs) => io.call(id, op, subject, value, delayMs), log: io.log(id) });
+}
+
+/** Decode a reading and parse it with the handler's schema. */
+async function _parse(def: _Def, data: Uint8Array): Promise<unknown> {
+  return await handlerReading(def.schema, decodeCbor(data));
 }
 
 async function _invoke(def: _Def, m: Extract<HostToIsolate, { type: "invoke" }>, running: Map<number, AbortController>, io: _Io): Promise<void> {
