@@ -1,3 +1,4 @@
+import * as v from "valibot";
 import { ingestSubject } from "../broker/subjects.ts";
 
 /** Checks of a handler definition, shared by `defineHandler` and the isolate that loads it. */
@@ -36,7 +37,73 @@ export function isTopic(t: unknown): t is string {
   return typeof t === "string" && t.length <= 200 && _TOPIC.test(t);
 }
 
-const _isPosInt = (n: unknown, max: number) => typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= max;
+const _int = (min: number, max: number, message: string) => v.pipe(v.number(message), v.integer(message), v.minValue(min, message), v.maxValue(max, message));
+const _ms = v.pipe(v.number(), v.minValue(0), v.maxValue(86_400_000));
+const _PERMISSIONS = ["net", "read", "write", "env", "run"] as const;
+const _BACKOFF = '`retry.backoff` must be "exponential", { type: "exponential", baseMs, maxMs } or a non-empty list of delays in ms';
+const _isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
+
+/**
+ * The definition's fields, one valibot schema: every field's own rule with the sentence a handler
+ * author reads. Rules between fields are {@link _RELATIONS}.
+ */
+const _FIELDS = v.looseObject({
+  topic: v.optional(v.custom<string>(isTopic, (i) => `\`topic\` must be dot-separated letters, digits, _ or -, got ${JSON.stringify(i.input)}`)),
+  subjects: v.optional(v.message(v.pipe(v.array(v.pipe(v.string(), v.regex(_SUBJECT))), v.nonEmpty()),
+    "`subjects` must be a non-empty list of subjects (wildcards * and > allowed)")),
+  schema: v.optional(v.custom((x) => {
+    const std = (x as { "~standard"?: { vendor?: unknown; validate?: unknown } } | null)?.["~standard"];
+    return !!std && std.vendor === "valibot" && typeof std.validate === "function";
+  }, '`schema` must be a valibot schema (use `v` from "outpost/handler")')),
+  idField: v.optional(v.string("`idField` must be a string")),
+  isolation: v.optional(v.picklist(["worker", "wasm"], (i) => `\`isolation\` must be "worker" or "wasm", got ${JSON.stringify(i.input)}`)),
+  timeoutMs: v.optional(_int(1, 3_600_000, "`timeoutMs` must be an integer from 1 to 3600000")),
+  concurrency: v.optional(_int(1, 1_000, "`concurrency` must be an integer from 1 to 1000")),
+  memoryMb: v.optional(_int(1, 65_536, "`memoryMb` must be a positive integer")),
+  permissions: v.optional(v.custom(_isObject, "`permissions` must be an object")),
+  rateLimit: v.optional(v.message(v.object({
+    perSecond: v.pipe(v.number(), v.minValue(0.001), v.maxValue(1e6)),
+    burst: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(1e6))),
+  }), "`rateLimit` must be { perSecond: > 0, burst?: >= 1 }")),
+  priority: v.optional(v.message(v.union([
+    v.literal(true),
+    v.object({ weight: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(1000))), field: v.optional(v.string()) }),
+  ]), "`priority` must be true or { weight?: 1..1000, field?: string }")),
+  dedupe: v.optional(v.message(v.object({
+    key: v.union([v.pipe(v.string(), v.nonEmpty()), v.pipe(v.array(v.pipe(v.string(), v.nonEmpty())), v.nonEmpty())]),
+    ttlMs: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(365 * 86_400_000))),
+  }), "`dedupe` must be { key: field name or list of field names (dotted paths), ttlMs?: number }")),
+  batch: v.optional(v.message(v.object({
+    size: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)),
+    maxWaitMs: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(3_600_000))),
+  }), "`batch` must be { size: integer 1..10000, maxWaitMs?: number }")),
+  retry: v.optional(v.object({
+    maxAttempts: v.optional(_int(1, 1_000, "`retry.maxAttempts` must be an integer from 1 to 1000")),
+    backoff: v.optional(v.message(v.union([
+      v.literal("exponential"),
+      v.object({ type: v.literal("exponential"), baseMs: v.optional(_ms), maxMs: v.optional(_ms) }),
+      v.pipe(v.array(_ms), v.nonEmpty()),
+    ]), _BACKOFF)),
+    jitter: v.optional(v.message(v.pipe(v.number(), v.minValue(0), v.maxValue(1)), "`retry.jitter` must be a fraction from 0 to 1")),
+  }, "`retry` must be an object")),
+});
+
+type _Def = Record<string, unknown>;
+
+/** Rules between fields, in the order a person reads them. */
+const _RELATIONS: [(d: _Def) => boolean, string | ((d: _Def) => string)][] = [
+  [(d) => d.batch === undefined || typeof d.handleBatch === "function", "with `batch`, `handleBatch(readings, ctx)` must be a function"],
+  [(d) => d.batch !== undefined || typeof d.handle === "function", "`handle` must be a function"],
+  [(d) => d.topic !== undefined || d.subjects !== undefined, "`topic` (or `subjects`) is required"],
+];
+const _WASM_RELATIONS: [(d: _Def) => boolean, string][] = [
+  [(d) => d.stackKb === undefined || (d.isolation === "wasm" && Number.isInteger(d.stackKb) && (d.stackKb as number) >= 16 && (d.stackKb as number) <= WASM_DEFAULTS.maxStackKb),
+    `\`stackKb\` needs isolation "wasm" and must be an integer from 16 to ${WASM_DEFAULTS.maxStackKb}`],
+  [(d) => d.cpuMs === undefined || (d.isolation === "wasm" && Number.isInteger(d.cpuMs) && (d.cpuMs as number) >= 1 && (d.cpuMs as number) <= WASM_DEFAULTS.maxCpuMs),
+    `\`cpuMs\` needs isolation "wasm" and must be an integer from 1 to ${WASM_DEFAULTS.maxCpuMs}`],
+  [(d) => !(d.isolation === "wasm" && d.batch !== undefined), "`batch` is not available with isolation \"wasm\" (yet)"],
+  [(d) => !(d.isolation === "wasm" && d.permissions !== undefined), "`permissions` cannot be granted with isolation \"wasm\" (it can reach only ctx)"],
+];
 
 /**
  * List what is wrong with a definition.
@@ -44,75 +111,23 @@ const _isPosInt = (n: unknown, max: number) => typeof n === "number" && Number.i
  * @returns human-readable problems; empty when the definition is valid
  */
 export function checkDefinition(def: unknown): string[] {
-  if (!def || typeof def !== "object") {
-    return [`the default export must be defineHandler({...}), got ${def === null ? "null" : typeof def}`];
-  }
-  const d = def as Record<string, unknown>;
-  const p: string[] = [];
-  if (d.batch !== undefined) {
-    if (typeof d.handleBatch !== "function") p.push("with `batch`, `handleBatch(readings, ctx)` must be a function");
-  } else if (typeof d.handle !== "function") p.push("`handle` must be a function");
-  if (d.topic === undefined && d.subjects === undefined) p.push("`topic` (or `subjects`) is required");
-  if (d.topic !== undefined && !isTopic(d.topic)) {
-    p.push(`\`topic\` must be dot-separated letters, digits, _ or -, got ${JSON.stringify(d.topic)}`);
-  }
-  if (d.subjects !== undefined) {
-    if (!Array.isArray(d.subjects) || !d.subjects.length || !d.subjects.every((s) => typeof s === "string" && _SUBJECT.test(s))) {
-      p.push("`subjects` must be a non-empty list of subjects (wildcards * and > allowed)");
-    }
-  }
-  if (d.schema !== undefined) {
-    const std = (d.schema as { "~standard"?: { vendor?: unknown; validate?: unknown } } | null)?.["~standard"];
-    if (!std || std.vendor !== "valibot" || typeof std.validate !== "function") {
-      p.push("`schema` must be a valibot schema (use `v` from \"outpost/handler\")");
-    }
-  }
-  if (d.idField !== undefined && typeof d.idField !== "string") p.push("`idField` must be a string");
-  if (d.isolation !== undefined && d.isolation !== "worker" && d.isolation !== "wasm") {
-    p.push(`\`isolation\` must be "worker" or "wasm", got ${JSON.stringify(d.isolation)}`);
-  }
-  if (d.stackKb !== undefined && (d.isolation !== "wasm" || !_isPosInt(d.stackKb, WASM_DEFAULTS.maxStackKb) || (d.stackKb as number) < 16)) {
-    p.push(`\`stackKb\` needs isolation "wasm" and must be an integer from 16 to ${WASM_DEFAULTS.maxStackKb}`);
-  }
-  if (d.cpuMs !== undefined && (d.isolation !== "wasm" || !_isPosInt(d.cpuMs, WASM_DEFAULTS.maxCpuMs))) {
-    p.push(`\`cpuMs\` needs isolation "wasm" and must be an integer from 1 to ${WASM_DEFAULTS.maxCpuMs}`);
-  }
-  if (d.isolation === "wasm" && d.batch !== undefined) p.push("`batch` is not available with isolation \"wasm\" (yet)");
-  if (d.isolation === "wasm" && d.permissions !== undefined) p.push("`permissions` cannot be granted with isolation \"wasm\" (it can reach only ctx)");
-  if (d.timeoutMs !== undefined && !_isPosInt(d.timeoutMs, 3_600_000)) p.push("`timeoutMs` must be an integer from 1 to 3600000");
-  if (d.concurrency !== undefined && !_isPosInt(d.concurrency, 1_000)) p.push("`concurrency` must be an integer from 1 to 1000");
-  if (d.memoryMb !== undefined && !_isPosInt(d.memoryMb, 65_536)) p.push("`memoryMb` must be a positive integer");
-  if (d.permissions !== undefined) {
-    const perms = d.permissions as Record<string, unknown> | null;
-    const kinds = ["net", "read", "write", "env", "run"];
-    if (!perms || typeof perms !== "object" || Array.isArray(perms)) p.push("`permissions` must be an object");
-    else {
-      for (const [k, val] of Object.entries(perms)) {
-        const ok = typeof val === "boolean" || (Array.isArray(val) && val.every((x) => typeof x === "string"));
-        if (!kinds.includes(k)) p.push(`\`permissions.${k}\` is not a permission (use ${kinds.join(", ")})`);
-        else if (!ok) p.push(`\`permissions.${k}\` must be true, false or a list of strings`);
-      }
-    }
-  }
-  p.push(..._checkQueuePolicy(d));
-  if (d.retry !== undefined) {
-    const r = d.retry as Record<string, unknown> | null;
-    if (!r || typeof r !== "object") p.push("`retry` must be an object");
-    else {
-      if (r.maxAttempts !== undefined && !_isPosInt(r.maxAttempts, 1_000)) p.push("`retry.maxAttempts` must be an integer from 1 to 1000");
-      const b = r.backoff as unknown;
-      const ms = (x: unknown) => x === undefined || (typeof x === "number" && x >= 0 && x <= 86_400_000);
-      const expo = b && typeof b === "object" && !Array.isArray(b) && (b as { type?: unknown }).type === "exponential" &&
-        ms((b as { baseMs?: unknown }).baseMs) && ms((b as { maxMs?: unknown }).maxMs);
-      if (b !== undefined && b !== "exponential" && !expo && !(Array.isArray(b) && b.length && b.every((x) => ms(x)))) {
-        p.push('`retry.backoff` must be "exponential", { type: "exponential", baseMs, maxMs } or a non-empty list of delays in ms');
-      }
-      if (r.jitter !== undefined && !(typeof r.jitter === "number" && r.jitter >= 0 && r.jitter <= 1)) {
-        p.push("`retry.jitter` must be a fraction from 0 to 1");
-      }
-    }
-  }
+  if (!_isObject(def)) return [`the default export must be defineHandler({...}), got ${def === null ? "null" : typeof def}`];
+  const p = _RELATIONS.filter(([ok]) => !ok(def)).map(([, m]) => (typeof m === "string" ? m : m(def)));
+  const r = v.safeParse(_FIELDS, def);
+  if (!r.success) for (const issue of r.issues) if (!p.includes(issue.message)) p.push(issue.message);
+  if (_isObject(def.permissions)) p.push(..._permissionProblems(def.permissions));
+  p.push(..._WASM_RELATIONS.filter(([ok]) => !ok(def)).map(([, m]) => m));
   return p;
+}
+
+const _PERMISSION = v.union([v.boolean(), v.array(v.string())]);
+
+/** Each key of `permissions`: a known permission, granted with true, false or a list of strings. */
+function _permissionProblems(perms: Record<string, unknown>): string[] {
+  return Object.entries(perms).flatMap(([k, val]) => {
+    if (!(_PERMISSIONS as readonly string[]).includes(k)) return [`\`permissions.${k}\` is not a permission (use ${_PERMISSIONS.join(", ")})`];
+    return v.is(_PERMISSION, val) ? [] : [`\`permissions.${k}\` must be true, false or a list of strings`];
+  });
 }
 
 /** The policy of a handler with defaults applied, as the host needs it. */
@@ -183,35 +198,9 @@ export function handlerInfo(def: Record<string, unknown>): HandlerInfo {
   };
 }
 
-type _Obj = Record<string, unknown>;
-const _isObj = (v: unknown): v is _Obj => !!v && typeof v === "object" && !Array.isArray(v);
-const _num = (v: unknown, min: number, max: number) => typeof v === "number" && Number.isFinite(v) && v >= min && v <= max;
-
-/** Checks of `rateLimit`, `priority`, `dedupe` and `batch`. */
-function _checkQueuePolicy(d: _Obj): string[] {
-  const p: string[] = [];
-  const r = d.rateLimit;
-  if (r !== undefined && !(_isObj(r) && _num(r.perSecond, 0.001, 1e6) && (r.burst === undefined || _num(r.burst, 1, 1e6)))) {
-    p.push("`rateLimit` must be { perSecond: > 0, burst?: >= 1 }");
-  }
-  const pr = d.priority;
-  if (pr !== undefined && pr !== true && !(_isObj(pr) && (pr.weight === undefined || _num(pr.weight, 1, 1000)) && (pr.field === undefined || typeof pr.field === "string"))) {
-    p.push("`priority` must be true or { weight?: 1..1000, field?: string }");
-  }
-  const dd = d.dedupe;
-  const keyOk = (k: unknown) => (typeof k === "string" && k.length > 0) || (Array.isArray(k) && k.length > 0 && k.every((x) => typeof x === "string" && x.length > 0));
-  if (dd !== undefined && !(_isObj(dd) && keyOk(dd.key) && (dd.ttlMs === undefined || _num(dd.ttlMs, 1, 365 * 86_400_000)))) {
-    p.push("`dedupe` must be { key: field name or list of field names (dotted paths), ttlMs?: number }");
-  }
-  const b = d.batch;
-  if (b !== undefined && !(_isObj(b) && Number.isInteger(b.size) && _num(b.size, 1, 10_000) && (b.maxWaitMs === undefined || _num(b.maxWaitMs, 0, 3_600_000)))) {
-    p.push("`batch` must be { size: integer 1..10000, maxWaitMs?: number }");
-  }
-  return p;
-}
 
 /** `rateLimit`, `priority`, `dedupe` and `batch` with defaults applied. */
-function _queuePolicy(d: _Obj): Pick<HandlerInfo, "rateLimit" | "priority" | "dedupe" | "batch"> {
+function _queuePolicy(d: _Def): Pick<HandlerInfo, "rateLimit" | "priority" | "dedupe" | "batch"> {
   const r = d.rateLimit as { perSecond: number; burst?: number } | undefined;
   const pr = d.priority as true | { weight?: number; field?: string } | undefined;
   const dd = d.dedupe as { key: string | string[]; ttlMs?: number } | undefined;
