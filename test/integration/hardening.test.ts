@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { connect as tcpConnect, type Socket } from "node:net";
 import { readFile } from "node:fs/promises";
 import { get } from "node:http";
-import { encodeCbor } from "../src/codec/cbor.ts";
-import { ingest, lastSeq, sleep, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "./_harness.ts";
+import { encodeCbor } from "../../src/codec/cbor.ts";
+import { ingest, lastSeq, sleep, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "../_harness.ts";
 
 const TEMP = `
 import { defineHandler, v } from "outpost/handler";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { ROOT, tempDir } from "./_harness.ts";
+import { ROOT, tempDir } from "../_harness.ts";
 
 const _has = (cmd: string) => {
   try {

@@ -1,8 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect as tcpConnect } from "node:net";
-import { decodeCbor, encodeCbor } from "../src/codec/cbor.ts";
-import { ingest, lastSeq, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "./_harness.ts";
+import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
+import { ingest, lastSeq, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "../_harness.ts";
 
 const ECHO = `
 import { defineHandler, v } from "outpost/handler";

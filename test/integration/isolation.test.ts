@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ingest, startHost, startNats, streamMessages, waitFor, type Runtime } from "./_harness.ts";
+import { ingest, startHost, startNats, streamMessages, waitFor, type Runtime } from "../_harness.ts";
 
 const PLAIN = `
 import { defineHandler, v } from "outpost/handler";

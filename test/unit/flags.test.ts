@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { envName, flagHelp, parseFlags, parseSize, RUN_FLAGS } from "../src/cli/flags.ts";
+import { envName, flagHelp, parseFlags, parseSize, RUN_FLAGS } from "../../src/cli/flags.ts";
 
 test("flags take precedence over OUTPOST_* variables, which take precedence over defaults", () => {
   const { values } = parseFlags(["--port", "9000", "--data-dir=/tmp/x"], { OUTPOST_PORT: "7000", OUTPOST_HOST: "127.0.0.1" });

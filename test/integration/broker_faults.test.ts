@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
-import { embeddedJsm, embeddedPid, ingest, join, sleep, startHost, tempDir, waitFor, type TestHost } from "./_harness.ts";
+import { embeddedJsm, embeddedPid, ingest, join, sleep, startHost, tempDir, waitFor, type TestHost } from "../_harness.ts";
 
 // Handles one reading every ten seconds: what is ingested stays in INGEST for the test's length.
 const SLOW = `

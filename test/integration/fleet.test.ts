@@ -5,12 +5,12 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { findNatsServer } from "../src/broker/nats_server.ts";
-import { decodeCbor, encodeCbor } from "../src/codec/cbor.ts";
-import { bundles, makeBundle, makeKey, otaHandler, type TestKey } from "./_bundles.ts";
+import { findNatsServer } from "../../src/broker/nats_server.ts";
+import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
+import { bundles, makeBundle, makeKey, otaHandler, type TestKey } from "../_bundles.ts";
 import {
   freePort, hostCommand, ingest, join, rm, sleep, startHost, streamMessages, tempDir, waitFor, writeFile, type TestHost,
-} from "./_harness.ts";
+} from "../_harness.ts";
 
 /** A hub nats-server: JetStream in domain `hub`, a leafnode port, all on loopback. */
 interface Hub {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ingest, RUNTIMES, startHost, startNats, streamMessages, waitFor } from "./_harness.ts";
+import { ingest, RUNTIMES, startHost, startNats, streamMessages, waitFor } from "../_harness.ts";
 
 const bad = (topic: string, body: string, extra = "") => `
 import { defineHandler } from "outpost/handler";

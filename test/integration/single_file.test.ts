@@ -1,10 +1,10 @@
-import { coreScenario, ECHO_HANDLER as ECHO } from "./_scenario.ts";
+import { coreScenario, ECHO_HANDLER as ECHO } from "../_scenario.ts";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { copyFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { bundles, makeBundle, makeKey, otaHandler, push, type TestKey } from "./_bundles.ts";
-import { ingest, ROOT, RUNTIMES, startHost, startNats, streamMessages, tempDir, waitFor, type Runtime, type TestHost, type TestNats } from "./_harness.ts";
+import { bundles, makeBundle, makeKey, otaHandler, push, type TestKey } from "../_bundles.ts";
+import { ingest, ROOT, RUNTIMES, startHost, startNats, streamMessages, tempDir, waitFor, type Runtime, type TestHost, type TestNats } from "../_harness.ts";
 
 const FLAKY = `
 import { defineHandler } from "outpost/handler";

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ingest, lastSeq, startHost, startNats, streamMessages, waitFor } from "./_harness.ts";
+import { ingest, lastSeq, startHost, startNats, streamMessages, waitFor } from "../_harness.ts";
 
 test("kill -9 of the host mid-handler loses nothing: the restarted host handles every reading", async (t) => {
   const nats = await startNats();

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CborError, decodeCbor, encodeCbor, scanCbor } from "../src/codec/cbor.ts";
-import { decodeBody, MalformedBodyError } from "../src/ingest/decode.ts";
-import { DEFAULT_CBOR_LIMITS } from "../src/codec/cbor.ts";
+import { CborError, decodeCbor, encodeCbor, scanCbor } from "../../src/codec/cbor.ts";
+import { decodeBody, MalformedBodyError } from "../../src/ingest/decode.ts";
+import { DEFAULT_CBOR_LIMITS } from "../../src/codec/cbor.ts";
 
 const te = new TextEncoder();
 const str = (s: string) => [0x60 + s.length, ...te.encode(s)];

@@ -6,8 +6,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DEFAULT_CBOR_LIMITS, encodeCbor } from "../src/codec/cbor.ts";
-import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "../src/ingest/decode.ts";
+import { DEFAULT_CBOR_LIMITS, encodeCbor } from "../../src/codec/cbor.ts";
+import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "../../src/ingest/decode.ts";
 
 const LIMITS = { ...DEFAULT_CBOR_LIMITS, maxItems: 10_000 };
 // Each property runs at most this long in the suite (more runs where the machine is fast).

@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { VERSION } from "../src/version.ts";
+import { VERSION } from "../../src/version.ts";
 
 test("deno.json and package.json name the same version and entry points as the code", async () => {
-  const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
-  const deno = JSON.parse(await readFile(new URL("../deno.json", import.meta.url), "utf8"));
+  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8"));
+  const deno = JSON.parse(await readFile(new URL("../../deno.json", import.meta.url), "utf8"));
   assert.equal(pkg.version, VERSION);
   assert.equal(deno.version, VERSION);
   assert.deepEqual(deno.exports, pkg.exports);

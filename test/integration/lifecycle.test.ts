@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { connect } from "@nats-io/transport-node";
-import { embeddedJsm, embeddedPid, hostCommand, ingest, join, pidAlive, startHost, streamMessages, tempDir, waitFor } from "./_harness.ts";
+import { embeddedJsm, embeddedPid, hostCommand, ingest, join, pidAlive, startHost, streamMessages, tempDir, waitFor } from "../_harness.ts";
 
 const COUNTER = `
 import { defineHandler, v } from "outpost/handler";
@@ -96,8 +96,8 @@ export default defineHandler({
 
 test("--nats connects to an external server with credentials, and refuses bad ones clearly", async () => {
   const { spawn: sp } = await import("node:child_process");
-  const { findNatsServer } = await import("../src/broker/nats_server.ts");
-  const { freePort } = await import("./_harness.ts");
+  const { findNatsServer } = await import("../../src/broker/nats_server.ts");
+  const { freePort } = await import("../_harness.ts");
   const port = await freePort();
   const store = await tempDir();
   const srv = sp(await findNatsServer(), ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", store, "--user", "dev", "--pass", "s3cret"], { stdio: "ignore" });
@@ -153,7 +153,7 @@ test("an embedded nats-server that dies is restarted on the same port; ingest re
 });
 
 test("with nats-server 2.10 or newer, --fsync becomes sync_interval; older servers get the two-minute warning", async () => {
-  const { findNatsServer } = await import("../src/broker/nats_server.ts");
+  const { findNatsServer } = await import("../../src/broker/nats_server.ts");
   const real = await findNatsServer();
   // Only 2.9 is packaged here: a wrapper reports 2.10 and hands the real server the config
   // without the line 2.9 does not know, so the host's 2.10 path runs for real.

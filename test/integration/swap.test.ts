@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { rename, rm, writeFile } from "node:fs/promises";
-import { ingest, join, startHost, startNats, streamMessages, waitFor, type Runtime, type TestHost, type TestNats } from "./_harness.ts";
+import { ingest, join, startHost, startNats, streamMessages, waitFor, type Runtime, type TestHost, type TestNats } from "../_harness.ts";
 
 const version = (v: string, schema = "v.object({ n: v.number() })") => `
 import { defineHandler, v } from "outpost/handler";

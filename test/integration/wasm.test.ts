@@ -2,10 +2,10 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { Decoder, Encoder } from "cbor-x";
-import { decodeCbor, encodeCbor } from "../src/codec/cbor.ts";
-import { cborDecode, cborEncode } from "../src/sandbox/quickjs/cbor.ts";
-import { wasmMemoryDecl } from "../src/sandbox/raw_wasm/abi.ts";
-import { ingest, RUNTIMES, startHost, startNats, streamMessages, tempDir, waitFor, writeFile, join, type TestHost, type TestNats } from "./_harness.ts";
+import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
+import { cborDecode, cborEncode } from "../../src/sandbox/quickjs/cbor.ts";
+import { wasmMemoryDecl } from "../../src/sandbox/raw_wasm/abi.ts";
+import { ingest, RUNTIMES, startHost, startNats, streamMessages, tempDir, waitFor, writeFile, join, type TestHost, type TestNats } from "../_harness.ts";
 
 // A wasm-tier handler with state: a running count per sandbox, values echoed back exactly.
 const COUNTER = `

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ingest, startHost, startNats, streamMessages, waitFor, type TestNats } from "./_harness.ts";
+import { ingest, startHost, startNats, streamMessages, waitFor, type TestNats } from "../_harness.ts";
 
 const handled = (nats: TestNats, subject: string, n: number, timeoutMs = 20_000) =>
   waitFor(async () => {

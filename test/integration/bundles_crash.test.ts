@@ -2,8 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { bundles, makeBundle, makeKey, otaHandler } from "./_bundles.ts";
-import { ingest, startHost, startNats, streamMessages, waitFor, type TestHost } from "./_harness.ts";
+import { bundles, makeBundle, makeKey, otaHandler } from "../_bundles.ts";
+import { ingest, startHost, startNats, streamMessages, waitFor, type TestHost } from "../_harness.ts";
 
 // Each installation step logs "bundle step: …" and, with OUTPOST_BUNDLE_STEP_DELAY_MS, pauses there:
 // the host is killed with -9 during the pause. Active after restart: the pointer decides.

@@ -1,11 +1,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeCbor, encodeCbor } from "../src/codec/cbor.ts";
-import { describeFiles, signBundle, type Manifest } from "../src/ota/manifest.ts";
-import { verifyBundle } from "../src/ota/verify.ts";
-import { loadTrustStore } from "../src/ota/trust.ts";
-import { bundles, makeBundle, makeKey, otaHandler, push, type TestKey } from "./_bundles.ts";
-import { ingest, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "./_harness.ts";
+import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
+import { describeFiles, signBundle, type Manifest } from "../../src/ota/manifest.ts";
+import { verifyBundle } from "../../src/ota/verify.ts";
+import { loadTrustStore } from "../../src/ota/trust.ts";
+import { bundles, makeBundle, makeKey, otaHandler, push, type TestKey } from "../_bundles.ts";
+import { ingest, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "../_harness.ts";
 
 async function handledBy(nats: TestNats, seqs: number[]): Promise<Map<number, string>> {
   const out = await waitFor(async () => {

@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
-import { hostCommand, ingest, join, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "./_harness.ts";
+import { hostCommand, ingest, join, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "../_harness.ts";
 
 const FAILING = `
 import { defineHandler } from "outpost/handler";
