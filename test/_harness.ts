@@ -233,6 +233,14 @@ export async function embeddedJsm(dataDir: string): Promise<{ nc: NatsConnection
   return { nc, jsm: await jetstreamManager(nc) };
 }
 
+/** Run `fn` and assert INGEST stored nothing meanwhile (its last sequence did not move). */
+export async function storesNothing(jsm: JetStreamManager, fn: () => Promise<void>): Promise<void> {
+  const before = await lastSeq(jsm, "INGEST");
+  await fn();
+  const after = await lastSeq(jsm, "INGEST");
+  if (after !== before) throw new Error(`INGEST must be unchanged: last sequence went from ${before} to ${after}`);
+}
+
 /** Whether a process id is alive. */
 export function pidAlive(pid: number): boolean {
   try {

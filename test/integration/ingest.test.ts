@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect as tcpConnect } from "node:net";
 import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
-import { ingest, lastSeq, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "../_harness.ts";
+import { ingest, lastSeq, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats, storesNothing as storesNothingIn } from "../_harness.ts";
 
 const ECHO = `
 import { defineHandler, v } from "outpost/handler";
@@ -30,12 +30,7 @@ describe("ingest over HTTP (Node host, real nats-server)", () => {
     await nats?.stop();
   });
 
-  /** Run `fn` and assert INGEST stored nothing meanwhile. */
-  async function storesNothing(fn: () => Promise<void>) {
-    const before = await lastSeq(nats.jsm, "INGEST");
-    await fn();
-    assert.equal(await lastSeq(nats.jsm, "INGEST"), before, "INGEST must be unchanged");
-  }
+  const storesNothing = (fn: () => Promise<void>) => storesNothingIn(nats.jsm, fn);
 
   test("a JSON reading is stored, answered 202 with its sequence, and reaches the handler", async () => {
     const r = await ingest(host.url, "temp", JSON.stringify({ sensor: "s1", celsius: 21.5 }), "application/json");

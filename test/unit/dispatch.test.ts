@@ -1,7 +1,7 @@
 // Unit tests of the pure dispatch primitives (slots, token bucket, batcher, backoff) and of the
 // sandbox's output budget and message coalescing. No broker, no isolate; time is injected or mocked.
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import type { JsMsg } from "@nats-io/jetstream";
 import { backoffDelay } from "../../src/dispatch/backoff.ts";
 import { Batcher } from "../../src/dispatch/batcher.ts";
@@ -251,10 +251,15 @@ test("token bucket's default clock is performance.now in milliseconds", async ()
 const _msg = (name: string) => ({ name }) as unknown as JsMsg;
 const _names = (batches: JsMsg[][]) => batches.map((b) => b.map((m) => (m as unknown as { name: string }).name));
 
-test("batcher flushes as soon as size messages are gathered, and cancels its wait", (t) => {
+/** A batcher of `size` and `maxWaitMs` on mock timers, and what it flushed. */
+function _batcher(t: TestContext, size: number, maxWaitMs: number): { out: JsMsg[][]; b: Batcher } {
   t.mock.timers.enable({ apis: ["setTimeout"] });
   const out: JsMsg[][] = [];
-  const b = new Batcher(3, 1_000, (msgs) => out.push(msgs));
+  return { out, b: new Batcher(size, maxWaitMs, (msgs) => out.push(msgs)) };
+}
+
+test("batcher flushes as soon as size messages are gathered, and cancels its wait", (t) => {
+  const { out, b } = _batcher(t, 3, 1_000);
   b.add(_msg("a"));
   b.add(_msg("b"));
   assert.deepEqual(_names(out), []);
@@ -265,9 +270,7 @@ test("batcher flushes as soon as size messages are gathered, and cancels its wai
 });
 
 test("batcher flushes a partial batch maxWaitMs after the first message of the batch", (t) => {
-  t.mock.timers.enable({ apis: ["setTimeout"] });
-  const out: JsMsg[][] = [];
-  const b = new Batcher(10, 100, (msgs) => out.push(msgs));
+  const { out, b } = _batcher(t, 10, 100);
   b.add(_msg("a"));
   t.mock.timers.tick(60);
   b.add(_msg("b"));
@@ -283,9 +286,7 @@ test("batcher flushes a partial batch maxWaitMs after the first message of the b
 });
 
 test("batcher keeps gathering after a size flush: full batches at once, the rest after the wait", (t) => {
-  t.mock.timers.enable({ apis: ["setTimeout"] });
-  const out: JsMsg[][] = [];
-  const b = new Batcher(2, 50, (msgs) => out.push(msgs));
+  const { out, b } = _batcher(t, 2, 50);
   for (const n of ["a", "b", "c", "d", "e"]) b.add(_msg(n));
   assert.deepEqual(_names(out), [["a", "b"], ["c", "d"]]);
   t.mock.timers.tick(49);
@@ -295,9 +296,7 @@ test("batcher keeps gathering after a size flush: full batches at once, the rest
 });
 
 test("batcher's size flush cancels the old wait, so the next batch gets its full maxWaitMs", (t) => {
-  t.mock.timers.enable({ apis: ["setTimeout"] });
-  const out: JsMsg[][] = [];
-  const b = new Batcher(2, 100, (msgs) => out.push(msgs));
+  const { out, b } = _batcher(t, 2, 100);
   b.add(_msg("a")); // waits until 100
   t.mock.timers.tick(50);
   b.add(_msg("b")); // full at 50
@@ -309,9 +308,7 @@ test("batcher's size flush cancels the old wait, so the next batch gets its full
 });
 
 test("batcher flushNow hands over what is gathered, cancels the timer, and flushes nothing when empty", (t) => {
-  t.mock.timers.enable({ apis: ["setTimeout"] });
-  const out: JsMsg[][] = [];
-  const b = new Batcher(10, 100, (msgs) => out.push(msgs));
+  const { out, b } = _batcher(t, 10, 100);
   b.flushNow();
   assert.deepEqual(out, [], "nothing gathered: no call");
   b.add(_msg("a"));
@@ -327,9 +324,7 @@ test("batcher flushNow hands over what is gathered, cancels the timer, and flush
 });
 
 test("batcher of size 1 flushes every message on its own at once", (t) => {
-  t.mock.timers.enable({ apis: ["setTimeout"] });
-  const out: JsMsg[][] = [];
-  const b = new Batcher(1, 100, (msgs) => out.push(msgs));
+  const { out, b } = _batcher(t, 1, 100);
   b.add(_msg("a"));
   b.add(_msg("b"));
   assert.deepEqual(_names(out), [["a"], ["b"]]);

@@ -1,8 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { encodeCbor } from "../src/codec/cbor.ts";
-import { coreScenario, ECHO_HANDLER as ECHO } from "./_scenario.ts";
-import { ingest, RUNTIMES, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "./_harness.ts";
+import { encodeCbor } from "../../src/codec/cbor.ts";
+import { coreScenario, ECHO_HANDLER as ECHO } from "../_scenario.ts";
+import { ingest, RUNTIMES, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "../_harness.ts";
 
 const FLAKY = `
 import { defineHandler } from "outpost/handler";
