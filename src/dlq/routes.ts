@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { ProblemError } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
 import type { DlqEntry, DlqStore } from "./store.ts";
 
@@ -9,7 +10,7 @@ import type { DlqEntry, DlqStore } from "./store.ts";
  */
 export function dlqRoutes(store: () => DlqStore): Hono {
   const app = new Hono();
-  const notFound = (req: Request, id: string) => reply(req, 404, { error: "not_found", message: `No dead letter with id ${id}` });
+  const notFound = (id: string) => new ProblemError(404, "not_found", `No dead letter with id ${id}`);
   const id = (s: string) => (/^\d+$/.test(s) ? Number(s) : NaN);
 
   app.get("/v1/dlq", async (c) => {
@@ -24,7 +25,7 @@ export function dlqRoutes(store: () => DlqStore): Hono {
   });
   app.post("/v1/dlq/replay", async (c) => {
     const handler = c.req.query("handler");
-    if (!handler) return reply(c.req.raw, 400, { error: "missing_handler", message: "Bulk replay needs ?handler=<name>" });
+    if (!handler) throw new ProblemError(400, "missing_handler", "Bulk replay needs ?handler=<name>");
     const replayed: { id: number; seq: number }[] = [];
     let after: number | null = 0;
     // Bounded: each pass deletes what it replays, so the walk ends with the stream.
@@ -40,15 +41,17 @@ export function dlqRoutes(store: () => DlqStore): Hono {
   });
   app.get("/v1/dlq/:id", async (c) => {
     const e = await store().get(id(c.req.param("id")));
-    return e ? reply(c.req.raw, 200, _json(e)) : notFound(c.req.raw, c.req.param("id"));
+    if (!e) throw notFound(c.req.param("id"));
+    return reply(c.req.raw, 200, _json(e));
   });
   app.post("/v1/dlq/:id/replay", async (c) => {
     const seq = await store().replay(id(c.req.param("id")));
-    return seq === undefined ? notFound(c.req.raw, c.req.param("id")) : reply(c.req.raw, 200, { id: Number(c.req.param("id")), seq });
+    if (seq === undefined) throw notFound(c.req.param("id"));
+    return reply(c.req.raw, 200, { id: Number(c.req.param("id")), seq });
   });
   app.delete("/v1/dlq/:id", async (c) => {
-    const ok = await store().delete(id(c.req.param("id")));
-    return ok ? reply(c.req.raw, 200, { id: Number(c.req.param("id")), deleted: true }) : notFound(c.req.raw, c.req.param("id"));
+    if (!(await store().delete(id(c.req.param("id"))))) throw notFound(c.req.param("id"));
+    return reply(c.req.raw, 200, { id: Number(c.req.param("id")), deleted: true });
   });
   return app;
 }

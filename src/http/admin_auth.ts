@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
+import { ProblemError } from "./problem.ts";
 import { reply } from "./reply.ts";
 
 /**
@@ -10,8 +11,9 @@ import { reply } from "./reply.ts";
  */
 export function adminAuth(token: string | undefined): MiddlewareHandler {
   if (!token) {
-    return (c) =>
-      Promise.resolve(reply(c.req.raw, 403, { error: "admin_disabled", message: "Admin routes are off: start outpost with --admin-token (or OUTPOST_ADMIN_TOKEN)" }));
+    return () => {
+      throw new ProblemError(403, "admin_disabled", "Admin routes are off: start outpost with --admin-token (or OUTPOST_ADMIN_TOKEN)");
+    };
   }
   const unauthorized = (c: Context) =>
     reply(c.req.raw, 401, { error: "unauthorized", message: "This route needs Authorization: Bearer <admin token>" }, { "www-authenticate": 'Bearer realm="outpost"' });

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { BodyLimitError, readBody } from "../http/body.ts";
+import { ProblemError } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
 import type { Logger } from "../util/log.ts";
 import { BundleError } from "./errors.ts";
@@ -14,20 +15,18 @@ export function bundleRoutes(bundles: () => BundleManager | undefined, maxBytes:
   const app = new Hono();
   app.get("/v1/bundles", (c) => {
     const m = bundles();
-    if (!m) return reply(c.req.raw, 503, { error: "starting", message: "The host is still starting" });
+    if (!m) throw _starting();
     return reply(c.req.raw, 200, m.view());
   });
   app.post("/v1/bundles", async (c) => {
     const m = bundles();
-    if (!m) return reply(c.req.raw, 503, { error: "starting", message: "The host is still starting" });
+    if (!m) throw _starting();
     log.info("bundle step: receiving upload");
     let bytes: Uint8Array;
     try {
       bytes = await readBody(c.req.raw, maxBytes);
     } catch (e) {
-      if (e instanceof BodyLimitError) {
-        return reply(c.req.raw, 413, { error: "too_large", message: `Cannot accept bundle: it is above the limit of ${maxBytes} bytes (--max-bundle-size)` });
-      }
+      if (e instanceof BodyLimitError) throw new ProblemError(413, "too_large", `Cannot accept bundle: it is above the limit of ${maxBytes} bytes (--max-bundle-size)`);
       throw e;
     }
     try {
@@ -36,10 +35,14 @@ export function bundleRoutes(bundles: () => BundleManager | undefined, maxBytes:
     } catch (e) {
       if (e instanceof BundleError) {
         log.warn(e.message);
-        return reply(c.req.raw, e.status, { error: e.code, name: e.name, message: e.message, active: m.activeRelease });
+        throw new ProblemError(e.status, e.code, e.message, { name: e.name, active: m.activeRelease });
       }
       throw e;
     }
   });
   return app;
+}
+
+function _starting(): ProblemError {
+  return new ProblemError(503, "starting", "The host is still starting");
 }

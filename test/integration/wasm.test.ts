@@ -306,3 +306,32 @@ for (const runtime of RUNTIMES) {
     });
   });
 }
+
+test("ctx.topic and ctx.subject are the same in both tiers, a high-priority reading's included", async () => {
+  const nats = await startNats();
+  const handler = (tier: string) => `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "lanes.${tier}", isolation: "${tier}", priority: true,
+  async handle(r, ctx) { await ctx.publish("seen.${tier}", { topic: ctx.topic, subject: ctx.subject, id: ctx.id.startsWith("INGEST:") }); },
+});
+`;
+  const host = await startHost({ nats: nats.url, workers: { "w.ts": handler("worker"), "q.ts": handler("wasm") } });
+  try {
+    for (const tier of ["worker", "wasm"]) {
+      assert.equal((await ingest(host.url, `lanes.${tier}`, "{}", "application/json")).status, 202);
+      assert.equal((await ingest(host.url, `lanes.${tier}`, "{}", "application/json", { "outpost-priority": "high" })).status, 202);
+      const seen = await waitFor(async () => {
+        const m = await streamMessages(nats.jsm, "OUTBOX", `out.seen.${tier}`);
+        return m.length === 2 ? m : undefined;
+      }, 10_000, `${tier} outputs`);
+      assert.deepEqual(seen.map((m) => m.value).sort((a, b) => a.subject.length - b.subject.length), [
+        { topic: `lanes.${tier}`, subject: `ingest.lanes.${tier}`, id: true },
+        { topic: `lanes.${tier}`, subject: `ingest.~hi.lanes.${tier}`, id: true },
+      ]);
+    }
+  } finally {
+    await host.stop();
+    await nats.stop();
+  }
+});
