@@ -1,10 +1,10 @@
-// Cost of schema validation in the schema isolate, per request and per reading, for the README's
+// Cost of schema validation in the schema isolate, per request and per reading, for docs/design.md's
 // design note. Run: node --import ./test/_register.mjs scripts/measure-validation.ts
 // (or bun scripts/measure-validation.ts, deno run -A --unstable-worker-options scripts/measure-validation.ts)
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildHandler, buildValidator } from "../src/build/bundle.ts";
+import { buildHandler, buildValidator } from "../src/bundler/bundle.ts";
 import { createLogger } from "../src/util/log.ts";
 import { runtimeVersion } from "../src/runtime/detect.ts";
 import { Validator } from "../src/schemas/validator.ts";

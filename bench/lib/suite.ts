@@ -43,7 +43,7 @@ export interface RuntimeResult {
   endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult };
   isolation: {
     worker: { coldStartMs: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
-    /** The wasm tier next to the worker tier, from sandbox/wasm_measure.ts in one process. */
+    /** The wasm tier next to the worker tier, from bench/lib/wasm_measure.ts in one process. */
     tiers: { wasm: TierFigures; worker: TierFigures };
     /** Through the host's directory watcher: new file → first ack, and the pause of a swap under load. */
     dropIn: { coldStartMs: { median: number; min: number; max: number }; swapPauseMs: { median: number; min: number; max: number; swaps: number } };

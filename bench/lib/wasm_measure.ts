@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { encodeCbor } from "../../src/codec/cbor.ts";
-import { buildHandler } from "../../src/build/bundle.ts";
+import { buildHandler } from "../../src/bundler/bundle.ts";
 import type { Isolate, IsolateOptions } from "../../src/sandbox/isolate.ts";
 import { WasmIsolate } from "../../src/sandbox/quickjs/isolate.ts";
 import { WorkerIsolate } from "../../src/sandbox/worker/isolate.ts";

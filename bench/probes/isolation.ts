@@ -13,7 +13,7 @@ import { nanos } from "@nats-io/nats-core";
 import { connectBroker } from "../../src/broker/connect.ts";
 import { decodeCbor } from "../../src/codec/cbor.ts";
 import { HandlerRunner } from "../../src/dispatch/runner.ts";
-import { buildHandler } from "../../src/build/bundle.ts";
+import { buildHandler } from "../../src/bundler/bundle.ts";
 import { createLogger } from "../../src/util/log.ts";
 import { WorkerIsolate } from "../../src/sandbox/worker/isolate.ts";
 import { sinkHandler } from "../lib/handlers.ts";

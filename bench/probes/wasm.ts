@@ -1,5 +1,5 @@
 /**
- * Isolate tiers side by side on this runtime, with the host's own classes (sandbox/wasm_measure.ts):
+ * Isolate tiers side by side on this runtime, with the host's own classes (bench/lib/wasm_measure.ts):
  * cold start, per-message time and RSS per idle isolate, for the wasm tier and the worker tier.
  */
 import { mkdtemp, rm } from "node:fs/promises";

@@ -5,7 +5,7 @@ import { STREAMS } from "../broker/streams.ts";
 import { outboxSubject } from "../broker/subjects.ts";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../sdk/definition.ts";
-import type { BuiltHandler } from "../build/bundle.ts";
+import type { BuiltHandler } from "../bundler/bundle.ts";
 import type { Logger } from "../util/log.ts";
 import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
 import type { OutputLimits } from "../sandbox/budget.ts";

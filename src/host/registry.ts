@@ -1,6 +1,6 @@
 import { readdir } from "node:fs/promises";
 import { extname, join, resolve } from "node:path";
-import { isHandlerFile } from "../build/handler_files.ts";
+import { isHandlerFile } from "../bundler/handler_files.ts";
 import type { StoredReading, StoreRequest, TopicRoute } from "../ingest/store.ts";
 import { ProblemError } from "../http/problem.ts";
 import type { ReadingIssue } from "../sandbox/protocol.ts";
@@ -11,7 +11,7 @@ import type { Validator } from "../schemas/validator.ts";
 import { decodeCbor, scanCbor } from "../codec/cbor.ts";
 import { ingestSubject, patternOf, subjectMatches } from "../broker/subjects.ts";
 import { watchDir, type DirWatch } from "../runtime/watch.ts";
-import { buildHandler } from "../build/bundle.ts";
+import { buildHandler } from "../bundler/bundle.ts";
 import { isTopic } from "../sdk/definition.ts";
 
 

@@ -8,7 +8,7 @@ import { ensureStreams, STREAMS } from "../broker/streams.ts";
 import { BrokerHealth } from "../broker/health.ts";
 import { StoreIntegrity } from "../broker/integrity.ts";
 import { DEFAULT_CBOR_LIMITS } from "../codec/cbor.ts";
-import { buildValidator } from "../build/bundle.ts";
+import { buildValidator } from "../bundler/bundle.ts";
 import { HandlerRegistry } from "./registry.ts";
 import { ingestRoutes } from "../ingest/routes.ts";
 import { storeReadings, type StoreDeps } from "../ingest/store.ts";

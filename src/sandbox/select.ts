@@ -9,7 +9,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import type { BuiltHandler } from "../build/bundle.ts";
+import type { BuiltHandler } from "../bundler/bundle.ts";
 import type { HandlerInfo } from "../sdk/definition.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "./isolate.ts";
 import type { BatchFailure } from "./protocol.ts";

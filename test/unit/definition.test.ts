@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { checkDefinition, handlerInfo } from "../../src/sdk/definition.ts";
 import { defineHandler, v } from "../../src/sdk/handler.ts";
 import { backoffDelay } from "../../src/dispatch/backoff.ts";
-import { isHandlerFile } from "../../src/build/handler_files.ts";
+import { isHandlerFile } from "../../src/bundler/handler_files.ts";
 import { subjectMatches } from "../../src/broker/subjects.ts";
 
 test("checkDefinition names every problem", () => {
@@ -57,7 +57,7 @@ test("helper modules and type declarations are not handlers", () => {
 });
 
 test("handler imports of `v` are rewritten to valibot itself, so bundles tree-shake it", async () => {
-  const { directValibotImport } = await import("../../src/build/sdk_imports.ts");
+  const { directValibotImport } = await import("../../src/bundler/sdk_imports.ts");
   assert.equal(directValibotImport(`import { defineHandler, v } from "outpost/handler";`),
     `import { defineHandler } from "outpost/handler"; import * as v from "valibot";`);
   assert.equal(directValibotImport(`import { v as schema } from 'outpost/handler'`), `import * as schema from 'valibot';`);

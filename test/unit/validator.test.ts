@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { writeFile } from "node:fs/promises";
-import { buildHandler, buildValidator } from "../../src/build/bundle.ts";
+import { buildHandler, buildValidator } from "../../src/bundler/bundle.ts";
 import { createLogger } from "../../src/util/log.ts";
 import { Validator, ValidatorUnavailableError } from "../../src/schemas/validator.ts";
 import { tempDir } from "../_harness.ts";

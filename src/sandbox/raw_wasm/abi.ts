@@ -1,6 +1,6 @@
 /**
  * Raw `.wasm` handlers: the manifest beside the module, and what the module may import and must
- * export. The ABI (also in the README):
+ * export. The ABI (also in docs/wasm-tier.md):
  *
  * - imports: nothing, except optionally `env.memory` (then the host provides a memory capped at
  *   `memoryMb`) and `env.abort(i32, i32, i32, i32)` (AssemblyScript's; it traps). A module that

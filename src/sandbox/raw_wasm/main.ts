@@ -2,7 +2,7 @@
  * The worker that runs one raw `.wasm` handler (ABI in `wasm_raw_abi.ts`). Raw WebAssembly cannot
  * be interrupted from the thread running it, so it runs in a worker the host terminates at the
  * deadline; the module itself gets no imports beyond a capped memory and a trapping `abort`, so it
- * can reach nothing but its output records. Speaks the same protocol as `isolate_main.ts`.
+ * can reach nothing but its output records. Speaks the same protocol as `sandbox/worker/main.ts`.
  * @module
  */
 import { decodeCbor, encodeCbor, scanCbor } from "../../codec/cbor.ts";
