@@ -16,4 +16,5 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; t
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server
 fi
 npm ci --no-audit --no-fund
-echo "setup: done; nats-server $( (command -v nats-server || echo /usr/sbin/nats-server) | xargs -I{} {} --version)"
+ns=$(command -v nats-server || echo /usr/sbin/nats-server)
+echo "setup: done; $("$ns" --version)"

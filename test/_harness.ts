@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { nkeyAuthenticator, type NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { decodeCbor } from "../src/codec/cbor.ts";
 import { findNatsServer } from "../src/broker/nats_server.ts";
@@ -224,12 +224,11 @@ export async function lastSeq(jsm: JetStreamManager, stream: string): Promise<nu
 
 /** Connect to a host's embedded nats-server with the credentials it generated. */
 export async function embeddedJsm(dataDir: string): Promise<{ nc: NatsConnection; jsm: JetStreamManager }> {
-  const conf = await readFile(join(dataDir, "nats", "nats-server.conf"), "utf8");
-  const pass = /password: "([0-9a-f]+)"/.exec(conf)![1]!;
+  const seed = (await readFile(join(dataDir, "nats", "client.nk"), "utf8")).trim();
   const portsDir = join(dataDir, "nats", "ports");
   const file = (await readdir(portsDir)).find((f) => f.endsWith(".ports"))!;
   const url = JSON.parse(await readFile(join(portsDir, file), "utf8")).nats[0];
-  const nc = await connect({ servers: url, user: "outpost", pass });
+  const nc = await connect({ servers: url, authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) });
   return { nc, jsm: await jetstreamManager(nc) };
 }
 

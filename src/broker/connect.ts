@@ -1,8 +1,13 @@
 import { readFile } from "node:fs/promises";
-import { credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
+import { credsAuthenticator, nkeyAuthenticator, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { Logger } from "../util/log.ts";
+
+/** The broker did not answer within the start-up timeout. */
+export class BrokerUnreachableError extends Error {
+  override name = "BrokerUnreachableError";
+}
 
 /** How to reach the broker. */
 export interface BrokerTarget {
@@ -11,6 +16,8 @@ export interface BrokerTarget {
   pass?: string | undefined;
   token?: string | undefined;
   credsFile?: string | undefined;
+  /** An nkey seed (the embedded server's client key). */
+  nkeySeed?: string | undefined;
 }
 
 /** A live connection with its JetStream handles and a cheap status probe. */
@@ -28,8 +35,8 @@ export interface Broker {
  * @param target servers and credentials
  * @param log where connection changes are reported
  */
-export async function connectBroker(target: BrokerTarget, log: Logger): Promise<Broker> {
-  const nc = await connect({
+export async function connectBroker(target: BrokerTarget, log: Logger, timeoutMs?: number): Promise<Broker> {
+  const connecting = connect({
     servers: target.servers.split(",").map((s) => s.trim()),
     name: "outpost",
     maxReconnectAttempts: -1,
@@ -41,7 +48,22 @@ export async function connectBroker(target: BrokerTarget, log: Logger): Promise<
     ...(target.user !== undefined ? { user: target.user, pass: target.pass ?? "" } : {}),
     ...(target.token !== undefined ? { token: target.token } : {}),
     ...(target.credsFile ? { authenticator: credsAuthenticator(await readFile(target.credsFile)) } : {}),
+    ...(target.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(target.nkeySeed)) } : {}),
   });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const nc = timeoutMs === undefined ? await connecting : await Promise.race([
+    connecting,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // The attempt goes on in the background: close it once it connects, if it ever does.
+        void connecting.then((c) => c.close(), () => {});
+        reject(new BrokerUnreachableError(
+          `Cannot reach NATS at ${target.servers.replace(/\/\/[^@/]*@/g, "//***@")} within ${timeoutMs} ms: check that nats-server runs and listens there, ` +
+            "that this machine can reach it, and the credentials (--nats-user/--nats-pass, --nats-token or --nats-creds)",
+        ));
+      }, timeoutMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
   let up = true;
   (async () => {
     for await (const s of nc.status()) {

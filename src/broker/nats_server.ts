@@ -1,3 +1,4 @@
+import { nkeys } from "@nats-io/nats-core";
 import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { NatsServerNotFoundError, NatsServerStartError } from "../errors.ts";
@@ -16,8 +17,8 @@ export interface EmbeddedServerOptions {
   maxFileStore: number;
   /** `sync_interval` for servers 2.10 and newer: a duration like `1s`, or `always`. */
   fsync: string;
-  /** Start again where a previous server of this host listened, with its password (a restart). */
-  pin?: { port: number; pass: string } | undefined;
+  /** Start again where a previous server of this host listened, with its client key (a restart). */
+  pin?: { port: number; seed: string } | undefined;
   /** JetStream domain of this server; needed (unique per device) when it is a leafnode of a JetStream hub. */
   domain?: string | undefined;
   /** Connect to a hub as a leafnode: `nats-leaf://[user:pass@]hub:7422`, optionally with a creds file. */
@@ -34,8 +35,8 @@ const _STORE_ERROR = /malformed or corrupt message|corrupt(ed)? (block|index|sta
 /** A running embedded server. */
 export interface EmbeddedServer {
   url: string;
-  user: string;
-  pass: string;
+  /** The nkey seed the host connects with (also in `<data-dir>/nats/client.nk`). */
+  seed: string;
   version: string;
   pid: number;
   /** Stop it (SIGTERM, then SIGKILL after 5 s). */
@@ -45,6 +46,9 @@ export interface EmbeddedServer {
   /** Resolves when the server exits for any reason. */
   exited: Promise<number | null>;
 }
+
+/** The file in `<data-dir>/nats/` that holds the host's nkey seed (mode 0600). */
+export const CLIENT_KEY_FILE = "client.nk";
 
 const _INSTALL_HINT =
   "Outpost needs nats-server to store readings, and it was not found on PATH. " +
@@ -109,8 +113,11 @@ export async function startNatsServer(opts: EmbeddedServerOptions): Promise<Embe
   await _stopStale(join(dir, "nats-server.pid"), opts.log);
   for (const f of await readdir(portsDir)) await rm(join(portsDir, f), { force: true });
 
-  const user = "outpost";
-  const pass = opts.pin?.pass ?? _randomHex(24);
+  // The host's client key: an nkey (a public key in the config, the seed in a 0600 file), so there
+  // is no plaintext password for nats-server to warn about.
+  const seed = opts.pin?.seed ?? new TextDecoder().decode(nkeys.createUser().getSeed());
+  const publicKey = nkeys.fromSeed(new TextEncoder().encode(seed)).getPublicKey();
+  await writeFile(join(dir, CLIENT_KEY_FILE), `${seed}\n`, { mode: 0o600 });
   const syncLine = versionAtLeast(version, 2, 10) ? `  sync_interval: ${JSON.stringify(opts.fsync)}\n` : "";
   const conf = `# Written by outpost at every start; edits are overwritten.
 listen: "127.0.0.1:${opts.pin?.port ?? -1}"
@@ -118,8 +125,7 @@ server_name: ${JSON.stringify(opts.domain ? `outpost-${opts.domain}` : "outpost"
 pid_file: ${JSON.stringify(join(dir, "nats-server.pid"))}
 ports_file_dir: ${JSON.stringify(portsDir)}
 authorization {
-  user: ${JSON.stringify(user)}
-  password: ${JSON.stringify(pass)}
+  users: [ { nkey: ${JSON.stringify(publicKey)} } ]
 }
 jetstream {
   store_dir: ${JSON.stringify(resolve(opts.dataDir, "jetstream"))}
@@ -138,7 +144,7 @@ ${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
     );
   }
 
-  const child = spawn(bin, ["-c", confPath]);
+  const child = spawn(bin, ["-c", confPath], { ownGroup: true });
   const tail: string[] = [];
   const warn = _quietRepeats((m) => opts.log.warn(`nats-server: ${m}`));
   child.onLine((l) => {
@@ -166,8 +172,7 @@ ${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
   });
   return {
     url,
-    user,
-    pass,
+    seed,
     version,
     pid: child.pid,
     exited,
@@ -262,7 +267,3 @@ ${creds}      deny_exports: ${deny}
 `;
 }
 
-function _randomHex(bytes: number): string {
-  const b = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}

@@ -4,10 +4,11 @@ import { packageRoot } from "../util/package_root.ts";
 import { ConfigError } from "../errors.ts";
 import { writeOut } from "../runtime/process.ts";
 import { parseFlags } from "./flags.ts";
+import { COMMANDS } from "./specs.ts";
 
 /** `outpost build [--out FILE]`: write the single-file runtime (needs the source tree and esbuild). */
 export async function buildCommand(args: string[]): Promise<number> {
-  const { values: f } = parseFlags(args, {}, [{ name: "out", kind: "string", arg: "FILE", help: "" }]);
+  const { values: f } = parseFlags(args, {}, COMMANDS.find((c) => c.name === "build")!.flags);
   let root: string;
   try {
     root = await packageRoot();

@@ -2,18 +2,15 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { generateKeyPair, readSigningKey } from "../ota/keys.ts";
 import { packDirectory, parseDuration } from "../ota/pack.ts";
-import { ConfigError } from "../errors.ts";
 import { env, writeErr, writeOut } from "../runtime/process.ts";
-import { parseFlags, type FlagSpec } from "./flags.ts";
+import { parseFlags, UsageError } from "./flags.ts";
+import { hostRequest } from "./client.ts";
+import { COMMANDS } from "./specs.ts";
 
-const _TOKEN: FlagSpec = { name: "admin-token", kind: "string", arg: "TOKEN", help: "admin token of the host", secret: true };
 
 /** `outpost keygen [--out DIR] [--name NAME]`: an Ed25519 key pair for signing bundles. */
 export async function keygenCommand(args: string[]): Promise<number> {
-  const { values: f } = parseFlags(args, {}, [
-    { name: "out", kind: "string", default: ".", arg: "DIR", help: "" },
-    { name: "name", kind: "string", default: "outpost", arg: "NAME", help: "" },
-  ]);
+  const { values: f } = parseFlags(args, {}, COMMANDS.find((c) => c.name === "keygen")!.flags);
   const dir = String(f.out);
   await mkdir(dir, { recursive: true });
   const k = await generateKeyPair();
@@ -27,18 +24,9 @@ export async function keygenCommand(args: string[]): Promise<number> {
 
 /** `outpost pack <dir> --version X --key K[,K2] [--release N] [--name NAME] [--expires-in 30d] [--out FILE]`. */
 export async function packCommand(args: string[]): Promise<number> {
-  const { values: f, positional } = parseFlags(args, {}, [
-    { name: "version", kind: "string", arg: "X", help: "" },
-    { name: "key", kind: "string", arg: "FILES", help: "" },
-    { name: "release", kind: "int", arg: "N", help: "" },
-    { name: "name", kind: "string", default: "handlers", arg: "NAME", help: "" },
-    { name: "expires-in", kind: "string", default: "30d", arg: "DURATION", help: "" },
-    { name: "runtimes", kind: "string", default: "node,deno,bun", arg: "LIST", help: "" },
-    { name: "rollback", kind: "boolean", default: "false", help: "" },
-    { name: "out", kind: "string", arg: "FILE", help: "" },
-  ]);
+  const { values: f, positional } = parseFlags(args, {}, COMMANDS.find((c) => c.name === "pack")!.flags);
   const dir = positional[0];
-  if (!dir || !f.version || !f.key) throw new ConfigError("Usage: outpost pack <dir> --version X --key FILE[,FILE] [--release N] [--name NAME] [--expires-in 30d] [--out FILE]");
+  if (!dir || !f.version || !f.key) throw new UsageError("Usage: outpost pack <dir> --version X --key FILE[,FILE] [--release N] [--name NAME] [--expires-in 30d] [--out FILE]");
   const keys = await Promise.all(String(f.key).split(",").map((k) => readSigningKey(k.trim())));
   // Seconds since the epoch grow with every pack unless a release number is given.
   const release = (f.release as number | undefined) ?? Math.floor(Date.now() / 1000);
@@ -55,9 +43,9 @@ export async function packCommand(args: string[]): Promise<number> {
 
 /** `outpost push <bundle> --to URL [--admin-token T]`: upload with progress; prints the host's answer. */
 export async function pushCommand(args: string[]): Promise<number> {
-  const { values: f, positional } = parseFlags(args, env(), [{ name: "to", kind: "string", arg: "URL", help: "" }, _TOKEN]);
+  const { values: f, positional } = parseFlags(args, env(), COMMANDS.find((c) => c.name === "push")!.flags);
   const file = positional[0];
-  if (!file || !f.to) throw new ConfigError("Usage: outpost push <bundle> --to http://device:8080 [--admin-token TOKEN]");
+  if (!file || !f.to) throw new UsageError("Usage: outpost push <bundle> --to http://device:8080 [--admin-token TOKEN]");
   const bytes = await readFile(file);
   const total = bytes.length;
   let sent = 0;
@@ -73,7 +61,7 @@ export async function pushCommand(args: string[]): Promise<number> {
       c.enqueue(part);
     },
   });
-  const res = await fetch(new URL("/v1/bundles", String(f.to)), {
+  const res = await hostRequest(String(f.to), "/v1/bundles", {
     method: "POST",
     body,
     headers: { "content-type": "application/vnd.outpost.bundle", "content-length": String(total), ...(f["admin-token"] ? { authorization: `Bearer ${f["admin-token"]}` } : {}) },
@@ -81,18 +69,27 @@ export async function pushCommand(args: string[]): Promise<number> {
   } as RequestInit);
   writeErr("\n");
   const text = await res.text();
-  writeOut(`${res.status} ${text}\n`);
+  if (f.json) writeOut(`${text}\n`);
+  else {
+    const v = JSON.parse(text) as { release?: number; name?: string; version?: string; status?: string; message?: string; activationMs?: number };
+    writeOut(res.ok ? `${res.status} release ${v.release}: ${v.name} ${v.version} is ${v.status} (activated in ${v.activationMs} ms)\n` : `${res.status} ${v.message ?? text}\n`);
+  }
   return res.ok ? 0 : 1;
 }
 
 /** `outpost bundles --url URL [--admin-token T] [--json]`: the host's releases. */
 export async function bundlesCommand(args: string[]): Promise<number> {
-  const { values: f } = parseFlags(args, env(), [
-    { name: "url", kind: "string", default: "http://127.0.0.1:8080", arg: "URL", help: "" },
-    { name: "json", kind: "boolean", default: "false", help: "" },
-    _TOKEN,
-  ]);
-  const res = await fetch(new URL("/v1/bundles", String(f.url)), { headers: f["admin-token"] ? { authorization: `Bearer ${f["admin-token"]}` } : {} });
+  const { values: f, positional } = parseFlags(args, env(), COMMANDS.find((c) => c.name === "bundles")!.flags);
+  const auth: Record<string, string> = f["admin-token"] ? { authorization: `Bearer ${f["admin-token"]}` } : {};
+  if (positional[0] === "use-directory") {
+    const r = await hostRequest(String(f.url), "/v1/bundles/use-directory", { method: "POST", headers: auth });
+    const t = await r.text();
+    if (f.json || !r.ok) writeOut(`${f.json ? "" : `${r.status} `}${f.json ? t : (JSON.parse(t) as { message?: string }).message ?? t}\n`);
+    else writeOut(`the host serves its --workers directory again (${(JSON.parse(t) as { dir: string }).dir})\n`);
+    return r.ok ? 0 : 1;
+  }
+  if (positional.length) throw new UsageError(`Unknown bundles command ${JSON.stringify(positional[0])}; see outpost bundles --help`);
+  const res = await hostRequest(String(f.url), "/v1/bundles", { headers: auth });
   const text = await res.text();
   if (!res.ok || f.json) {
     writeOut(`${text}\n`);

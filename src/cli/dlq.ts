@@ -1,25 +1,8 @@
 import { ConfigError } from "../errors.ts";
 import { env, writeOut } from "../runtime/process.ts";
-import { parseFlags, type FlagSpec } from "./flags.ts";
-
-/** Flags of `outpost dlq …`. */
-export const DLQ_FLAGS: readonly FlagSpec[] = [
-  { name: "url", kind: "string", default: "http://127.0.0.1:8080", arg: "URL", help: "the host to talk to" },
-  { name: "admin-token", kind: "string", arg: "TOKEN", help: "its admin token", secret: true },
-  { name: "handler", kind: "string", arg: "NAME", help: "only this handler's dead letters" },
-  { name: "topic", kind: "string", arg: "TOPIC", help: "only readings of this topic (ls)" },
-  { name: "limit", kind: "int", default: "50", arg: "N", help: "entries per page (ls)" },
-  { name: "after", kind: "int", arg: "ID", help: "start after this id (ls)" },
-  { name: "json", kind: "boolean", default: "false", help: "print JSON" },
-];
-
-/** Usage of `outpost dlq`. */
-export const DLQ_HELP = `outpost dlq ls [--handler NAME] [--topic T] [--limit N] [--after ID]   list dead letters
-outpost dlq show ID                                                      one dead letter, in full
-outpost dlq replay ID | --handler NAME                                   store again under its topic (once), then remove
-outpost dlq purge ID | --handler NAME                                    delete
-  (--url URL, default http://127.0.0.1:8080; --admin-token TOKEN or OUTPOST_ADMIN_TOKEN)
-`;
+import { parseFlags, UsageError } from "./flags.ts";
+import { hostRequest } from "./client.ts";
+import { commandHelp, COMMANDS } from "./specs.ts";
 
 /**
  * `outpost dlq <ls|show|replay|purge>`: the dead-letter admin API from the command line.
@@ -27,11 +10,12 @@ outpost dlq purge ID | --handler NAME                                    delete
  */
 export async function dlqCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const { values: f, positional } = parseFlags(rest, env(), DLQ_FLAGS);
+  const spec = COMMANDS.find((c) => c.name === "dlq")!;
+  const { values: f, positional } = parseFlags(rest, env(), spec.flags);
   const base = String(f.url).replace(/\/$/, "");
   const token = f["admin-token"] as string | undefined;
   const call = async (method: string, path: string): Promise<any> => {
-    const res = await fetch(`${base}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const res = await hostRequest(base, path, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) throw new ConfigError(`${method} ${path}: ${res.status} ${body.message ?? res.statusText}`);
     return body;
@@ -54,20 +38,37 @@ export async function dlqCommand(args: string[]): Promise<number> {
       return 0;
     }
     case "show":
-      if (!id) throw new ConfigError("outpost dlq show needs an id");
-      out(await call("GET", `/v1/dlq/${id}`));
+      if (!id) throw new UsageError("outpost dlq show needs an id");
+      {
+        const e = await call("GET", `/v1/dlq/${id}`);
+        if (f.json) out(e);
+        else {
+          writeOut(`dead letter ${e.id}: ${e.handler} (version ${e.version}), ${e.subject} seq ${e.seq}, ${e.attempts} attempts\n`);
+          writeOut(`  stored ${e.storedAt}, failed ${e.failedAt}\n  error: ${e.error.name}: ${e.error.message}\n`);
+          if (e.firstError && e.firstError.message !== e.error.message) writeOut(`  first error: ${e.firstError.name}: ${e.firstError.message}\n`);
+          writeOut(`  payload: ${JSON.stringify(e.payload)}\n`);
+        }
+      }
       return 0;
     case "replay":
-      if (id) out(await call("POST", `/v1/dlq/${id}/replay`));
-      else if (handler) out(await call("POST", `/v1/dlq/replay?handler=${encodeURIComponent(handler)}`));
-      else throw new ConfigError("outpost dlq replay needs an id or --handler NAME");
+      if (id) {
+        const r = await call("POST", `/v1/dlq/${id}/replay`);
+        if (f.json) out(r);
+        else writeOut(`replayed dead letter ${r.id} as INGEST seq ${r.seq}\n`);
+      } else if (handler) {
+        const r = await call("POST", `/v1/dlq/replay?handler=${encodeURIComponent(handler)}`);
+        if (f.json) out(r);
+        else writeOut(`replayed ${r.replayed} dead letters of ${r.handler}\n`);
+      } else throw new UsageError("outpost dlq replay needs an id or --handler NAME");
       return 0;
     case "purge": {
       if (id) {
-        out(await call("DELETE", `/v1/dlq/${id}`));
+        const r = await call("DELETE", `/v1/dlq/${id}`);
+        if (f.json) out(r);
+        else writeOut(`deleted dead letter ${r.id}\n`);
         return 0;
       }
-      if (!handler) throw new ConfigError("outpost dlq purge needs an id or --handler NAME");
+      if (!handler) throw new UsageError("outpost dlq purge needs an id or --handler NAME");
       let deleted = 0;
       // Bounded by the stream: every page's entries are deleted before the next is asked for.
       for (;;) {
@@ -76,11 +77,12 @@ export async function dlqCommand(args: string[]): Promise<number> {
         deleted += page.entries.length;
         if (!page.next) break;
       }
-      out({ handler, deleted });
+      if (f.json) out({ handler, deleted });
+      else writeOut(`deleted ${deleted} dead letters of ${handler}\n`);
       return 0;
     }
     default:
-      writeOut(DLQ_HELP);
+      writeOut(commandHelp(spec));
       return sub ? 2 : 0;
   }
 }

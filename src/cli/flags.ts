@@ -1,4 +1,4 @@
-import { ConfigError } from "../errors.ts";
+import { parseArgs } from "node:util";
 
 /** How a flag's text becomes a value. */
 export type FlagKind = "string" | "port" | "int" | "size" | "boolean";
@@ -11,18 +11,22 @@ export interface FlagSpec {
   arg?: string;
   help: string;
   secret?: boolean;
+  /** A one-letter alias (`-p`). */
+  short?: string;
 }
 
 /** Every flag of `outpost run`, in the order `--help` lists them. */
 export const RUN_FLAGS: readonly FlagSpec[] = [
-  { name: "workers", kind: "string", default: "./workers", arg: "DIR", help: "directory of handler modules" },
+  { name: "config", kind: "string", arg: "FILE", help: "a JSON config file: any flag of run by its name (flags and environment win over it)" },
+  { name: "workers", kind: "string", default: "./workers", arg: "DIR", help: "directory of handler modules (or the first positional argument)" },
   { name: "watch", kind: "boolean", default: "true", help: "reload handlers when files in --workers change (--no-watch to turn off)" },
   { name: "watch-debounce", kind: "int", default: "50", arg: "MS", help: "how long a changed handler file must stay unchanged before it is loaded" },
   { name: "isolation", kind: "string", default: "auto", arg: "TIER", help: "auto: each handler's definition picks its tier; wasm: every handler runs in the wasm tier (for code you do not trust)" },
-  { name: "port", kind: "port", default: "8080", arg: "N", help: "HTTP port (0 picks a free one)" },
+  { name: "port", kind: "port", default: "8080", arg: "N", help: "HTTP port (0 picks a free one)", short: "p" },
   { name: "host", kind: "string", default: "0.0.0.0", arg: "ADDR", help: "HTTP address to listen on (sensors are on the LAN)" },
   { name: "data-dir", kind: "string", default: "./.outpost", arg: "DIR", help: "state: nats-server config and JetStream store, built handler bundles" },
   { name: "nats", kind: "string", arg: "URL", help: "use this NATS server or cluster (comma-separated URLs) instead of starting one" },
+  { name: "nats-timeout", kind: "int", default: "10000", arg: "MS", help: "how long to wait for --nats at start before giving up with what to check" },
   { name: "nats-user", kind: "string", arg: "USER", help: "user for --nats" },
   { name: "nats-pass", kind: "string", arg: "PASS", help: "password for --nats", secret: true },
   { name: "nats-token", kind: "string", arg: "TOKEN", help: "token for --nats", secret: true },
@@ -71,51 +75,107 @@ export function envName(flag: string): string {
  */
 export function parseSize(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?$/i.exec(text.trim());
-  if (!m) throw new ConfigError(`Invalid size ${JSON.stringify(text)}: use a byte count or a number with K, M, G or T`);
+  if (!m) throw new UsageError(`Invalid size ${JSON.stringify(text)}: use a byte count or a number with K, M, G or T`);
   const mult = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2]!.toUpperCase()]!;
   return Math.floor(Number(m[1]) * mult);
 }
 
+/** The command line is wrong (an unknown flag, a bad value, a missing argument): exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Values from a config file, by flag name (`{"port": 9000, "data-dir": "/var/lib/outpost"}`). */
+export type FileValues = Record<string, string | number | boolean>;
+
 /**
- * Parse arguments, then the environment, then defaults (in that order of precedence).
+ * Parse arguments (node:util `parseArgs`, on Node, Deno and Bun alike), then the environment,
+ * then a config file, then defaults: in that order of precedence.
  * @param args arguments after the command
- * @param env environment variables
+ * @param env environment variables (`OUTPOST_<FLAG>`); pass `{}` for commands that read none
+ * @param specs the command's flags
+ * @param file values from `--config`
  * @returns values by flag name, and the positional arguments
- * @throws ConfigError for unknown flags and bad values
+ * @throws UsageError for unknown flags (with a suggestion), missing and bad values
  */
-export function parseFlags(args: string[], env: Record<string, string | undefined>, specs: readonly FlagSpec[] = RUN_FLAGS): { values: FlagValues; positional: string[] } {
-  const given = new Map<string, string>();
-  const positional: string[] = [];
+export function parseFlags(
+  args: string[],
+  env: Record<string, string | undefined>,
+  specs: readonly FlagSpec[] = RUN_FLAGS,
+  file: FileValues = {},
+): { values: FlagValues; positional: string[] } {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const negated = new Set<string>();
+  const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (!a.startsWith("--")) {
-      positional.push(a);
-      continue;
+    if (a === "--") {
+      rest.push(...args.slice(i));
+      break;
     }
-    const eq = a.indexOf("=");
-    let name = eq > 0 ? a.slice(2, eq) : a.slice(2);
-    let value = eq > 0 ? a.slice(eq + 1) : undefined;
-    if (name.startsWith("no-") && !specs.some((s) => s.name === name)) {
-      name = name.slice(3);
-      value = "false";
-    }
-    const spec = specs.find((s) => s.name === name);
-    if (!spec) throw new ConfigError(`Unknown flag --${name}; see outpost --help`);
-    if (value === undefined) {
-      if (spec.kind === "boolean") value = "true";
-      else {
-        value = args[++i];
-        if (value === undefined) throw new ConfigError(`--${name} needs a value (${spec.arg ?? "VALUE"})`);
+    if (a.startsWith("--")) {
+      const name = a.slice(2).split("=")[0]!;
+      const plain = name.startsWith("no-") ? name.slice(3) : undefined;
+      if (!byName.has(name) && plain !== undefined && byName.get(plain)?.kind === "boolean") {
+        negated.add(plain);
+        continue;
       }
+      const spec = byName.get(name);
+      if (!spec) throw new UsageError(`Unknown flag --${name}${_suggest(name, specs)}`);
+      if (spec.kind !== "boolean" && !a.includes("=") && (args[i + 1] === undefined)) {
+        throw new UsageError(`--${name} needs a value (${spec.arg ?? "VALUE"})`);
+      }
+      if (spec.kind === "boolean" && a.includes("=")) {
+        // parseArgs takes no value for a boolean: --watch=false is --no-watch.
+        const v = a.slice(a.indexOf("=") + 1);
+        if (_convert(spec, v) === false) negated.add(name);
+        continue;
+      }
+    } else if (/^-[A-Za-z]$/.test(a)) {
+      const spec = specs.find((s) => s.short === a.slice(1));
+      if (!spec) throw new UsageError(`Unknown flag ${a}${_suggest(a.slice(1), specs)}`);
+      if (spec.kind !== "boolean" && args[i + 1] === undefined) throw new UsageError(`${a} (--${spec.name}) needs a value (${spec.arg ?? "VALUE"})`);
     }
-    given.set(name, value);
+    rest.push(a);
+  }
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  for (const s of specs) options[s.name] = { type: s.kind === "boolean" ? "boolean" : "string", ...(s.short ? { short: s.short } : {}) };
+  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: rest, options, strict: true, allowPositionals: true }) as typeof parsed;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
   }
   const values: FlagValues = {};
   for (const s of specs) {
-    const text = given.get(s.name) ?? env[envName(s.name)] ?? s.default;
+    const raw = parsed.values[s.name];
+    const given = negated.has(s.name) ? "false" : raw === true ? "true" : typeof raw === "string" ? raw : undefined;
+    const fromFile = file[s.name];
+    const text = given ?? env[envName(s.name)] ?? (fromFile === undefined ? undefined : String(fromFile)) ?? s.default;
     values[s.name] = text === undefined ? undefined : _convert(s, text);
   }
-  return { values, positional };
+  return { values, positional: parsed.positionals };
+}
+
+/** ` (did you mean --port?)` for a flag one or two edits away from a known one. */
+function _suggest(name: string, specs: readonly FlagSpec[]): string {
+  let best: { name: string; d: number } | undefined;
+  for (const s of specs) {
+    const d = _distance(name, s.name);
+    if (d <= (s.name.length <= 3 ? 1 : 2) && (!best || d < best.d)) best = { name: s.name, d };
+  }
+  return best ? ` (did you mean --${best.name}?); see --help` : "; see --help";
+}
+
+/** Levenshtein distance, for suggestions only. */
+function _distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 function _convert(s: FlagSpec, text: string): string | number | boolean {
@@ -125,12 +185,12 @@ function _convert(s: FlagSpec, text: string): string | number | boolean {
     case "boolean":
       if (/^(1|true|yes|on)$/i.test(text)) return true;
       if (/^(0|false|no|off)$/i.test(text)) return false;
-      throw new ConfigError(`--${s.name} must be true or false, got ${JSON.stringify(text)}`);
+      throw new UsageError(`--${s.name} must be true or false, got ${JSON.stringify(text)}`);
     case "size":
       try {
         return parseSize(text);
       } catch (e) {
-        throw new ConfigError(`--${s.name}: ${(e as Error).message}`);
+        throw new UsageError(`--${s.name}: ${(e as Error).message}`);
       }
     case "port":
     case "int": {
@@ -138,7 +198,7 @@ function _convert(s: FlagSpec, text: string): string | number | boolean {
       const max = s.kind === "port" ? 65_535 : Number.MAX_SAFE_INTEGER;
       const min = s.kind === "port" ? 0 : 1;
       if (!Number.isInteger(n) || n < min || n > max) {
-        throw new ConfigError(`--${s.name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+        throw new UsageError(`--${s.name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
       }
       return n;
     }

@@ -2,11 +2,10 @@ import { readFile } from "node:fs/promises";
 import { credsAuthenticator } from "@nats-io/nats-core";
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { FLEET_DEFAULTS } from "../ota/fleet_record.ts";
 import { publishBundle } from "../ota/publish.ts";
-import { ConfigError } from "../errors.ts";
 import { env, writeOut } from "../runtime/process.ts";
-import { parseFlags } from "./flags.ts";
+import { parseFlags, UsageError } from "./flags.ts";
+import { COMMANDS } from "./specs.ts";
 
 const _USAGE = "Usage: outpost publish <bundle> --nats nats://hub:4222 [--nats-user U --nats-pass P | --nats-token T | --nats-creds FILE] " +
   "[--domain D] [--bucket outpost-bundles] [--kv outpost-fleet] [--key desired]";
@@ -16,19 +15,9 @@ const _USAGE = "Usage: outpost publish <bundle> --nats nats://hub:4222 [--nats-u
  * the fleet's desired release in the hub's KV bucket; devices started with `--fleet` install it.
  */
 export async function publishCommand(args: string[]): Promise<number> {
-  const { values: f, positional } = parseFlags(args, env(), [
-    { name: "nats", kind: "string", arg: "URL", help: "" },
-    { name: "nats-user", kind: "string", arg: "USER", help: "" },
-    { name: "nats-pass", kind: "string", arg: "PASS", help: "", secret: true },
-    { name: "nats-token", kind: "string", arg: "TOKEN", help: "", secret: true },
-    { name: "nats-creds", kind: "string", arg: "FILE", help: "" },
-    { name: "domain", kind: "string", arg: "DOMAIN", help: "" },
-    { name: "bucket", kind: "string", default: FLEET_DEFAULTS.bucket, arg: "BUCKET", help: "" },
-    { name: "kv", kind: "string", default: FLEET_DEFAULTS.kv, arg: "BUCKET", help: "" },
-    { name: "key", kind: "string", default: FLEET_DEFAULTS.key, arg: "KEY", help: "" },
-  ]);
+  const { values: f, positional } = parseFlags(args, env(), COMMANDS.find((c) => c.name === "publish")!.flags);
   const file = positional[0];
-  if (!file || !f.nats) throw new ConfigError(_USAGE);
+  if (!file || !f.nats) throw new UsageError(_USAGE);
   const bytes = new Uint8Array(await readFile(file));
   const nc = await connect({
     servers: String(f.nats).split(",").map((s) => s.trim()),

@@ -24,6 +24,7 @@ import { Scheduler } from "../dispatch/scheduler.ts";
 import { Backpressure } from "../dispatch/backpressure.ts";
 import { dlqRoutes } from "../dlq/routes.ts";
 import { ConfigError } from "../errors.ts";
+import { lockDataDir } from "./lock.ts";
 import type { Logger } from "../util/log.ts";
 import { runtimeVersion } from "../runtime/detect.ts";
 import { serve, type Server } from "../runtime/serve.ts";
@@ -70,6 +71,8 @@ export interface OutpostOptions {
   maxConnections?: number;
   /** How often the store marks are written and orphaned messages looked for (default 10 s). */
   storeCheckMs?: number;
+  /** How long to wait for an external server (`--nats`) at start (default 10 s). */
+  natsTimeoutMs?: number;
   /** Ceiling on a definition's `memoryMb` (default 512). */
   maxHandlerMemoryMb?: number;
   /** Caps on what one message may make a handler send out. */
@@ -112,12 +115,61 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
   const dataDir = resolve(o.dataDir);
   _checkFleetOptions(o);
   await mkdir(dataDir, { recursive: true });
+  // Before anything is launched: the data directory is ours, and the port is ours.
+  const unlock = await lockDataDir(dataDir, log);
+  let gate: _Gate;
+  try {
+    gate = await _bind(o);
+  } catch (e) {
+    await unlock();
+    throw e;
+  }
+  try {
+    const host = await _start(o, dataDir, gate);
+    return {
+      ...host,
+      stop: async () => {
+        await host.stop();
+        await unlock();
+      },
+    };
+  } catch (e) {
+    await gate.server.close().catch(() => {});
+    await unlock();
+    throw e;
+  }
+}
+
+/** The HTTP server, bound first and answering 503 until the host is ready. */
+interface _Gate {
+  server: Server;
+  open(fetch: (req: Request, env?: unknown) => Response | Promise<Response>): void;
+}
+
+async function _bind(o: OutpostOptions): Promise<_Gate> {
+  let handle: (req: Request, env?: unknown) => Response | Promise<Response> = (req) =>
+    reply(req, 503, { error: "starting", message: "The host is still starting" }, { "retry-after": "1" });
+  let server: Server;
+  try {
+    server = await serve({ fetch: (req, env) => handle(req, env), port: o.port, hostname: o.host, maxConnections: o.maxConnections ?? 1024 });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).name;
+    if (/EADDRINUSE|AddrInUse/i.test(`${code} ${(e as Error).message}`)) {
+      throw new ConfigError(`Port ${o.port} on ${o.host} is in use: stop what listens there, or pass --port`);
+    }
+    throw e;
+  }
+  return { server, open: (f) => (handle = f) };
+}
+
+async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<Outpost> {
+  const log = o.log;
   let embedded: EmbeddedServer | undefined;
   let stopping = false;
   let integrity: StoreIntegrity | undefined;
   let broker: Broker;
   if (o.nats) {
-    broker = await connectBroker({ servers: o.nats, user: o.natsUser, pass: o.natsPass, token: o.natsToken, credsFile: o.natsCreds }, log);
+    broker = await connectBroker({ servers: o.nats, user: o.natsUser, pass: o.natsPass, token: o.natsToken, credsFile: o.natsCreds }, log, o.natsTimeoutMs ?? 10_000);
     log.info(`connected to external nats-server ${broker.nc.info?.version ?? "?"} at ${o.nats}`);
   } else {
     const serverOpts: Parameters<typeof startNatsServer>[0] = {
@@ -127,7 +179,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     };
     embedded = await startNatsServer(serverOpts);
     try {
-      broker = await connectBroker({ servers: embedded.url, user: embedded.user, pass: embedded.pass }, log);
+      broker = await connectBroker({ servers: embedded.url, nkeySeed: embedded.seed }, log);
     } catch (e) {
       await embedded.stop();
       throw e;
@@ -137,8 +189,8 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     const supervise = (srv: EmbeddedServer, serverOpts: Parameters<typeof startNatsServer>[0]) => void srv.exited.then(async (code) => {
       if (stopping) return;
       log.error(`embedded nats-server exited unexpectedly (code ${code}); restarting it, readings are refused with 503 meanwhile`);
-      // Same port and password: the client reconnects by itself; the store on disk is the same.
-      const pinned = { ...serverOpts, pin: { port: Number(new URL(srv.url).port), pass: srv.pass } };
+      // Same port and client key: the client reconnects by itself; the store on disk is the same.
+      const pinned = { ...serverOpts, pin: { port: Number(new URL(srv.url).port), seed: srv.seed } };
       for (let attempt = 0; !stopping; attempt++) {
         await new Promise((r) => setTimeout(r, Math.min(30_000, 250 * 2 ** attempt)));
         if (stopping) return;
@@ -234,7 +286,7 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
       });
     });
     app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!), 200, { "content-type": "text/plain; version=0.0.4" }));
-    app.get("/v1/handlers", (c) => reply(c.req.raw, 200, { handlers: registry.view() }));
+    app.get("/v1/handlers", (c) => reply(c.req.raw, 200, { source: bundles!.source, handlers: registry.view() }));
     app.route("/", ingestRoutes({
       ...storeDeps,
       route: (t) => registry.route(t),
@@ -252,7 +304,8 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     app.route("/", dlqRoutes(() => dlq));
     app.notFound((c) => reply(c.req.raw, 404, { error: "not_found", message: `No route for ${c.req.method} ${new URL(c.req.url).pathname}` }));
     app.onError(problemHandler(log));
-    server = await serve({ fetch: app.fetch, port: o.port, hostname: o.host, maxConnections: o.maxConnections ?? 1024 });
+    server = gate.server;
+    gate.open(app.fetch);
   } catch (e) {
     stopping = true;
     health.stop();

@@ -100,7 +100,10 @@ export class BundleManager {
     const state = await store.read();
     await store.cleanup([state.active?.release ?? 0, state.previous?.release ?? 0].filter((n) => n > 0));
     const m = new BundleManager(o, store, state);
-    if (state.active) o.log.info(`release ${state.active.release} (${state.active.name} ${state.active.version}) is active${state.probation ? ", on probation" : ""}`);
+    if (state.active) {
+      o.log.warn(`handlers come from release ${state.active.release} (${state.active.name} ${state.active.version}, an OTA bundle)${state.probation ? ", on probation" : ""}, ` +
+        `not from the --workers directory ${resolve(o.workersDir)}: outpost bundles use-directory serves that again`);
+    }
     return m;
   }
 
@@ -122,6 +125,39 @@ export class BundleManager {
   /** Releases that failed on this device (refused after verification, or rolled back). */
   get failedReleases(): number[] {
     return this.#state.failed.map((f) => f.release);
+  }
+
+  /** Where the handlers come from now, for `/v1/handlers` and the start-up log. */
+  get source(): { kind: "bundle" | "workers"; release: number; dir: string } {
+    const a = this.#state.active;
+    return a ? { kind: "bundle", release: a.release, dir: this.#dirOf(a) } : { kind: "workers", release: 0, dir: resolve(this.#o.workersDir) };
+  }
+
+  /**
+   * Serve the `--workers` directory again instead of the active release (`outpost bundles
+   * use-directory`). The release stays on disk as the previous one.
+   * @returns the directory now served
+   * @throws BundleBusyError while an installation or rollback is under way
+   */
+  async useDirectory(): Promise<string> {
+    const registry = this.#registry;
+    if (!registry) throw new BundleBusyError("Cannot switch to the --workers directory: the host is still starting");
+    const busy = this.busyReason;
+    if (busy) throw new BundleBusyError(`Cannot switch to the --workers directory: ${busy}`);
+    const dir = resolve(this.#o.workersDir);
+    const was = this.#state.active;
+    if (!was) return dir;
+    this.#busy = "switching to the --workers directory";
+    try {
+      const failures = await registry.switchDirectory(dir, { watch: this.#o.watch, quietMs: this.#o.quietMs });
+      if (failures.length) throw new BundleActivationError(`Cannot switch to the --workers directory: ${failures.map((f) => `${f.name}: ${f.message}`).join("; ")}; release ${was.release} keeps running`);
+      this.#state = { active: null, previous: was, probation: null, failed: this.#state.failed };
+      await this.#store.write(this.#state);
+      this.#log.warn(`the --workers directory ${dir} is served again; release ${was.release} (${was.name} ${was.version}) is kept as the previous one`);
+      return dir;
+    } finally {
+      this.#busy = undefined;
+    }
   }
 
   /** Why {@link install} would answer `busy` now, or undefined when it would not. */

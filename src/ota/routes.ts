@@ -18,6 +18,16 @@ export function bundleRoutes(bundles: () => BundleManager | undefined, maxBytes:
     if (!m) throw _starting();
     return reply(c.req.raw, 200, m.view());
   });
+  app.post("/v1/bundles/use-directory", async (c) => {
+    const m = bundles();
+    if (!m) throw _starting();
+    try {
+      return reply(c.req.raw, 200, { dir: await m.useDirectory(), source: m.source });
+    } catch (e) {
+      if (e instanceof BundleError) throw new ProblemError(e.status, e.code, e.message, { name: e.name, active: m.activeRelease });
+      throw e;
+    }
+  });
   app.post("/v1/bundles", async (c) => {
     const m = bundles();
     if (!m) throw _starting();

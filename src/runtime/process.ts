@@ -14,10 +14,12 @@ export interface Child {
  * Start a program (node:child_process exists on Node, Deno and Bun alike).
  * @param cmd path of the program
  * @param args its arguments
+ * @param opts.ownGroup start it in a process group of its own
  * @returns the running child
  */
-export function spawn(cmd: string, args: string[]): Child {
-  const cp = _spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+export function spawn(cmd: string, args: string[], opts: { ownGroup?: boolean } = {}): Child {
+  // ownGroup: a Ctrl-C in the terminal reaches the host alone, which drains and then stops the child.
+  const cp = _spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(opts.ownGroup ? { detached: true } : {}) });
   const listeners: ((line: string) => void)[] = [];
   const exited = new Promise<number | null>((resolve, reject) => {
     cp.once("error", reject);
@@ -111,4 +113,21 @@ export function writeErr(text: string): void {
 /** Resident set size of this process in bytes. */
 export function rss(): number {
   return process.memoryUsage().rss;
+}
+
+/**
+ * The command that starts this program again (runtime binary and script), for a service unit.
+ * @param script the entry file when it is known (the single file or src/cli/bin.ts)
+ */
+export function selfCommand(script: string): string[] {
+  const g = globalThis as unknown as { Deno?: { execPath(): string } };
+  if (g.Deno) return [g.Deno.execPath(), "run", "-A", "--unstable-worker-options", script];
+  return [process.execPath, script];
+}
+
+/** The entry script this process runs (the single file, or src/cli/bin.ts). */
+export function entryScript(): string {
+  const g = globalThis as unknown as { Deno?: { mainModule: string } };
+  if (g.Deno) return new URL(g.Deno.mainModule).pathname;
+  return process.argv[1] ?? "";
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
@@ -5,7 +6,7 @@ import { describeFiles, signBundle, type Manifest } from "../../src/ota/manifest
 import { verifyBundle } from "../../src/ota/verify.ts";
 import { loadTrustStore } from "../../src/ota/trust.ts";
 import { bundles, makeBundle, makeKey, otaHandler, push, type TestKey } from "../_bundles.ts";
-import { ingest, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats } from "../_harness.ts";
+import { ingest, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats, hostCommand } from "../_harness.ts";
 
 async function handledBy(nats: TestNats, seqs: number[]): Promise<Map<number, string>> {
   const out = await waitFor(async () => {
@@ -142,6 +143,23 @@ describe("OTA bundles (Node)", () => {
     assert.equal(r.json.error, "activation_failed");
     assert.match(r.json.message, /^Cannot activate bundle ota 1\.0\.31 \(release 31\): handlers did not load: bad: Handler bad failed to load: Error: no$/);
     assert.equal((await bundles(host.url)).active.release, 10);
+  });
+
+  test("bundles use-directory serves the --workers directory again, said at the route, in /v1/handlers and in the log", async () => {
+    const before = await (await fetch(`${host.url}/v1/handlers`)).json();
+    assert.deepEqual([before.source.kind, before.source.release], ["bundle", 10]);
+    const [cmd, ...pre] = hostCommand("node");
+    const out = execFileSync(cmd!, [...pre, "bundles", "use-directory", "--url", host.url, "--admin-token", "tok"]).toString();
+    assert.equal(out, `the host serves its --workers directory again (${host.workersDir})\n`);
+    const after = await (await fetch(`${host.url}/v1/handlers`)).json();
+    assert.deepEqual(after.source, { kind: "workers", release: 0, dir: host.workersDir });
+    const seqs = await post(host, 3);
+    const by = await handledBy(nats, seqs);
+    assert.deepEqual(seqs.map((s) => by.get(s)), Array(3).fill("workers"));
+    const v = await bundles(host.url);
+    assert.equal(v.active.source, "workers");
+    assert.equal(v.previous.release, 10);
+    assert.match(host.logs(), /the --workers directory .* is served again; release 10 \(ota 1\.0\.10\) is kept as the previous one/);
   });
 
   test("routes need the admin token", async () => {

@@ -114,7 +114,7 @@ describe("dead-letter queue API and CLI", () => {
     assert.equal(ls.code, 0);
     assert.match(ls.out, /work\s+ingest\.work\s+seq \d+\s+1 attempts\s+TypeError: bug 7/);
     assert.match(ls.out, /2 shown/);
-    const purge = await cli("purge", "--handler", "work");
+    const purge = await cli("purge", "--handler", "work", "--json");
     assert.equal(purge.code, 0);
     assert.deepEqual(JSON.parse(purge.out), { handler: "work", deleted: 2 });
     assert.deepEqual((await (await api("/v1/dlq")).json()).entries, []);

@@ -1,0 +1,22 @@
+/**
+ * A request to a running host from a client command. A host that cannot be reached is named,
+ * with what to check, instead of "fetch failed".
+ * @param base the host's URL (`--url`, `--to`)
+ * @param path the route
+ */
+export async function hostRequest(base: string, path: string, init: RequestInit = {}): Promise<Response> {
+  let url: URL;
+  try {
+    url = new URL(path, base);
+  } catch {
+    throw Object.assign(new Error(`${JSON.stringify(base)} is not a URL: pass --url http://HOST:PORT`), { name: "UsageError" });
+  }
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    const why = (e as { cause?: { code?: string; message?: string } }).cause;
+    throw Object.assign(new Error(`Cannot reach outpost at ${url.origin} (${why?.code ?? why?.message ?? (e as Error).message}): is it running there? Pass --url`), {
+      name: "HostUnreachableError",
+    });
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Every command of `outpost` and its flags: the one description that `--help`, `docs/cli.md`
+ * (checked by a test) and the parsers read.
+ */
+import { FLEET_DEFAULTS } from "../ota/fleet_record.ts";
+import { envName, RUN_FLAGS, type FlagSpec } from "./flags.ts";
+
+/** One command: what it is for, how it is called, its flags. */
+export interface CommandSpec {
+  name: string;
+  summary: string;
+  /** The usage line(s), without the leading `Usage: `. */
+  usage: string[];
+  flags: readonly FlagSpec[];
+  /** Whether its flags read `OUTPOST_<FLAG>` environment variables too. */
+  env: boolean;
+}
+
+const _URL: FlagSpec = { name: "url", kind: "string", default: "http://127.0.0.1:8080", arg: "URL", help: "the host to talk to" };
+const _TOKEN: FlagSpec = { name: "admin-token", kind: "string", arg: "TOKEN", help: "the host's admin token", secret: true };
+const _JSON: FlagSpec = { name: "json", kind: "boolean", default: "false", help: "print JSON instead of text" };
+const _NATS: readonly FlagSpec[] = [
+  { name: "nats", kind: "string", arg: "URL", help: "the hub's NATS server (comma-separated URLs)" },
+  { name: "nats-user", kind: "string", arg: "USER", help: "user for --nats" },
+  { name: "nats-pass", kind: "string", arg: "PASS", help: "password for --nats", secret: true },
+  { name: "nats-token", kind: "string", arg: "TOKEN", help: "token for --nats", secret: true },
+  { name: "nats-creds", kind: "string", arg: "FILE", help: "credentials file (JWT + NKey) for --nats" },
+];
+
+/** The commands, in the order `outpost --help` lists them. */
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: "run",
+    summary: "start the host: embedded nats-server (or --nats), handlers from DIR (--workers), HTTP ingest",
+    usage: ["outpost run [DIR] [flags]"],
+    flags: RUN_FLAGS,
+    env: true,
+  },
+  {
+    name: "config",
+    summary: "print the effective configuration of run (flags > environment > --config file > defaults; secrets masked)",
+    usage: ["outpost config [--config FILE] [flags of run]", "outpost config --sample      a config file with every flag at its default"],
+    flags: [...RUN_FLAGS, { name: "sample", kind: "boolean", default: "false", help: "print a sample config file instead" }],
+    env: true,
+  },
+  {
+    name: "doctor",
+    summary: "check this machine for run: runtime, nats-server, data directory and its free space, port, clock, trust store",
+    usage: ["outpost doctor [--config FILE] [flags of run]"],
+    flags: RUN_FLAGS,
+    env: true,
+  },
+  {
+    name: "service",
+    summary: "write a systemd unit that runs `outpost run` with a config file, and say how to enable it",
+    usage: ["outpost service install [--user] [--config FILE] [--out FILE]"],
+    flags: [
+      { name: "user", kind: "boolean", default: "false", help: "a user unit (~/.config/systemd/user) instead of a system one" },
+      { name: "config", kind: "string", default: "/etc/outpost/outpost.json", arg: "FILE", help: "the config file the unit runs with" },
+      { name: "out", kind: "string", arg: "FILE", help: "where to write the unit (default /etc/systemd/system/outpost.service, or the user directory)" },
+      { name: "workdir", kind: "string", default: "/var/lib/outpost", arg: "DIR", help: "working directory of the service (system units use StateDirectory=outpost)" },
+    ],
+    env: false,
+  },
+  {
+    name: "dlq",
+    summary: "inspect and replay dead letters of a running host",
+    usage: [
+      "outpost dlq ls [--handler NAME] [--topic T] [--limit N] [--after ID]   list dead letters",
+      "outpost dlq show ID                          one dead letter, in full",
+      "outpost dlq replay ID | --handler NAME       store again under its topic (once), then remove",
+      "outpost dlq purge ID | --handler NAME        delete",
+    ],
+    flags: [
+      _URL,
+      _TOKEN,
+      { name: "handler", kind: "string", arg: "NAME", help: "only this handler's dead letters" },
+      { name: "topic", kind: "string", arg: "TOPIC", help: "only readings of this topic (ls)" },
+      { name: "limit", kind: "int", default: "50", arg: "N", help: "entries per page (ls)" },
+      { name: "after", kind: "int", arg: "ID", help: "start after this id (ls)" },
+      _JSON,
+    ],
+    env: true,
+  },
+  {
+    name: "bundles",
+    summary: "a host's active, previous, staged and failed releases; use-directory goes back to its --workers directory",
+    usage: ["outpost bundles [--url URL] [--json]", "outpost bundles use-directory [--url URL]   serve the --workers directory again instead of the active release"],
+    flags: [_URL, _TOKEN, _JSON],
+    env: true,
+  },
+  {
+    name: "keygen",
+    summary: "make an Ed25519 key pair for signing bundles (NAME.key, NAME.pub)",
+    usage: ["outpost keygen [--out DIR] [--name NAME]"],
+    flags: [
+      { name: "out", kind: "string", default: ".", arg: "DIR", help: "directory for the two files" },
+      { name: "name", kind: "string", default: "outpost", arg: "NAME", help: "file name of the pair" },
+    ],
+    env: false,
+  },
+  {
+    name: "pack",
+    summary: "prebuild the handlers of DIR and write a signed bundle",
+    usage: ["outpost pack DIR --version X --key FILE[,FILE] [flags]"],
+    flags: [
+      { name: "version", kind: "string", arg: "X", help: "the release's version text (required)" },
+      { name: "key", kind: "string", arg: "FILES", help: "private key file(s) to sign with, comma-separated (required)" },
+      { name: "release", kind: "int", arg: "N", help: "release number (default: seconds since the epoch)" },
+      { name: "name", kind: "string", default: "handlers", arg: "NAME", help: "the bundle's name" },
+      { name: "expires-in", kind: "string", default: "30d", arg: "DURATION", help: "how long devices accept it (30d, 12h)" },
+      { name: "runtimes", kind: "string", default: "node,deno,bun", arg: "LIST", help: "runtimes the bundle is for" },
+      { name: "rollback", kind: "boolean", default: "false", help: "allow installing it over a newer release" },
+      { name: "out", kind: "string", arg: "FILE", help: "the bundle file (default NAME-VERSION.outpost)" },
+    ],
+    env: false,
+  },
+  {
+    name: "push",
+    summary: "upload a bundle to a host (POST /v1/bundles), with progress",
+    usage: ["outpost push BUNDLE --to URL [--admin-token T]"],
+    flags: [{ name: "to", kind: "string", arg: "URL", help: "the host (required)" }, _TOKEN, _JSON],
+    env: true,
+  },
+  {
+    name: "publish",
+    summary: "put a bundle into a hub's object store and make it the fleet's desired release",
+    usage: ["outpost publish BUNDLE --nats URL [--domain D] [--bucket B] [--kv KV] [--key K]"],
+    flags: [
+      ..._NATS,
+      { name: "domain", kind: "string", arg: "DOMAIN", help: "the hub's JetStream domain" },
+      { name: "bucket", kind: "string", default: FLEET_DEFAULTS.bucket, arg: "BUCKET", help: "object store bucket for bundles" },
+      { name: "kv", kind: "string", default: FLEET_DEFAULTS.kv, arg: "BUCKET", help: "KV bucket of desired releases" },
+      { name: "key", kind: "string", default: FLEET_DEFAULTS.key, arg: "KEY", help: "key of the desired release (one per group of devices)" },
+    ],
+    env: true,
+  },
+  {
+    name: "build",
+    summary: "write the single-file runtime bundles/outpost.js (from the source tree)",
+    usage: ["outpost build [--out FILE]"],
+    flags: [{ name: "out", kind: "string", arg: "FILE", help: "where to write it (default bundles/outpost.js)" }],
+    env: false,
+  },
+  { name: "version", summary: "print the version", usage: ["outpost version"], flags: [], env: false },
+];
+
+/** Exit codes of every command. */
+export const EXIT_CODES = "Exit codes: 0 success, 1 runtime error, 2 usage error.";
+
+/** The `--help` text of one command. */
+export function commandHelp(c: CommandSpec): string {
+  const rows = [...c.flags, { name: "help", kind: "boolean", help: "this text", short: "h" } as FlagSpec].map((f) => {
+    const left = `  ${f.short ? `-${f.short}, ` : "    "}--${f.name}${f.arg ? ` ${f.arg}` : ""}`;
+    const def = f.default !== undefined && f.kind !== "boolean" ? ` (default ${f.default})` : "";
+    const env = c.env && f.name !== "help" ? `\n${"".padEnd(33)} env ${envName(f.name)}` : "";
+    return `${left.padEnd(32)} ${f.help}${def}${env}`;
+  });
+  return `outpost ${c.name}: ${c.summary}\n\nUsage: ${c.usage.join("\n       ")}\n\nFlags:\n${rows.join("\n")}\n\n${EXIT_CODES}\n`;
+}
+
+/**
+ * The flag tables of `docs/cli.md`, one per command, as markdown (a test compares them with the page).
+ */
+export function flagTables(): string {
+  return COMMANDS.filter((c) => c.flags.length && c.name !== "config" && c.name !== "doctor").map((c) => {
+    const head = c.env ? "| flag | environment | default | meaning |\n|---|---|---|---|" : "| flag | default | meaning |\n|---|---|---|";
+    const rows = c.flags.map((f) => {
+      const flag = `\`${f.short ? `-${f.short}, ` : ""}--${f.name}${f.arg ? ` ${f.arg}` : ""}\``;
+      const def = f.default !== undefined ? `\`${f.default}\`` : "—";
+      const help = f.help.replace(/\|/g, "\\|");
+      return c.env ? `| ${flag} | \`${envName(f.name)}\` | ${def} | ${help} |` : `| ${flag} | ${def} | ${help} |`;
+    });
+    return `### outpost ${c.name}\n\n${c.summary}.\n\n\`\`\`\n${c.usage.join("\n")}\n\`\`\`\n\n${head}\n${rows.join("\n")}\n`;
+  }).join("\n");
+}
