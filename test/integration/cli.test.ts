@@ -46,13 +46,16 @@ test("every command answers --help with its usage and flags, exit 0; an unknown 
   assert.match(cmd.out, /^outpost: unknown command "rnu"/);
 });
 
-test("outpost run -p PORT DIR listens on that port and loads that directory", async () => {
+test("outpost run -p PORT DIR listens on that port and loads that directory; a normal stop logs no warning", async () => {
   const dir = await tempDir("outpost-mine-");
   await writeFile(join(dir, "mine.ts"), HANDLER);
   const port = await freePort();
   const dataDir = await tempDir();
   const [cmd, ...pre] = hostCommand("node");
-  const p = spawn(cmd!, [...pre, "run", "-p", String(port), "--host", "127.0.0.1", "--data-dir", dataDir, dir], { stdio: "ignore" });
+  const p = spawn(cmd!, [...pre, "run", "-p", String(port), "--host", "127.0.0.1", "--data-dir", dataDir, dir], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  p.stdout!.on("data", (d) => (out += d));
+  p.stderr!.on("data", (d) => (out += d));
   try {
     // While it starts, the port is already bound and answers 503 "starting".
     const h = await waitFor(async () => {
@@ -61,10 +64,14 @@ test("outpost run -p PORT DIR listens on that port and loads that directory", as
     }, 30_000, "the host");
     assert.deepEqual(h.handlers.map((x: { name: string }) => x.name), ["mine"]);
     assert.deepEqual(h.source, { kind: "workers", release: 0, dir });
+    assert.doesNotMatch(out, /Plaintext passwords/, "the generated credentials are an nkey");
   } finally {
     p.kill("SIGTERM");
     await new Promise((r) => p.once("exit", r));
   }
+  const stop = out.slice(out.indexOf("SIGTERM: shutting down"));
+  assert.match(stop, /INFO  \[outpost\] stopped/);
+  assert.doesNotMatch(stop, / (WARN|ERROR) /, stop);
 });
 
 test("the data directory lock: a second host is refused naming the first, which keeps serving; a stale lock after kill -9 is taken over", async () => {
