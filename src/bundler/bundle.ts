@@ -30,6 +30,8 @@ export interface BuiltHandler {
    * they do not, the handler cannot ask for the wasm tier and is started in a worker directly.
    */
   mentionsWasm?: boolean;
+  /** The handler's own source files the build read (absolute; not the SDK, not packages): a change to any reloads it. */
+  inputs?: string[];
 }
 
 let _idle: ReturnType<typeof setTimeout> | undefined;
@@ -133,15 +135,19 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
     kind: "module", name, file: abs, hash: hash.slice(0, 12),
     handlerUrl: pathToFileURL(handlerPath), schemaUrl: pathToFileURL(schemaPath), guestUrl: pathToFileURL(guestPath),
     mentionsWasm: await _mentionsWasm(root, Object.keys(result.metafile?.inputs ?? {})),
+    inputs: _ownInputs(root, Object.keys(result.metafile?.inputs ?? {})),
   };
+}
+
+/** The handler's own input files, absolute (virtual entries, the SDK and packages left out). */
+function _ownInputs(root: string, inputs: string[]): string[] {
+  return inputs.filter((i) => !i.includes(":")).map((i) => resolve(i))
+    .filter((p) => !p.startsWith(join(root, "src")) && !p.includes(`${"/"}node_modules${"/"}`));
 }
 
 /** Whether any of the handler's own input files mentions "wasm" (SDK and packages excluded). */
 async function _mentionsWasm(root: string, inputs: string[]): Promise<boolean> {
-  for (const input of inputs) {
-    if (input.includes(":")) continue; // virtual entries
-    const path = resolve(input);
-    if (path.startsWith(join(root, "src")) || path.includes(`${"/"}node_modules${"/"}`)) continue;
+  for (const path of _ownInputs(root, inputs)) {
     try {
       if (/wasm/i.test(await readFile(path, "utf8"))) return true;
     } catch {

@@ -37,6 +37,8 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
   let handlerJs: string;
   let schemaJs: string;
   let guestJs: string;
+  // The handler's own files the build read: a change to any of them reloads it.
+  let inputs = [abs];
   if (esbuild) {
     const entries: Record<string, string> = {
       handler: `import { runIsolate } from "outpost-sdk:isolate";\nrunIsolate(() => import(${JSON.stringify(abs)}));\n`,
@@ -46,7 +48,7 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
     try {
       const r = await esbuild.build({
         bundle: true, write: false, format: "esm", platform: "neutral", target: "es2022", mainFields: ["module", "main"],
-        external: ["node:*"], logLevel: "silent", legalComments: "none", minifySyntax: true, outdir: outDir,
+        external: ["node:*"], logLevel: "silent", legalComments: "none", minifySyntax: true, outdir: outDir, metafile: true,
         entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema", guest: "outpost-entry:guest" },
         plugins: [{
           name: "outpost-embedded",
@@ -61,6 +63,7 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
       });
       const out = (n: string) => new TextDecoder().decode(r.outputFiles.find((f) => f.path.endsWith(`${n}.js`))!.contents);
       [handlerJs, schemaJs, guestJs] = [out("handler"), out("schema"), out("guest")];
+      inputs = Object.keys(r.metafile?.inputs ?? {}).filter((i) => !i.includes(":")).map((i) => resolve(i)).filter((i) => !i.includes("/node_modules/"));
     } catch (e) {
       const errs = (e as { errors?: Esbuild.Message[] }).errors;
       const msg = errs?.length
@@ -101,6 +104,7 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
   return {
     kind: "module", name, file: abs, hash,
     handlerUrl: pathToFileURL(paths.handler), schemaUrl: pathToFileURL(paths.schema), guestUrl: pathToFileURL(paths.guest),
+    inputs,
   };
 }
 

@@ -1,5 +1,5 @@
 import { readdir } from "node:fs/promises";
-import { extname, join, resolve } from "node:path";
+import { basename, extname, join, resolve } from "node:path";
 import { isHandlerFile } from "../bundler/handler_files.ts";
 import type { StoredReading, StoreRequest, TopicRoute } from "../ingest/store.ts";
 import { ProblemError } from "../http/problem.ts";
@@ -99,14 +99,26 @@ export class HandlerRegistry {
   async watch(quietMs = 50): Promise<void> {
     // A raw wasm handler's manifest (`name.json` beside `name.wasm`) reloads its module.
     const manifest = (f: string) => f.endsWith(".json") && !f.startsWith(".") && !f.startsWith("_");
-    this.#watch = await watchDir(this.#dir, (f) => isHandlerFile(f) || manifest(f), (e) => {
-      if (manifest(e.file)) {
-        const wasm = e.file.replace(/\.json$/, ".wasm");
-        if (this.#entries.get(_nameOf(wasm))?.runner) void this.load(wasm);
+    // Helpers (`_util.ts`) and data a handler imports: a change reloads every handler whose build read it.
+    const source = (f: string) => !f.startsWith(".") && !f.endsWith(".d.ts") && /\.(ts|mts|js|mjs|json)$/.test(f);
+    this.#watch = await watchDir(this.#dir, (f) => isHandlerFile(f) || manifest(f) || source(f), (e) => {
+      const name = basename(e.file);
+      if (isHandlerFile(name)) {
+        if (e.type === "changed") void this.load(e.file);
+        else void this.remove(e.file);
         return;
       }
-      if (e.type === "changed") void this.load(e.file);
-      else void this.remove(e.file);
+      if (manifest(name)) {
+        const wasm = e.file.replace(/\.json$/, ".wasm");
+        if (this.#entries.get(_nameOf(wasm))?.runner) void this.load(wasm);
+      }
+      const changed = resolve(e.file);
+      for (const entry of this.#entries.values()) {
+        if (entry.runner?.built.inputs?.includes(changed)) {
+          this.#log.info(`${name} changed: reloading handler ${entry.name}, which imports it`);
+          void this.load(entry.file);
+        }
+      }
     }, { quietMs });
   }
 

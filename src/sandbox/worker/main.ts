@@ -40,6 +40,7 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
   const send = (m: IsolateToHost, transfer?: ArrayBuffer[]) =>
     m.type === "ready" || m.type === "load-error" || m.type === "exit" ? now(m, transfer) : later(m, transfer);
   _trapExit(send);
+  _captureConsole(send);
   let def: _Def;
   try {
     const mod = await load();
@@ -177,6 +178,23 @@ async function _invokeBatch(def: _Def, m: Extract<HostToIsolate, { type: "invoke
     await def.handleBatch!(keep.map((k) => readings[k]), ctx);
     return [...failures.values()];
   });
+}
+
+/**
+ * `console.*` in a handler is its log, attributed like `ctx.log` (outside any message: console
+ * calls cannot be tied to one), not raw output on the host's stdout.
+ */
+function _captureConsole(send: (m: IsolateToHost) => void): void {
+  const log = makeHandlerLog((level, message) => send({ type: "log", id: 0, level, message: message.slice(0, MAX_LOG_LINE) }));
+  const c = globalThis.console as unknown as Record<string, unknown>;
+  const to: Record<string, (...a: unknown[]) => void> = {
+    log: log.info, info: log.info, debug: log.debug, trace: log.debug, warn: log.warn, error: log.error,
+  };
+  for (const [k, f] of Object.entries(to)) {
+    try {
+      c[k] = f;
+    } catch { /* a frozen console keeps its own output */ }
+  }
 }
 
 /**
