@@ -6,6 +6,7 @@ import { HandlerLoadError } from "../errors.ts";
 import { directValibotImport } from "./sdk_imports.ts";
 import { buildEmbedded, buildEmbeddedValidator } from "./embedded_build.ts";
 import { EMBEDDED } from "./embedded.ts";
+import { ownInputs } from "./handler_files.ts";
 import { packageRoot } from "../util/package_root.ts";
 import { sha256Hex } from "../util/hash.ts";
 
@@ -135,19 +136,13 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
     kind: "module", name, file: abs, hash: hash.slice(0, 12),
     handlerUrl: pathToFileURL(handlerPath), schemaUrl: pathToFileURL(schemaPath), guestUrl: pathToFileURL(guestPath),
     mentionsWasm: await _mentionsWasm(root, Object.keys(result.metafile?.inputs ?? {})),
-    inputs: _ownInputs(root, Object.keys(result.metafile?.inputs ?? {})),
+    inputs: ownInputs(Object.keys(result.metafile?.inputs ?? {}), root),
   };
-}
-
-/** The handler's own input files, absolute (virtual entries, the SDK and packages left out). */
-function _ownInputs(root: string, inputs: string[]): string[] {
-  return inputs.filter((i) => !i.includes(":")).map((i) => resolve(i))
-    .filter((p) => !p.startsWith(join(root, "src")) && !p.includes(`${"/"}node_modules${"/"}`));
 }
 
 /** Whether any of the handler's own input files mentions "wasm" (SDK and packages excluded). */
 async function _mentionsWasm(root: string, inputs: string[]): Promise<boolean> {
-  for (const path of _ownInputs(root, inputs)) {
+  for (const path of ownInputs(inputs, root)) {
     try {
       if (/wasm/i.test(await readFile(path, "utf8"))) return true;
     } catch {

@@ -5,6 +5,7 @@ import type * as Esbuild from "esbuild";
 import { HandlerLoadError } from "../errors.ts";
 import type { BuiltHandler } from "./bundle.ts";
 import type { EmbeddedSdk } from "./embedded.ts";
+import { ownInputs } from "./handler_files.ts";
 
 let _esbuild: typeof Esbuild | null | undefined;
 
@@ -63,7 +64,7 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
       });
       const out = (n: string) => new TextDecoder().decode(r.outputFiles.find((f) => f.path.endsWith(`${n}.js`))!.contents);
       [handlerJs, schemaJs, guestJs] = [out("handler"), out("schema"), out("guest")];
-      inputs = Object.keys(r.metafile?.inputs ?? {}).filter((i) => !i.includes(":")).map((i) => resolve(i)).filter((i) => !i.includes("/node_modules/"));
+      inputs = ownInputs(Object.keys(r.metafile?.inputs ?? {}));
     } catch (e) {
       const errs = (e as { errors?: Esbuild.Message[] }).errors;
       const msg = errs?.length
