@@ -35,6 +35,8 @@ export interface ErrorData {
   name: string;
   message: string;
   stack?: string;
+  /** The first frame in the handler author's own source (`/path/workers/x.ts:12:5`), when the stack names one. */
+  at?: string;
 }
 
 /**

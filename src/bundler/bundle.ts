@@ -6,9 +6,10 @@ import { HandlerLoadError } from "../errors.ts";
 import { directValibotImport } from "./sdk_imports.ts";
 import { buildEmbedded, buildEmbeddedValidator } from "./embedded_build.ts";
 import { EMBEDDED } from "./embedded.ts";
-import { ownInputs } from "./handler_files.ts";
+import { ownInputs, writeBundles } from "./handler_files.ts";
 import { packageRoot } from "../util/package_root.ts";
 import { sha256Hex } from "../util/hash.ts";
+import type { GuestModules } from "../sandbox/quickjs/sandbox.ts";
 
 /** A handler bundled into the files the isolates load. */
 export interface BuiltHandler {
@@ -33,6 +34,10 @@ export interface BuiltHandler {
   mentionsWasm?: boolean;
   /** The handler's own source files the build read (absolute; not the SDK, not packages): a change to any reloads it. */
   inputs?: string[];
+  /** What the wasm-tier guest may import when `guestUrl` is not self-contained (built without esbuild). */
+  guestModules?: GuestModules;
+  /** The generated modules that run the handler's code, each with its source map beside (`<file>.map`). */
+  bundleFiles?: string[];
 }
 
 let _idle: ReturnType<typeof setTimeout> | undefined;
@@ -85,6 +90,9 @@ const _common = (root: string): esbuild.BuildOptions => ({
   legalComments: "none",
   minify: true,
   keepNames: true,
+  // Maps beside the bundles (`<bundle>.map`), read only when a stack trace is mapped.
+  sourcemap: "external",
+  sourcesContent: false,
 });
 
 /**
@@ -120,21 +128,15 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   } catch (e) {
     throw new HandlerLoadError(`Cannot build handler ${basename(file)}: ${_esbuildMessage(e)}`, { cause: e });
   }
-  const handlerJs = result.outputFiles.find((f) => f.path.endsWith("handler.js"))!.contents;
-  const schemaJs = result.outputFiles.find((f) => f.path.endsWith("schema.js"))!.contents;
-  const guestJs = result.outputFiles.find((f) => f.path.endsWith("guest.js"))!.contents;
-  const hash = await sha256Hex(handlerJs);
+  const out = (n: string) => result.outputFiles.find((f) => f.path.endsWith(`${n}.js`))!.contents;
+  const map = (n: string) => result.outputFiles.find((f) => f.path.endsWith(`${n}.js.map`))?.contents;
+  const hash = await sha256Hex(out("handler"));
   const name = basename(abs, extname(abs));
-  await mkdir(outDir, { recursive: true });
-  const handlerPath = join(outDir, `${name}-${hash.slice(0, 12)}.handler.mjs`);
-  const schemaPath = join(outDir, `${name}-${hash.slice(0, 12)}.schema.mjs`);
-  await writeFile(handlerPath, handlerJs);
-  await writeFile(schemaPath, schemaJs);
-  const guestPath = join(outDir, `${name}-${hash.slice(0, 12)}.guest.mjs`);
-  await writeFile(guestPath, guestJs);
+  const paths = await writeBundles(outDir, `${name}-${hash.slice(0, 12)}`, { handler: out("handler"), schema: out("schema"), guest: out("guest") }, { handler: map("handler"), guest: map("guest") });
   return {
     kind: "module", name, file: abs, hash: hash.slice(0, 12),
-    handlerUrl: pathToFileURL(handlerPath), schemaUrl: pathToFileURL(schemaPath), guestUrl: pathToFileURL(guestPath),
+    handlerUrl: pathToFileURL(paths.handler), schemaUrl: pathToFileURL(paths.schema), guestUrl: pathToFileURL(paths.guest),
+    bundleFiles: [paths.handler, paths.guest],
     mentionsWasm: await _mentionsWasm(root, Object.keys(result.metafile?.inputs ?? {})),
     inputs: ownInputs(Object.keys(result.metafile?.inputs ?? {}), root),
   };
@@ -164,6 +166,7 @@ async function _buildRawWasm(root: string, abs: string, outDir: string): Promise
   const result = await _build({
     ..._common(root),
     entryPoints: { handler: "outpost-entry:handler" },
+    sourcemap: false,
     outdir: outDir,
     plugins: [_plugin(root, { handler: entry.code })],
   }) as esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
@@ -189,6 +192,7 @@ export async function buildValidator(outDir: string): Promise<URL> {
   const result = await _build({
     ..._common(root),
     entryPoints: { validator: "outpost-entry:validator" },
+    sourcemap: false,
     outdir: outDir,
     plugins: [_plugin(root, entries)],
   }) as esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };

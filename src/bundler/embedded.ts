@@ -7,14 +7,18 @@
 
 /** Prebuilt, self-contained ESM modules a device needs to build and run handlers. */
 export interface EmbeddedSdk {
-  /** `outpost/handler`: defineHandler, v (valibot), PermanentError. */
+  /** `outpost/handler`: defineHandler, v (valibot, imported from `./valibot.mjs`), PermanentError. */
   sdk: string;
+  /** valibot as one ESM module, which a handler build shakes down to what the handler uses. */
+  valibot: string;
   /** Exports `runIsolate`: the worker isolate's bootstrap. */
   isolate: string;
   /** Exports `runValidator`: the schema isolate's bootstrap. */
   validator: string;
   /** Exports `serveGuest`: the wasm-tier sandbox's bootstrap. */
   guest: string;
+  /** The wasm tier's QuickJS engine: the `.wasm` file, gzip-compressed, base64. */
+  quickjsWasm: string;
 }
 
 declare const __OUTPOST_EMBEDDED__: EmbeddedSdk | undefined;

@@ -5,7 +5,9 @@ import type * as Esbuild from "esbuild";
 import { HandlerLoadError } from "../errors.ts";
 import type { BuiltHandler } from "./bundle.ts";
 import type { EmbeddedSdk } from "./embedded.ts";
-import { ownInputs } from "./handler_files.ts";
+import type { GuestModules } from "../sandbox/quickjs/sandbox.ts";
+import { ownInputs, writeBundles } from "./handler_files.ts";
+import { directValibotImport } from "./sdk_imports.ts";
 
 let _esbuild: typeof Esbuild | null | undefined;
 
@@ -35,11 +37,13 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
   const name = basename(abs, extname(abs));
   const dir = await _writeSdk(sdk, outDir);
   const esbuild = await _loadEsbuild();
-  let handlerJs: string;
-  let schemaJs: string;
-  let guestJs: string;
+  let code: Record<"handler" | "schema" | "guest", string>;
+  let maps: Partial<Record<"handler" | "guest", string | undefined>> = {};
   // The handler's own files the build read: a change to any of them reloads it.
   let inputs = [abs];
+  const bundleFiles: string[] = [];
+  let guestModules: GuestModules | undefined;
+  let mentionsWasm: boolean | undefined;
   if (esbuild) {
     const entries: Record<string, string> = {
       handler: `import { runIsolate } from "outpost-sdk:isolate";\nrunIsolate(() => import(${JSON.stringify(abs)}));\n`,
@@ -49,21 +53,35 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
     try {
       const r = await esbuild.build({
         bundle: true, write: false, format: "esm", platform: "neutral", target: "es2022", mainFields: ["module", "main"],
-        external: ["node:*"], logLevel: "silent", legalComments: "none", minifySyntax: true, outdir: outDir, metafile: true,
+        external: ["node:*"], logLevel: "silent", legalComments: "none", outdir: outDir, metafile: true,
+        // As from source: minified with names kept, maps beside, valibot shaken to what the handler uses.
+        minify: true, keepNames: true, sourcemap: "external", sourcesContent: false,
         entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema", guest: "outpost-entry:guest" },
         plugins: [{
           name: "outpost-embedded",
           setup(b) {
             b.onResolve({ filter: /^outpost\/handler$/ }, () => ({ path: "sdk", namespace: "outpost-sdk" }));
             b.onResolve({ filter: /^outpost-sdk:/ }, (a) => ({ path: a.path.slice(12), namespace: "outpost-sdk" }));
+            // valibot, from the handler (`v`, rewritten below) and from the SDK, is the one embedded module.
+            b.onResolve({ filter: /^(valibot|\.\/valibot\.mjs)$/ }, (a) =>
+              a.path === "valibot" && a.namespace === "file" && a.importer.includes("/node_modules/") ? undefined : { path: "valibot", namespace: "outpost-sdk" });
             b.onResolve({ filter: /^outpost-entry:/ }, (a) => ({ path: a.path.slice(14), namespace: "outpost-entry" }));
             b.onLoad({ filter: /.*/, namespace: "outpost-sdk" }, (a) => ({ contents: sdk[a.path as keyof EmbeddedSdk], loader: "js" }));
             b.onLoad({ filter: /.*/, namespace: "outpost-entry" }, (a) => ({ contents: entries[a.path] ?? "", resolveDir: dirname(abs), loader: "js" }));
+            b.onLoad({ filter: /\.(m?[jt]s)$/ }, async (a) => {
+              if (a.path.includes("/node_modules/")) return undefined;
+              const text = await readFile(a.path, "utf8");
+              return { contents: directValibotImport(text), loader: /\.m?ts$/.test(a.path) ? "ts" : "js", resolveDir: dirname(a.path) };
+            });
           },
         }],
       });
-      const out = (n: string) => new TextDecoder().decode(r.outputFiles.find((f) => f.path.endsWith(`${n}.js`))!.contents);
-      [handlerJs, schemaJs, guestJs] = [out("handler"), out("schema"), out("guest")];
+      const text = (n: string) => {
+        const f = r.outputFiles.find((o) => o.path.endsWith(n));
+        return f ? new TextDecoder().decode(f.contents) : undefined;
+      };
+      code = { handler: text("handler.js")!, schema: text("schema.js")!, guest: text("guest.js")! };
+      maps = { handler: text("handler.js.map"), guest: text("guest.js.map") };
       inputs = ownInputs(Object.keys(r.metafile?.inputs ?? {}));
     } catch (e) {
       const errs = (e as { errors?: Esbuild.Message[] }).errors;
@@ -90,21 +108,33 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
         `${pre}${JSON.stringify(pathToFileURL(join(dirname(abs), rel)).href)}`);
     const hash = (await _sha256(rewritten)).slice(0, 12);
     const copy = join(outDir, `${name}-${hash}.module${ext === ".js" ? ".mjs" : ext}`);
+    await mkdir(outDir, { recursive: true });
     await writeFile(copy, rewritten);
     const modUrl = JSON.stringify(pathToFileURL(copy).href);
-    handlerJs = `import { runIsolate } from ${JSON.stringify(pathToFileURL(join(dir, "isolate.mjs")).href)};\nrunIsolate(() => import(${modUrl}));\n// ${hash}\n`;
-    schemaJs = `export { default } from ${modUrl};\n`;
-    guestJs = rewritten;
+    // The worker tier imports a copy that keeps every line and column of the original but for
+    // rewritten import specifiers: a map of one segment per line, marked so that frames keep their
+    // column, names the original.
+    const lines = rewritten.split("\n").length;
+    await writeFile(`${copy}.map`, JSON.stringify({ version: 3, sources: [pathToFileURL(abs).href], names: [], mappings: `AAAA${";AACA".repeat(lines - 1)}`, x_outpost_same_columns: true }));
+    bundleFiles.push(copy);
+    code = {
+      handler: `import { runIsolate } from ${JSON.stringify(pathToFileURL(join(dir, "isolate.mjs")).href)};\nrunIsolate(() => import(${modUrl}));\n// ${hash}\n`,
+      schema: `export { default } from ${modUrl};\n`,
+      // The wasm tier's QuickJS loads the original file itself, through a loader that reaches only
+      // the SDK and the handler's directory (GuestModules); the bootstrap is evaluated first.
+      guest: `import { serveGuest } from "outpost-sdk:guest";\nimport * as mod from ${JSON.stringify(abs)};\nserveGuest(mod.default);\n// ${hash}\n`,
+    };
+    guestModules = { sdkDir: dir, roots: [dirname(abs)] };
+    mentionsWasm = /wasm/i.test(src);
   }
-  const hash = (await _sha256(handlerJs)).slice(0, 12);
-  await mkdir(outDir, { recursive: true });
-  const paths = { handler: join(outDir, `${name}-${hash}.handler.mjs`), schema: join(outDir, `${name}-${hash}.schema.mjs`), guest: join(outDir, `${name}-${hash}.guest.mjs`) };
-  await writeFile(paths.handler, handlerJs);
-  await writeFile(paths.schema, schemaJs);
-  await writeFile(paths.guest, guestJs);
+  const hash = (await _sha256(code.handler)).slice(0, 12);
+  const paths = await writeBundles(outDir, `${name}-${hash}`, code, maps);
   return {
     kind: "module", name, file: abs, hash,
     handlerUrl: pathToFileURL(paths.handler), schemaUrl: pathToFileURL(paths.schema), guestUrl: pathToFileURL(paths.guest),
+    bundleFiles: [...bundleFiles, paths.handler, paths.guest],
+    ...(guestModules ? { guestModules } : {}),
+    ...(mentionsWasm === undefined ? {} : { mentionsWasm }),
     inputs,
   };
 }
@@ -121,9 +151,9 @@ export async function buildEmbeddedValidator(sdk: EmbeddedSdk, outDir: string): 
 }
 
 async function _writeSdk(sdk: EmbeddedSdk, outDir: string): Promise<string> {
-  const dir = join(outDir, `sdk-${(await _sha256(sdk.sdk + sdk.isolate + sdk.validator)).slice(0, 12)}`);
+  const dir = join(outDir, `sdk-${(await _sha256(sdk.sdk + sdk.valibot + sdk.isolate + sdk.validator + sdk.guest)).slice(0, 12)}`);
   await mkdir(dir, { recursive: true });
-  for (const k of ["sdk", "isolate", "validator", "guest"] as const) await writeFile(join(dir, `${k}.mjs`), sdk[k]);
+  for (const k of ["sdk", "valibot", "isolate", "validator", "guest"] as const) await writeFile(join(dir, `${k}.mjs`), sdk[k]);
   return dir;
 }
 

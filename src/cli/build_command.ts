@@ -16,9 +16,9 @@ export async function buildCommand(args: string[]): Promise<number> {
     throw new ConfigError("outpost build needs the source tree (src/, scripts/build.mjs and esbuild): run it in a clone of the repository");
   }
   const mod = (await import(pathToFileURL(join(root, "scripts/build.mjs")).href)) as {
-    buildSingleFile(o: { out?: string }): Promise<{ out: string; bytes: number; sdkBytes: number }>;
+    buildSingleFile(o: { out?: string }): Promise<{ out: string; bytes: number; sdkBytes: number; wasmBytes: number }>;
   };
   const r = await mod.buildSingleFile(f.out ? { out: String(f.out) } : {});
-  writeOut(`${r.out}: ${r.bytes} bytes (of which ${r.sdkBytes} bytes embedded handler SDK)\n`);
+  writeOut(`${r.out}: ${r.bytes} bytes (of which ${r.sdkBytes} bytes embedded handler SDK, ${r.wasmBytes} bytes the wasm tier's engine)\n`);
   return 0;
 }

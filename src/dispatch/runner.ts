@@ -8,6 +8,7 @@ import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../sdk/definition.ts"
 import type { BuiltHandler } from "../bundler/bundle.ts";
 import type { Logger } from "../util/log.ts";
 import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
+import { mapErrorData } from "../sandbox/source_map.ts";
 import type { OutputLimits } from "../sandbox/budget.ts";
 import { selectIsolate } from "../sandbox/select.ts";
 import { workerPermissionsSupported } from "../runtime/worker.ts";
@@ -458,8 +459,10 @@ export class HandlerRunner {
 
   async #failed(m: JsMsg, attempt: number, e: unknown): Promise<void> {
     const info = this.definition;
-    const error = e instanceof HandlerError ? e.data : toErrorData(e);
+    // Frames of the bundle pointed back at the author's file and line (its source map).
+    const error = await mapErrorData(e instanceof HandlerError ? e.data : toErrorData(e), this.built.bundleFiles ?? []);
     this.#counts.failed++;
+    this.#lastError = `${error.name}: ${error.message}${error.at ? ` (at ${error.at})` : ""}`;
     if (this.#stopping && e instanceof IsolateCrashedError) {
       m.nak();
       return;
@@ -484,7 +487,7 @@ export class HandlerRunner {
         m.ack();
         this.#counts.deadLettered++;
         this.#firstErrors.delete(m.seq);
-        this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}; moved to DLQ`);
+        this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; moved to DLQ`);
       } catch (dlqErr) {
         this.#log.error(`cannot write message ${m.seq} to DLQ (${(dlqErr as Error).message}); it stays in INGEST`);
         m.nak(backoffDelay(info.backoff, attempt, info.jitter));
@@ -493,7 +496,7 @@ export class HandlerRunner {
     }
     const delay = backoffDelay(info.backoff, attempt, info.jitter);
     this.#counts.retried++;
-    this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}; retrying in ${delay} ms`);
+    this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; retrying in ${delay} ms`);
     m.nak(delay);
   }
 }

@@ -35,19 +35,20 @@ export function selectIsolate(built: BuiltHandler, known: HandlerInfo | undefine
   if (built.kind === "wasm-module") return new RawWasmIsolate(opts);
   // The operator's --isolation wasm: never evaluated in V8, whatever the definition says.
   if (forceWasm) {
-    return new WasmIsolate({ ...opts, memoryMb: known?.memoryMb, guestUrl: built.guestUrl, stackKb: known?.stackKb, cpuMs: known?.cpuMs, force: true });
+    return new WasmIsolate({ ...opts, memoryMb: known?.memoryMb, guestUrl: built.guestUrl, guestModules: built.guestModules, stackKb: known?.stackKb, cpuMs: known?.cpuMs, force: true });
   }
   if (known?.isolation === "wasm") {
-    return new WasmIsolate({ ...opts, guestUrl: built.guestUrl, stackKb: known.stackKb, cpuMs: known.cpuMs });
+    return new WasmIsolate({ ...opts, guestUrl: built.guestUrl, guestModules: built.guestModules, stackKb: known.stackKb, cpuMs: known.cpuMs });
   }
   // A handler whose own code never says "wasm" cannot ask for the wasm tier: skip the probe.
   if (known || built.mentionsWasm === false) return new WorkerIsolate(opts);
   return new TierProbe(built, opts);
 }
 
-/** Whether a sandbox bundle names the wasm tier (a literal `isolation: "wasm"`). */
-export async function declaresWasm(guestUrl: URL): Promise<boolean> {
-  const code = await readFile(fileURLToPath(guestUrl), "utf8");
+/** Whether a handler's sandbox code names the wasm tier (a literal `isolation: "wasm"`). */
+export async function declaresWasm(built: BuiltHandler): Promise<boolean> {
+  // Built without a bundler, the guest only imports the handler's file: read that instead.
+  const code = await readFile(built.guestModules ? built.file : fileURLToPath(built.guestUrl), "utf8");
   return /\bisolation\s*:\s*(["'`])wasm\1/.test(code);
 }
 
@@ -76,7 +77,7 @@ class TierProbe implements Isolate {
 
   async start(): Promise<HandlerInfo> {
     // Limits unknown yet: the sandbox starts with the wasm tier's defaults.
-    const wasm = new WasmIsolate({ ...this.#opts, memoryMb: undefined, guestUrl: this.#built.guestUrl });
+    const wasm = new WasmIsolate({ ...this.#opts, memoryMb: undefined, guestUrl: this.#built.guestUrl, guestModules: this.#built.guestModules });
     try {
       const info = await wasm.start();
       if (info.isolation === "wasm") {
@@ -86,7 +87,7 @@ class TierProbe implements Isolate {
       await wasm.terminate();
     } catch (e) {
       await wasm.terminate();
-      if (await declaresWasm(this.#built.guestUrl)) throw e;
+      if (await declaresWasm(this.#built)) throw e;
     }
     this.#inner = new WorkerIsolate(this.#opts);
     return await this.#inner.start();

@@ -4,7 +4,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ingest, join, sleep, startHost, startNats, streamMessages, waitFor, writeFile } from "../_harness.ts";
+import { ingest, join, RUNTIMES, sleep, startHost, startNats, streamMessages, waitFor, writeFile } from "../_harness.ts";
 
 const DEP = `
 import { defineHandler } from "outpost/handler";
@@ -67,3 +67,46 @@ export default defineHandler({ topic: "say.${tier}", isolation: "${tier}", async
     await nats.stop();
   }
 });
+
+// A helper that throws, on a known line of the author's file: the frame must say that line.
+const MAPPED = (tier: string) => `import { defineHandler } from "outpost/handler";
+
+function check(r: { n: number }): void {
+  if (r.n > 0) throw new Error("too big: " + r.n);
+}
+
+export default defineHandler({
+  topic: "mapped.${tier}",
+  isolation: "${tier}",
+  retry: { maxAttempts: 1 },
+  async handle(r: { n: number }) { check(r); },
+});
+`;
+
+for (const runtime of RUNTIMES) {
+  test(`on ${runtime}, a handler's error in DLQ, the log and lastError points at the author's file and line (both tiers)`, async () => {
+    const nats = await startNats();
+    const host = await startHost({ runtime, nats: nats.url, workers: { "mapped-worker.ts": MAPPED("worker"), "mapped-wasm.ts": MAPPED("wasm") } });
+    try {
+      for (const tier of ["worker", "wasm"]) {
+        assert.equal((await ingest(host.url, `mapped.${tier}`, JSON.stringify({ n: 3 }), "application/json")).status, 202);
+        const [dl] = await waitFor(async () => {
+          const m = await streamMessages(nats.jsm, "DLQ", `dlq.mapped-${tier}`);
+          return m.length ? m : undefined;
+        }, 20_000, `the ${tier} DLQ entry`);
+        const file = join(host.workersDir, `mapped-${tier}.ts`);
+        const err = dl!.value.error;
+        assert.equal(err.message, "too big: 3");
+        assert.equal(err.at?.replace(/:\d+$/, ""), `${file}:4`, `${tier}: ${err.stack}`);
+        assert.ok(err.stack.includes(`${file}:4:`), err.stack);
+        assert.doesNotMatch(err.stack, /\.handler\.mjs|\.guest\.mjs/, "no frame left in the bundle");
+        const view = (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers.find((h: { name: string }) => h.name === `mapped-${tier}`);
+        assert.equal(view.lastError, `Error: too big: 3 (at ${err.at})`);
+      }
+      assert.match(host.logs(), /too big: 3 \(at \/[^)]*mapped-worker\.ts:4:\d+\); moved to DLQ/);
+    } finally {
+      await host.stop();
+      await nats.stop();
+    }
+  });
+}

@@ -15,6 +15,20 @@ export default defineHandler({
 });
 `;
 
+// The wasm tier from the file alone: its QuickJS engine is embedded in the single file.
+const WASMY = `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "wasmy",
+  isolation: "wasm",
+  retry: { maxAttempts: 1 },
+  async handle(r, ctx) {
+    if (r.n < 0) throw new Error("negative " + r.n);
+    await ctx.publish("wasmy", { twice: r.n * 2, sandboxed: typeof process === "undefined" });
+  },
+});
+`;
+
 function singleFileCommand(rt: Runtime, file: string): string[] {
   switch (rt) {
     case "node":
@@ -49,7 +63,7 @@ for (const runtime of RUNTIMES) {
         runtime,
         command: singleFileCommand(runtime, file),
         nats: nats.url,
-        workers: { "echo.mjs": ECHO, "flaky.js": FLAKY },
+        workers: { "echo.mjs": ECHO, "flaky.js": FLAKY, "wasmy.mjs": WASMY },
         args: ["--admin-token", "tok", "--trust", key.pubFile, "--probation-ms", "500"],
       });
     });
@@ -71,6 +85,21 @@ for (const runtime of RUNTIMES) {
         return m.length ? m : undefined;
       }, 20_000, "a DLQ entry");
       assert.deepEqual([dl!.value.error.name, dl!.value.error.message], ["PermanentError", "boom 7"]);
+    });
+
+    test("a wasm-tier handler runs in QuickJS from the engine inside the file; its error names the author's file and line", async () => {
+      assert.equal((await ingest(host.url, "wasmy", JSON.stringify({ n: 21 }), "application/json")).status, 202);
+      const m = await waitFor(async () => (await streamMessages(nats.jsm, "OUTBOX", "out.wasmy"))[0], 20_000, "the wasm handler's output");
+      assert.deepEqual(m.value, { twice: 42, sandboxed: true });
+      const view = (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers.find((h: { name: string }) => h.name === "wasmy");
+      assert.equal(view.isolation, "wasm");
+      assert.equal((await ingest(host.url, "wasmy", JSON.stringify({ n: -1 }), "application/json")).status, 202);
+      const [dl] = await waitFor(async () => {
+        const d = await streamMessages(nats.jsm, "DLQ", "dlq.wasmy");
+        return d.length ? d : undefined;
+      }, 20_000, "the wasm handler's DLQ entry");
+      assert.equal(dl!.value.error.message, "negative -1");
+      assert.match(dl!.value.error.at, new RegExp(`${join(host.workersDir, "wasmy.mjs").replace(/[.]/g, "\\.")}:8:\\d+$`), dl!.value.error.stack);
     });
 
     test("a signed bundle (prebuilt by outpost pack) activates without esbuild on the device", async () => {

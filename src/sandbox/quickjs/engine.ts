@@ -1,9 +1,9 @@
 /**
  * The QuickJS engine of the wasm tier: its WebAssembly module is compiled once per process and
  * instantiated once per sandbox, each instance with its own linear memory whose `maximum` is the
- * sandbox's hard memory cap. The `.wasm` file is read from the installed
- * `@jitl/quickjs-wasmfile-release-sync` package (resolved from the outpost package directory, so
- * the single-file `bundles/outpost.js` finds it too), never fetched.
+ * sandbox's hard memory cap. The `.wasm` file comes from the single file itself (embedded,
+ * gzip-compressed, by `scripts/build.mjs`), or from the installed
+ * `@jitl/quickjs-wasmfile-release-sync` package when running from source; it is never fetched.
  * @module
  */
 import { readFile } from "node:fs/promises";
@@ -12,6 +12,7 @@ import { join } from "node:path";
 import variant from "@jitl/quickjs-wasmfile-release-sync";
 import { newQuickJSWASMModuleFromVariant, newVariant, type QuickJSSyncVariant, type QuickJSWASMModule } from "quickjs-emscripten-core";
 import { HandlerLoadError } from "../../errors.ts";
+import { EMBEDDED } from "../../bundler/embedded.ts";
 import { packageRoot } from "../../util/package_root.ts";
 
 /** 64 KiB WebAssembly pages. */
@@ -28,6 +29,7 @@ let _module: Promise<WebAssembly.Module> | undefined;
 export function quickjsModule(): Promise<WebAssembly.Module> {
   _module ??= (async () => {
     try {
+      if (EMBEDDED?.quickjsWasm) return await WebAssembly.compile(await _gunzip(EMBEDDED.quickjsWasm));
       const require = createRequire(join(await packageRoot(), "package.json"));
       const path = require.resolve("@jitl/quickjs-wasmfile-release-sync/wasm");
       return await WebAssembly.compile(await readFile(path));
@@ -37,6 +39,13 @@ export function quickjsModule(): Promise<WebAssembly.Module> {
     }
   })();
   return _module;
+}
+
+/** Base64 of gzip → bytes, with the web's DecompressionStream (Node, Deno and Bun have it). */
+async function _gunzip(base64: string): Promise<ArrayBuffer> {
+  const bin = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const stream = new Blob([bin]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return await new Response(stream).arrayBuffer();
 }
 
 /** One QuickJS instance and the linear memory it may not grow beyond. */

@@ -4,7 +4,7 @@ import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, type ErrorD
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../../sdk/definition.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "../isolate.ts";
 import { OutputBudget, OutputLimitError, type Verdict } from "../budget.ts";
-import { GuestError, SandboxInterruptedError, SandboxTrapError, WasmSandbox, type SandboxHooks } from "./sandbox.ts";
+import { GuestError, SandboxInterruptedError, SandboxTrapError, WasmSandbox, type GuestModules, type SandboxHooks } from "./sandbox.ts";
 
 /** Options of {@link WasmIsolate}. */
 export interface WasmIsolateOptions extends IsolateOptions {
@@ -16,6 +16,8 @@ export interface WasmIsolateOptions extends IsolateOptions {
   cpuMs?: number | undefined;
   /** Keep the handler in the wasm tier whatever its definition says (`--isolation wasm`). */
   force?: boolean | undefined;
+  /** What the guest may import, when its bundle is not self-contained (built without esbuild). */
+  guestModules?: GuestModules | undefined;
 }
 
 type _Pending = {
@@ -111,7 +113,8 @@ export class WasmIsolate implements Isolate {
   async #create(code: string, memoryMb: number, stackKb: number): Promise<HandlerInfo> {
     const name = this.#opts.name;
     try {
-      this.#sb = await WasmSandbox.create(code, `${name}.js`, { memoryMb, stackKb }, this.#hooks());
+      // The bundle's path as the module name: its frames are mapped back to the author's source.
+      this.#sb = await WasmSandbox.create(code, fileURLToPath(this.#opts.guestUrl), { memoryMb, stackKb }, this.#hooks(), this.#opts.guestModules);
       const d = JSON.parse(this.#sb.call("describe") as string) as { info?: HandlerInfo; error?: ErrorData };
       if (d.error) throw new GuestError(d.error);
       return d.info!;

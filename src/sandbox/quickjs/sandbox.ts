@@ -4,6 +4,9 @@
  * Only three host functions exist inside (`call`, `log`, `settle`, taken by the guest bootstrap).
  * @module
  */
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import { MAX_LOG_LINE } from "../budget.ts";
 import type { QuickJSContext, QuickJSHandle, QuickJSRuntime } from "quickjs-emscripten-core";
 import type { ErrorData } from "../../errors.ts";
@@ -44,10 +47,42 @@ export interface SandboxHooks {
   fatal(e: SandboxInterruptedError | SandboxTrapError): void;
 }
 
+/**
+ * Files a guest may import, for a handler loaded without a bundler (the single file on a device
+ * without esbuild): `outpost/handler` and the SDK's modules from `sdkDir`, relative imports inside
+ * `roots`. Read by the host, synchronously, at load; nothing else is reachable.
+ */
+export interface GuestModules {
+  /** Directory of the embedded SDK's modules (`sdk.mjs`, `guest.mjs`, `valibot.mjs`, …). */
+  sdkDir: string;
+  /** Directories whose `.js`/`.mjs` files the guest may import. */
+  roots: string[];
+}
+
 /** Limits of one sandbox. */
 export interface SandboxLimits {
   memoryMb: number;
   stackKb: number;
+}
+
+function _resolveModule(m: GuestModules, base: string, req: string): string | { error: Error } {
+  if (req === "outpost/handler") return join(m.sdkDir, "sdk.mjs");
+  if (req.startsWith("outpost-sdk:")) return join(m.sdkDir, `${req.slice(12)}.mjs`);
+  if (req.startsWith("file:")) return fileURLToPath(req);
+  if (req.startsWith("./") || req.startsWith("../")) return resolve(dirname(base.startsWith("file:") ? fileURLToPath(base) : base), req);
+  if (isAbsolute(req)) return req;
+  return { error: new Error(`Cannot import ${JSON.stringify(req)} in the wasm tier: only outpost/handler and the handler's own files (relative imports) are there; bundle packages into the handler (outpost pack) instead`) };
+}
+
+function _loadModule(m: GuestModules, path: string): string | { error: Error } {
+  const inside = [m.sdkDir, ...m.roots].some((r) => path === r || path.startsWith(r.endsWith(sep) ? r : r + sep));
+  if (!inside) return { error: new Error(`Cannot import ${path} in the wasm tier: it is outside the handler's directory`) };
+  if (!/\.m?js$/.test(path)) return { error: new Error(`Cannot import ${path} in the wasm tier without esbuild: only .js and .mjs files load as they are`) };
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    return { error: new Error(`Cannot import ${path}: ${(e as Error).message}`) };
+  }
 }
 
 const _LEVELS = new Set(["debug", "info", "warn", "error"]);
@@ -91,8 +126,9 @@ export class WasmSandbox {
    * Create a sandbox and evaluate `code` (an ES module with no imports) in it.
    * @throws GuestError when the code throws while loading; SandboxInterruptedError / SandboxTrapError
    */
-  static async create(code: string, filename: string, limits: SandboxLimits, hooks: SandboxHooks): Promise<WasmSandbox> {
+  static async create(code: string, filename: string, limits: SandboxLimits, hooks: SandboxHooks, modules?: GuestModules): Promise<WasmSandbox> {
     const sb = new WasmSandbox(await newQuickJS(limits.memoryMb), limits, hooks);
+    if (modules) sb.#rt.setModuleLoader((name) => _loadModule(modules, name), (base, req) => _resolveModule(modules, base, req));
     try {
       sb.#load(code, filename);
     } catch (e) {
