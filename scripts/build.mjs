@@ -4,7 +4,8 @@
 // node_modules. esbuild is not inside (a native binary per platform): the host imports it lazily
 // when it exists beside the file and otherwise loads plain .js/.mjs handlers (and .ts on Deno, Bun).
 import * as esbuild from "esbuild";
-import { readFile, stat } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { gzipSync } from "node:zlib";
 import { dirname, join } from "node:path";
@@ -89,7 +90,51 @@ export async function buildSingleFile(o = {}) {
   return { out, bytes: (await stat(out)).size, sdkBytes, wasmBytes: embedded.quickjsWasm.length };
 }
 
+/**
+ * Build what the package gives handler authors: `dist/handler.js` and `dist/testing.js` (ESM, one
+ * shared chunk so both see the same classes) and their
+ * declaration files in `dist/types` (tsc), for `outpost/handler` and `outpost/testing`.
+ * @returns {Promise<{ files: number }>}
+ */
+export async function buildSdkPackage() {
+  const dist = join(ROOT, "dist");
+  await rm(dist, { recursive: true, force: true });
+  await esbuild.build({
+    entryPoints: { handler: join(ROOT, "src/sdk/handler.ts"), testing: join(ROOT, "src/sdk/testing.ts") },
+    outdir: dist,
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    // valibot stays an import (the handler's schemas and the SDK share it); cbor-x is bundled in
+    // its plain-JavaScript form, so invoke() needs no native module and no environment access.
+    external: ["valibot"],
+    mainFields: ["module", "main"],
+    legalComments: "none",
+    logLevel: "warning",
+  });
+  const tsc = spawnSync(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.sdk.json")], { stdio: "inherit" });
+  if (tsc.status !== 0) throw new Error("tsc could not write the SDK's declaration files");
+  // The sources import each other as `./x.ts`. In the declarations those imports must name the
+  // `.d.ts` files themselves: Deno resolves exactly what is written (no `.js` → `.d.ts` guess), and
+  // TypeScript accepts a `.d.ts` specifier in a type-only import. Every such import is type-only.
+  let files = 0;
+  for (const f of await readdir(join(dist, "types"), { recursive: true })) {
+    if (!f.endsWith(".d.ts")) continue;
+    const path = join(dist, "types", f);
+    const text = await readFile(path, "utf8");
+    const out = text.replace(/^import (?:type )?\{([^}]*)\} from (["'])(\.\.?\/[^"']+)\.ts\2;$/gm, (_m, names, q, path) =>
+      `import type {${names.replace(/\btype\s+/g, "")}} from ${q}${path}.d.ts${q};`);
+    if (/from\s+["']\.\.?\/[^"']+\.ts["']/.test(out.replace(/\.d\.ts(["'])/g, "$1"))) throw new Error(`${f}: a relative import the declaration rewrite does not know`);
+    await writeFile(path, out);
+    files++;
+  }
+  return { files };
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await buildSdkPackage();
   const r = await buildSingleFile({ out: "bundles/outpost.js" });
   if (!process.argv.includes("--quiet")) console.log(`${r.out}: ${r.bytes} bytes (of which ${r.sdkBytes} bytes embedded handler SDK, ${r.wasmBytes} bytes the wasm tier's engine)`);
 }

@@ -59,6 +59,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Run `outpost ARGS` (the single file on Node) to its end, bounded: exit code and everything it printed. */
+export async function outpost(args: string[], timeoutMs = 30_000, cwd?: string): Promise<{ code: number | null; out: string }> {
+  const [cmd, ...pre] = hostCommand("node");
+  const p = spawn(cmd!, [...pre, ...args], { env: { ...process.env, NO_COLOR: "1" }, ...(cwd ? { cwd } : {}) });
+  let out = "";
+  p.stdout!.on("data", (d) => (out += d));
+  p.stderr!.on("data", (d) => (out += d));
+  const timer = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
+  const code = await new Promise<number | null>((r) => p.once("exit", r));
+  clearTimeout(timer);
+  return { code, out };
+}
+
 export async function tempDir(prefix = "outpost-test-"): Promise<string> {
   return await mkdtemp(join(tmpdir(), prefix));
 }

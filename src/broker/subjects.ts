@@ -92,3 +92,8 @@ export function subjectMatches(filter: string, subject: string): boolean {
   }
   return f.length === s.length;
 }
+
+/** Whether `s` may be given to `ctx.publish`: a literal subject of safe tokens (no wildcards). */
+export function isPublishSubject(s: string): boolean {
+  return s.length > 0 && s.length <= 256 && /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(s);
+}

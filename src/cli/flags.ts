@@ -13,6 +13,8 @@ export interface FlagSpec {
   secret?: boolean;
   /** A one-letter alias (`-p`). */
   short?: string;
+  /** May be given more than once (`--reading a.json --reading b.cbor`): the value is the list. */
+  multiple?: boolean;
 }
 
 /** Every flag of `outpost run`, in the order `--help` lists them. */
@@ -62,7 +64,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
 ];
 
 /** Parsed flag values by flag name. */
-export type FlagValues = Record<string, string | number | boolean | undefined>;
+export type FlagValues = Record<string, string | number | boolean | string[] | undefined>;
 
 /** The environment variable of a flag: `--data-dir` → `OUTPOST_DATA_DIR`. */
 export function envName(flag: string): string {
@@ -138,9 +140,9 @@ export function parseFlags(
     }
     rest.push(a);
   }
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
-  for (const s of specs) options[s.name] = { type: s.kind === "boolean" ? "boolean" : "string", ...(s.short ? { short: s.short } : {}) };
-  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  const options: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }> = {};
+  for (const s of specs) options[s.name] = { type: s.kind === "boolean" ? "boolean" : "string", ...(s.short ? { short: s.short } : {}), ...(s.multiple ? { multiple: true } : {}) };
+  let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
   try {
     parsed = parseArgs({ args: rest, options, strict: true, allowPositionals: true }) as typeof parsed;
   } catch (e) {
@@ -149,6 +151,10 @@ export function parseFlags(
   const values: FlagValues = {};
   for (const s of specs) {
     const raw = parsed.values[s.name];
+    if (s.multiple) {
+      values[s.name] = Array.isArray(raw) ? raw : typeof raw === "string" ? [raw] : undefined;
+      continue;
+    }
     const given = negated.has(s.name) ? "false" : raw === true ? "true" : typeof raw === "string" ? raw : undefined;
     const fromFile = file[s.name];
     const text = given ?? env[envName(s.name)] ?? (fromFile === undefined ? undefined : String(fromFile)) ?? s.default;

@@ -8,7 +8,9 @@ import { dlqCommand } from "./dlq.ts";
 import { UsageError } from "./flags.ts";
 import { publishCommand } from "./publish_command.ts";
 import { runCommand } from "./run_command.ts";
+import { newCommand } from "./new_command.ts";
 import { serviceCommand } from "./service.ts";
+import { testCommand } from "./test_command.ts";
 import { commandHelp, COMMANDS, EXIT_CODES } from "./specs.ts";
 
 const _RUN: Record<string, (args: string[]) => Promise<number>> = {
@@ -16,6 +18,8 @@ const _RUN: Record<string, (args: string[]) => Promise<number>> = {
   config: configCommand,
   doctor: doctorCommand,
   service: serviceCommand,
+  new: newCommand,
+  test: testCommand,
   dlq: dlqCommand,
   bundles: bundlesCommand,
   keygen: keygenCommand,

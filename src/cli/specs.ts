@@ -63,6 +63,32 @@ export const COMMANDS: readonly CommandSpec[] = [
     env: false,
   },
   {
+    name: "new",
+    summary: "write a handler, a test for it and editor types into a directory; with --schema-from, its schema from a sample reading",
+    usage: ["outpost new NAME [--topic T] [--wasm] [--schema-from READING] [--dir DIR]"],
+    flags: [
+      { name: "topic", kind: "string", arg: "TOPIC", help: "the topic it consumes (default NAME)" },
+      { name: "wasm", kind: "boolean", default: "false", help: "the wasm tier (QuickJS in WebAssembly, hard caps) instead of a worker" },
+      { name: "schema-from", kind: "string", arg: "FILE", help: "a sample reading (.json, .cbor): the handler's valibot schema is inferred from it" },
+      { name: "dir", kind: "string", default: ".", arg: "DIR", help: "the handler directory (created if missing)" },
+      { name: "force", kind: "boolean", default: "false", help: "overwrite the handler and test files if they exist" },
+    ],
+    env: false,
+  },
+  {
+    name: "test",
+    summary: "run a handler on readings from files, in its real tier, with no broker: schema result, outputs, logs, outcome",
+    usage: ["outpost test HANDLER --reading FILE [--reading FILE…] [--attempt N] [--expect OUTCOME] [--json]"],
+    flags: [
+      { name: "reading", kind: "string", arg: "FILE", short: "r", multiple: true, help: "readings: .json (one or an array), .cbor, .cborseq; repeat for more files" },
+      { name: "attempt", kind: "int", default: "1", arg: "N", help: "the delivery attempt to simulate (the last one dead-letters on failure)" },
+      { name: "expect", kind: "string", default: "ack", arg: "OUTCOME", help: "the outcome every reading must have for exit code 0: ack, retry, dead-letter or rejected" },
+      { name: "isolation", kind: "string", default: "auto", arg: "TIER", help: "auto (the definition's tier) or wasm (as a host run with --isolation wasm)" },
+      _JSON,
+    ],
+    env: false,
+  },
+  {
     name: "dlq",
     summary: "inspect and replay dead letters of a running host",
     usage: [

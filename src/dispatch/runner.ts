@@ -2,7 +2,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JsMsg 
 import { nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS } from "../broker/streams.ts";
-import { outboxSubject } from "../broker/subjects.ts";
+import { isPublishSubject, outboxSubject, priorityFilter } from "../broker/subjects.ts";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../sdk/definition.ts";
 import type { BuiltHandler } from "../bundler/bundle.ts";
@@ -19,16 +19,10 @@ import { dedupeKey, DedupeStore } from "./dedupe.ts";
 import { deadLetter } from "../dlq/dead_letter.ts";
 import { Fetcher } from "./fetcher.ts";
 import { Slots } from "./slots.ts";
-import { priorityFilter } from "../broker/subjects.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /** Stores a reading emitted by a handler into INGEST under a topic, now or after `delayMs`. */
 export type EmitFn = (topic: string, data: Uint8Array, delayMs?: number) => Promise<void>;
-
-/** Whether `s` is a literal NATS subject made of safe tokens. */
-export function isSubject(s: string): boolean {
-  return s.length > 0 && s.length <= 256 && /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(s);
-}
 
 /** What the operator bounds for every handler, whatever its definition says. */
 export interface RunnerPolicy {
@@ -276,7 +270,7 @@ export class HandlerRunner {
 
   async #call(op: "publish" | "emit", subject: string, data: Uint8Array, delayMs?: number): Promise<void> {
     if (op === "emit") return await this.#emit(subject, data, delayMs);
-    if (!isSubject(subject)) {
+    if (!isPublishSubject(subject)) {
       throw new TypeError(`ctx.publish: invalid subject ${JSON.stringify(subject)} (dot-separated tokens, no wildcards)`);
     }
     await this.#broker.js.publish(outboxSubject(subject), data);

@@ -10,25 +10,12 @@ import { createServer } from "node:net";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { COMMANDS } from "../../src/cli/specs.ts";
-import { embeddedPid, freePort, hostCommand, join, pidAlive, startHost, tempDir, waitFor } from "../_harness.ts";
+import { embeddedPid, freePort, hostCommand, join, outpost, pidAlive, startHost, tempDir, waitFor } from "../_harness.ts";
 
 const HANDLER = `
 import { defineHandler } from "outpost/handler";
 export default defineHandler({ topic: "mine", async handle() {} });
 `;
-
-/** Run `outpost ARGS` to its end (bounded): exit code and everything it printed. */
-async function outpost(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; out: string }> {
-  const [cmd, ...pre] = hostCommand("node");
-  const p = spawn(cmd!, [...pre, ...args], { env: { ...process.env, NO_COLOR: "1" } });
-  let out = "";
-  p.stdout.on("data", (d) => (out += d));
-  p.stderr.on("data", (d) => (out += d));
-  const timer = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
-  const code = await new Promise<number | null>((r) => p.once("exit", r));
-  clearTimeout(timer);
-  return { code, out };
-}
 
 test("every command answers --help with its usage and flags, exit 0; an unknown command or flag is a usage error, exit 2", async () => {
   for (const c of COMMANDS) {
