@@ -129,7 +129,7 @@ export async function testCommand(args: string[]): Promise<number> {
         try {
           await iso.invoke({ subject, seq: i + 1, attempt, data: r.raw }, info.timeoutMs);
         } catch (e) {
-          run.error = await mapErrorData(e instanceof HandlerError ? e.data : toErrorData(e), built.bundleFiles ?? []);
+          run.error = e instanceof HandlerError ? await mapErrorData(e.data, built.bundleFiles ?? []) : toErrorData(e);
           const permanent = e instanceof HandlerError && e.permanent;
           if (permanent || attempt >= info.maxAttempts) run.outcome = "dead-letter";
           else {

@@ -453,10 +453,12 @@ export class HandlerRunner {
 
   async #failed(m: JsMsg, attempt: number, e: unknown): Promise<void> {
     const info = this.definition;
-    // Frames of the bundle pointed back at the author's file and line (its source map).
-    const error = await mapErrorData(e instanceof HandlerError ? e.data : toErrorData(e), this.built.bundleFiles ?? []);
+    // What the handler threw: its frames pointed back at the author's file and line (the bundle's
+    // source map). A timeout or a crash is the host's own error, with the host's frames.
+    const error = e instanceof HandlerError ? await mapErrorData(e.data, this.built.bundleFiles ?? []) : toErrorData(e);
     this.#counts.failed++;
-    this.#lastError = `${error.name}: ${error.message}${error.at ? ` (at ${error.at})` : ""}`;
+    // A crash keeps the restart's own lastError ("isolate crashed: …").
+    if (!(e instanceof IsolateCrashedError)) this.#lastError = `${error.name}: ${error.message}${error.at ? ` (at ${error.at})` : ""}`;
     if (this.#stopping && e instanceof IsolateCrashedError) {
       m.nak();
       return;
