@@ -16,6 +16,8 @@ export const DELAY_TOKEN = "~delay";
 export const NOT_BEFORE_HEADER = "Outpost-Not-Before";
 /** Header marking a high-priority reading (value `high`). */
 export const PRIORITY_HEADER = "Outpost-Priority";
+/** Header of a stored reading: the id of the authenticated sensor that posted it. */
+export const SENSOR_HEADER = "Outpost-Sensor";
 
 /** Subject of a reading of `topic`, by priority. */
 export function readingSubject(topic: string, high = false): string {

@@ -50,6 +50,8 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "max-log-lines", kind: "int", default: "100", arg: "N", help: "ctx.log lines one message may write; past it the attempt fails" },
   { name: "max-log-bytes", kind: "size", default: "64K", arg: "SIZE", help: "characters of ctx.log one message may write; past it the attempt fails" },
   { name: "shutdown-timeout", kind: "int", default: "20000", arg: "MS", help: "longest a shutdown may take; then the host exits anyway (what is unacknowledged is redelivered)" },
+  { name: "ingest-auth", kind: "string", default: "auto", arg: "MODE", help: "sensor credentials at ingest: auto (required once the sensor registry exists), required, or off" },
+  { name: "sensors", kind: "string", arg: "FILE", help: "the sensor registry (default <data-dir>/sensors.json; managed by outpost sensors)" },
   { name: "admin-token", kind: "string", arg: "TOKEN", help: "bearer token for the admin routes (/v1/dlq, /v1/bundles); they are off without it", secret: true },
   { name: "trust", kind: "string", arg: "KEYS", help: "public keys trusted to sign OTA bundles: comma-separated .pub files or ed25519:<key> texts (no keys: bundles are refused)" },
   { name: "trust-threshold", kind: "int", default: "1", arg: "K", help: "distinct trusted keys that must sign a bundle (k of n)" },

@@ -9,6 +9,7 @@ import { UsageError } from "./flags.ts";
 import { publishCommand } from "./publish_command.ts";
 import { runCommand } from "./run_command.ts";
 import { newCommand } from "./new_command.ts";
+import { sensorsCommand } from "./sensors_command.ts";
 import { serviceCommand } from "./service.ts";
 import { testCommand } from "./test_command.ts";
 import { commandHelp, COMMANDS, EXIT_CODES } from "./specs.ts";
@@ -19,6 +20,7 @@ const _RUN: Record<string, (args: string[]) => Promise<number>> = {
   doctor: doctorCommand,
   service: serviceCommand,
   new: newCommand,
+  sensors: sensorsCommand,
   test: testCommand,
   dlq: dlqCommand,
   bundles: bundlesCommand,

@@ -1,3 +1,4 @@
+import type { IngestAuthMode } from "../sensors/ingest_auth.ts";
 import { readFile } from "node:fs/promises";
 import { startOutpost, type OutpostOptions } from "../host/start.ts";
 import { createLogger, LEVELS, type Level, type Logger } from "../util/log.ts";
@@ -96,6 +97,8 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     bodyLimit: f["body-limit"] as number,
     maxReadings: f["max-readings"] as number,
     adminToken: f["admin-token"] as string | undefined,
+    ingestAuth: _ingestAuth(f["ingest-auth"]),
+    sensorsFile: f.sensors as string | undefined,
     maxBacklog: f["max-backlog"] as number,
     maxDelayed: f["max-delayed"] as number,
     ...(env().OUTPOST_STORE_CHECK_MS ? { storeCheckMs: Number(env().OUTPOST_STORE_CHECK_MS) } : {}),
@@ -119,6 +122,12 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     },
     log,
   };
+}
+
+function _ingestAuth(v: unknown): IngestAuthMode {
+  const mode = String(v ?? "auto");
+  if (mode !== "auto" && mode !== "required" && mode !== "off") throw new UsageError(`--ingest-auth must be auto, required or off, got ${JSON.stringify(mode)}`);
+  return mode;
 }
 
 /** `outpost run`: start the host and serve until a shutdown signal; bounded by --shutdown-timeout. */

@@ -89,6 +89,29 @@ export const COMMANDS: readonly CommandSpec[] = [
     env: false,
   },
   {
+    name: "sensors",
+    summary: "manage the sensor registry: who may post to which topics, with which credential (a running host picks changes up)",
+    usage: [
+      "outpost sensors add ID --topics T[,T…] [--hmac] [--rate N] [--allow-priority] [--allow-not-before]   prints the credential once",
+      "outpost sensors list [--json]",
+      "outpost sensors rotate ID [--hmac] [--keep-old]     a new credential; the old ones stop working unless --keep-old",
+      "outpost sensors revoke ID",
+    ],
+    flags: [
+      { name: "data-dir", kind: "string", default: "./.outpost", arg: "DIR", help: "the host's data directory (its registry is DIR/sensors.json)" },
+      { name: "sensors", kind: "string", arg: "FILE", help: "the registry file instead of DIR/sensors.json" },
+      { name: "topics", kind: "string", arg: "LIST", help: "topics or patterns the sensor may post to (* one token, > the rest)" },
+      { name: "hmac", kind: "boolean", default: "false", help: "an HMAC key for signed requests instead of a bearer token" },
+      { name: "rate", kind: "string", arg: "N", help: "at most N readings a second on average" },
+      { name: "burst", kind: "int", arg: "N", help: "readings at once above the rate (default: one second's worth)" },
+      { name: "allow-priority", kind: "boolean", default: "false", help: "the sensor may use Outpost-Priority: high" },
+      { name: "allow-not-before", kind: "boolean", default: "false", help: "the sensor may use Not-Before" },
+      { name: "keep-old", kind: "boolean", default: "false", help: "rotate: keep the old credentials working too" },
+      _JSON,
+    ],
+    env: true,
+  },
+  {
     name: "dlq",
     summary: "inspect and replay dead letters of a running host",
     usage: [

@@ -2,7 +2,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JsMsg 
 import { nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS } from "../broker/streams.ts";
-import { isPublishSubject, outboxSubject, priorityFilter } from "../broker/subjects.ts";
+import { isPublishSubject, outboxSubject, priorityFilter, SENSOR_HEADER } from "../broker/subjects.ts";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../sdk/definition.ts";
 import type { BuiltHandler } from "../bundler/bundle.ts";
@@ -362,7 +362,7 @@ export class HandlerRunner {
       const key = await this.#seen(m);
       if (key === null) return;
       try {
-        await iso.invoke({ subject: m.subject, seq: m.seq, attempt, data: m.data }, info.timeoutMs);
+        await iso.invoke({ subject: m.subject, seq: m.seq, attempt, data: m.data, sensor: m.headers?.get(SENSOR_HEADER) || undefined }, info.timeoutMs);
         await this.#succeeded(m, key);
       } catch (e) {
         await this.#failed(m, attempt, e);
@@ -386,7 +386,7 @@ export class HandlerRunner {
       const keys = await Promise.all(msgs.map((m) => this.#seen(m)));
       const todo = msgs.map((m, i) => ({ m, key: keys[i] })).filter((x) => x.key !== null);
       if (!todo.length) return;
-      const items = todo.map(({ m }) => ({ subject: m.subject, seq: m.seq, attempt: m.info.deliveryCount, data: m.data }));
+      const items = todo.map(({ m }) => ({ subject: m.subject, seq: m.seq, attempt: m.info.deliveryCount, data: m.data, sensor: m.headers?.get(SENSOR_HEADER) || undefined }));
       let failures;
       try {
         if (!iso.invokeBatch) throw new HandlerError({ name: "PermanentError", message: "Batches are not available in this isolation tier" }, true);
@@ -417,6 +417,9 @@ export class HandlerRunner {
     let key: string | undefined;
     try {
       key = dedupeKey(decodeCbor(m.data), d.fields);
+      // Scoped by the authenticated sensor: one sensor's readings cannot pre-claim another's keys.
+      const sensor = m.headers?.get(SENSOR_HEADER);
+      if (key !== undefined && sensor) key = `${sensor}\u0000${key}`;
       if (key === undefined || !(await this.#dedupe.seen(key))) return key;
     } catch (e) {
       this.#log.warn(`dedupe check of message ${m.seq} failed (${(e as Error).message}); handling it`);
@@ -479,6 +482,7 @@ export class HandlerRunner {
           storedAt: m.time,
           failedAt: new Date(),
           payload: m.data,
+          sensor: m.headers?.get(SENSOR_HEADER) || undefined,
         });
         m.ack();
         this.#counts.deadLettered++;

@@ -19,6 +19,8 @@ export interface DeadLetter {
   failedAt: Date;
   /** The reading's CBOR bytes, unchanged. */
   payload: Uint8Array;
+  /** The authenticated sensor that posted it (kept on replay). */
+  sensor?: string | undefined;
 }
 
 /**

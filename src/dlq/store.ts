@@ -1,7 +1,7 @@
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { JetStreamClient, JetStreamManager, MsgRequest, StoredMsg } from "@nats-io/jetstream";
 import { STREAMS } from "../broker/streams.ts";
-import { dlqSubject, ingestSubject } from "../broker/subjects.ts";
+import { dlqSubject, ingestSubject, SENSOR_HEADER } from "../broker/subjects.ts";
 import { decodeCbor } from "../codec/cbor.ts";
 import type { DeadLetter } from "./dead_letter.ts";
 
@@ -78,6 +78,7 @@ export class DlqStore {
     const dl = decodeCbor(m.data) as DeadLetter;
     const h = natsHeaders();
     h.set("Outpost-Replay-Of", `DLQ:${id}`);
+    if (dl.sensor) h.set(SENSOR_HEADER, dl.sensor);
     const ack = await this.#js.publish(dl.subject, dl.payload, { msgID: `replay:dlq:${id}`, headers: h });
     await this.#jsm.streams.deleteMessage(STREAMS.dlq, id).catch(() => false);
     return ack.seq;

@@ -15,6 +15,8 @@ import { storeReadings, type StoreDeps } from "../ingest/store.ts";
 import { problemHandler } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
 import { adminAuth } from "../http/admin_auth.ts";
+import { IngestGuard, type IngestAuthMode } from "../sensors/ingest_auth.ts";
+import { registryFile, SensorRegistry } from "../sensors/registry.ts";
 import { FleetWatcher } from "../ota/fleet.ts";
 import { BundleManager } from "../ota/manager.ts";
 import { bundleRoutes } from "../ota/routes.ts";
@@ -79,6 +81,10 @@ export interface OutpostOptions {
   outputLimits?: OutputLimits;
   /** Bearer token of the admin routes; they answer 403 without one. */
   adminToken?: string | undefined;
+  /** Sensor authentication at ingest: auto (required once the registry exists), required, off. */
+  ingestAuth?: IngestAuthMode | undefined;
+  /** The sensor registry file (default `<data-dir>/sensors.json`). */
+  sensorsFile?: string | undefined;
   /** OTA bundles: trusted keys (files or `ed25519:` texts), k of n, size limit, probation policy. */
   bundles?: {
     trust: string[];
@@ -164,6 +170,14 @@ async function _bind(o: OutpostOptions): Promise<_Gate> {
 
 async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<Outpost> {
   const log = o.log;
+  // Read before anything starts: an invalid registry is a start-up error, never an open ingest.
+  const sensors = new SensorRegistry(o.sensorsFile ?? registryFile(dataDir), (msg, level) => log[level](msg));
+  await sensors.load();
+  const guard = new IngestGuard(sensors, o.ingestAuth ?? "auto", log);
+  if (!guard.required && !_isLoopback(o.host)) {
+    log.warn(`ingest auth is off and the host listens on ${o.host}: anyone who reaches the port can post readings to any topic; ` +
+      "add a sensor (outpost sensors add ID --topics T) to require credentials");
+  } else if (guard.required) log.info(`ingest needs a sensor credential (${sensors.sensors.length} sensor(s) in ${sensors.file})`);
   let embedded: EmbeddedServer | undefined;
   let stopping = false;
   let integrity: StoreIntegrity | undefined;
@@ -282,10 +296,12 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
         streams: ready.streams,
         store: { ok: !problems.length, problems },
         handlers: { running: registry.runners().length, failed: registry.failedCount() },
+        ingestAuth: guard.required ? "required" : "off",
         ...(reasons.length ? { reasons } : {}),
+        ...(_warnings(guard).length ? { warnings: _warnings(guard) } : {}),
       });
     });
-    app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!), 200, { "content-type": "text/plain; version=0.0.4" }));
+    app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!, guard), 200, { "content-type": "text/plain; version=0.0.4" }));
     app.get("/v1/handlers", (c) => reply(c.req.raw, 200, { source: bundles!.source, handlers: registry.view() }));
     app.route("/", ingestRoutes({
       ...storeDeps,
@@ -294,6 +310,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       bodyLimit: o.bodyLimit,
       maxReadings: o.maxReadings,
       cborLimits: DEFAULT_CBOR_LIMITS,
+      guard,
     }));
     // Admin routes (DLQ, OTA bundles) need the admin token; ingest and health never do.
     const admin = adminAuth(o.adminToken);
@@ -345,7 +362,19 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
 }
 
 /** Prometheus text of what the host knows of its broker and store (the full set comes with observability). */
-function _metrics(brokerOk: boolean, integrity: StoreIntegrity): string {
+function _isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
+
+/** What an operator should know although the host is ready. */
+function _warnings(guard: IngestGuard): string[] {
+  return [
+    ...(guard.required ? [] : ["ingest auth: off (anyone who reaches the port can post; outpost sensors add closes it)"]),
+    ...(guard.registry.error ? [guard.registry.error] : []),
+  ];
+}
+
+function _metrics(brokerOk: boolean, integrity: StoreIntegrity, guard: IngestGuard): string {
   const problems = integrity.problems();
   const lines = [
     "# HELP outpost_broker_up Whether JetStream answered the last probe (1) or not (0).",
@@ -359,6 +388,9 @@ function _metrics(brokerOk: boolean, integrity: StoreIntegrity): string {
     "# HELP outpost_store_read_errors_total Stored messages nats-server reported it could not read (damaged blocks).",
     "# TYPE outpost_store_read_errors_total counter",
     `outpost_store_read_errors_total ${integrity.readErrors}`,
+    "# HELP outpost_ingest_auth_required Whether ingest needs a sensor credential (1) or is open to anyone who reaches the port (0).",
+    "# TYPE outpost_ingest_auth_required gauge",
+    `outpost_ingest_auth_required ${guard.required ? 1 : 0}`,
   );
   return `${lines.join("\n")}\n`;
 }

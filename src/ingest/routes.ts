@@ -5,6 +5,7 @@ import { BodyLimitError, readBody } from "../http/body.ts";
 import { ProblemError } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
 import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "./decode.ts";
+import type { IngestGuard } from "../sensors/ingest_auth.ts";
 import { IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RULE, storeReadings, type StoreDeps, type TopicRoute } from "./store.ts";
 
 export type { StoredReading, TopicRoute } from "./store.ts";
@@ -16,6 +17,8 @@ export interface IngestDeps extends StoreDeps {
   bodyLimit: number;
   maxReadings: number;
   cborLimits: CborLimits;
+  /** Sensor authentication (the registry); absent or not required: ingest is open. */
+  guard?: IngestGuard | undefined;
 }
 
 /**
@@ -32,6 +35,8 @@ export function ingestRoutes(deps: IngestDeps): Hono {
       throw new ProblemError(400, "invalid_topic",
         `Topic ${JSON.stringify(t.length > 64 ? `${t.slice(0, 64)}…` : t)} is not a topic name: dot-separated words of letters, digits, _ and -, at most 200 characters`);
     }
+    // Who is posting, before anything else is looked at or revealed (the known topics included).
+    const caller = await deps.guard?.identify(req, topic);
     const key = req.headers.get("idempotency-key");
     if (key !== null && !IDEMPOTENCY_KEY.test(key)) {
       throw new ProblemError(400, "invalid_idempotency_key", `Idempotency-Key must be ${IDEMPOTENCY_KEY_RULE}; nothing was stored`);
@@ -55,6 +60,7 @@ export function ingestRoutes(deps: IngestDeps): Hono {
       if (e instanceof BodyLimitError) throw new ProblemError(413, "payload_too_large", e.message, { limit: e.limit }, { connection: "close" });
       throw e;
     }
+    if (caller?.signature) await deps.guard!.verify(req, body, caller.signature);
     let readings: unknown[];
     let raw: Uint8Array[] | undefined;
     try {
@@ -71,9 +77,9 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     }
     const notBefore = _notBefore(req.headers.get("not-before"));
     if (notBefore instanceof Error) throw new ProblemError(400, "invalid_not_before", notBefore.message);
-    const stored = await storeReadings(deps, {
-      topic, route, readings, raw, key, notBefore, high: /^high$/i.test(req.headers.get("outpost-priority") ?? ""),
-    });
+    const high = /^high$/i.test(req.headers.get("outpost-priority") ?? "");
+    if (caller) deps.guard!.admit(caller, readings.length, { priority: high, notBefore: notBefore !== undefined });
+    const stored = await storeReadings(deps, { topic, route, readings, raw, key, notBefore, high, sensor: caller?.sensor.id });
     const delayed = notBefore !== undefined && notBefore > Date.now();
     return reply(req, 202, {
       topic,

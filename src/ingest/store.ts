@@ -2,7 +2,7 @@ import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { PubAck } from "@nats-io/jetstream";
 import type { Broker } from "../broker/connect.ts";
 import type { BrokerState } from "../broker/health.ts";
-import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject } from "../broker/subjects.ts";
+import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject, SENSOR_HEADER } from "../broker/subjects.ts";
 import { encodeCbor } from "../codec/cbor.ts";
 import type { Pressure } from "../dispatch/backpressure.ts";
 import { ProblemError } from "../http/problem.ts";
@@ -46,6 +46,8 @@ export interface StoreRequest {
   notBefore?: number | undefined;
   /** The request asked for the high-priority lane (`Outpost-Priority: high`). */
   high?: boolean | undefined;
+  /** The authenticated sensor that posted them: stored as a header, and the scope of their ids. */
+  sensor?: string | undefined;
 }
 
 /** Per reading in a 202 answer. */
@@ -61,8 +63,8 @@ const _MAX_KEY = 128;
 export const IDEMPOTENCY_KEY = new RegExp(`^[\\x20-\\x7e]{1,${_MAX_KEY}}$`);
 export const IDEMPOTENCY_KEY_RULE = `1 to ${_MAX_KEY} printable ASCII characters (space included)`;
 // What the headers of a stored reading can take of the broker's max_payload (NATS/1.0 line,
-// Nats-Msg-Id without its value, priority and not-before headers, and their separators).
-const _HEADER_ROOM = 256;
+// Nats-Msg-Id without its value, priority, not-before and sensor headers, and their separators).
+const _HEADER_ROOM = 384;
 
 /**
  * THE path that stores readings, for ingest and `ctx.emit` alike: the topic's schemas, the
@@ -87,7 +89,8 @@ export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise
   }
   const pressure = deps.pressure?.(topic);
   if (pressure) throw _refused(pressure);
-  const ids = _messageIds(req.key ?? null, topic, readings, route.idField);
+  // Ids are scoped by the sensor: one sensor cannot pre-claim another's Idempotency-Key or id field.
+  const ids = _messageIds(req.key ?? null, req.sensor ? `${req.sensor}:${topic}` : topic, readings, route.idField);
   const delayed = req.notBefore !== undefined && req.notBefore > Date.now();
   // Everything is encoded and sized before the first publish: a request is stored whole or not at all.
   const maxPayload = broker.nc.info?.max_payload ?? 1024 * 1024;
@@ -111,10 +114,11 @@ export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise
     if (id !== undefined) opts.msgID = id;
     // Priority lanes exist only where every handler of the topic serves them.
     const high = route.priority !== undefined && (req.high === true || _isHigh(r, route.priority.field));
-    if (delayed || high) {
+    if (delayed || high || req.sensor) {
       opts.headers = natsHeaders();
       if (delayed) opts.headers.set(NOT_BEFORE_HEADER, String(req.notBefore));
       if (high) opts.headers.set(PRIORITY_HEADER, "high");
+      if (req.sensor) opts.headers.set(SENSOR_HEADER, req.sensor);
     }
     return broker.js.publish(delayed ? delayedSubject(topic) : readingSubject(topic, high), payloads[i]!, opts);
   }));

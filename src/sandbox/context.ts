@@ -6,6 +6,8 @@ export interface ContextItem {
   subject: string;
   seq: number;
   attempt: number;
+  /** The authenticated sensor that posted the reading. */
+  sensor?: string | undefined;
 }
 
 /** What a tier gives the builder: how an output leaves the isolate, and this message's log. */
@@ -25,6 +27,7 @@ export function makeContext(item: ContextItem, signal: AbortSignal, io: ContextI
     subject: item.subject,
     topic: topicOf(item.subject),
     attempt: item.attempt,
+    sensor: item.sensor,
     signal,
     publish: (subject, value) => io.call("publish", subject, value),
     emit: (topic, value, opts) => io.call("emit", topic, value, opts?.delayMs),

@@ -25,6 +25,8 @@ export interface Invocation {
   seq: number;
   attempt: number;
   data: Uint8Array;
+  /** The authenticated sensor that posted the reading (`ctx.sensor`), when ingest knew it. */
+  sensor?: string | undefined;
 }
 
 /** The host's answer to `ctx.publish` / `ctx.emit`. */

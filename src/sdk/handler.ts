@@ -49,6 +49,11 @@ export interface Context {
   readonly topic: string;
   /** 1 on the first delivery, 2 on the first retry, … */
   readonly attempt: number;
+  /**
+   * The id of the sensor that posted the reading, as ingest authenticated it (the sensor
+   * registry); undefined when ingest is open, and for readings a handler emitted.
+   */
+  readonly sensor: string | undefined;
   /** Aborted when the message times out or the host shuts down. */
   readonly signal: AbortSignal;
   /** Store `value` (as CBOR) in the OUTBOX stream under `out.<subject>`; resolves once stored. */
@@ -66,7 +71,7 @@ export interface Context {
 /** What `handleBatch` gets besides the readings. `attempt`, `id`, `seq`, `subject` are the first item's. */
 export interface BatchContext extends Context {
   /** One entry per reading, in order. */
-  readonly items: readonly { id: string; seq: number; subject: string; attempt: number }[];
+  readonly items: readonly { id: string; seq: number; subject: string; attempt: number; sensor: string | undefined }[];
   /**
    * Report that reading `index` failed: it alone is retried (or dead-lettered after its last
    * attempt, or at once for a `Permanent` error); the others are acked.

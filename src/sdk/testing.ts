@@ -80,6 +80,8 @@ export interface InvokeOptions {
   subject?: string;
   /** Stream sequence (default 1): `ctx.seq`, and `ctx.id` is `INGEST:<seq>`. */
   seq?: number;
+  /** The authenticated sensor that posted the reading: `ctx.sensor` (default undefined: open ingest). */
+  sensor?: string;
   /**
    * A fixed clock: while `handle` runs, `Date.now()` and `new Date()` say this time. A test that
    * uses it should not run handlers concurrently in the same process.
@@ -124,7 +126,7 @@ export async function invoke<S extends Schema | undefined>(def: HandlerDefinitio
   const log = makeHandlerLog((level, message) => result.logs.push({ level, message }));
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(new Error("handler timed out")), options.timeoutMs ?? policy.timeoutMs);
-  const ctx = makeContext({ subject, seq: options.seq ?? 1, attempt }, ac.signal, {
+  const ctx = makeContext({ subject, seq: options.seq ?? 1, attempt, sensor: options.sensor }, ac.signal, {
     log,
     call: async (op, target, v, delayMs) => {
       const failed = typeof options.failPublish === "function" ? options.failPublish(op, target, v) : options.failPublish;
@@ -143,7 +145,7 @@ export async function invoke<S extends Schema | undefined>(def: HandlerDefinitio
     if (def.handle) await def.handle(value as never, ctx);
     else if (def.handleBatch) {
       let failure: unknown;
-      const bctx: BatchContext = { ...ctx, items: [{ id: ctx.id, seq: ctx.seq, subject, attempt }], fail: (_i, e) => (failure ??= e) };
+      const bctx: BatchContext = { ...ctx, items: [{ id: ctx.id, seq: ctx.seq, subject, attempt, sensor: options.sensor }], fail: (_i, e) => (failure ??= e) };
       await def.handleBatch([value as never], bctx);
       if (failure !== undefined) throw failure;
     }

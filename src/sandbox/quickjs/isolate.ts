@@ -149,7 +149,7 @@ export class WasmIsolate implements Isolate {
       this.#pending.set(id, { resolve, reject, cpuLeft: this.#cpuMs, timers });
       this.#budget.open(id);
     });
-    this.#guard(() => sb.call("invoke", id, inv.subject, inv.seq, inv.attempt, inv.data));
+    this.#guard(() => sb.call("invoke", id, inv.subject, inv.seq, inv.attempt, inv.data, inv.sensor ?? ""));
     return done;
   }
 

@@ -122,7 +122,8 @@ export class WorkerIsolate implements Isolate {
     // Copy (not .slice(), which is a view for a Node Buffer): a nats message's data views the
     // socket's read buffer, shared with other messages, which must not be cloned or detached.
     const data = new Uint8Array(inv.data);
-    await this.#call(timeoutMs, (id) => [{ type: "invoke", id, subject: inv.subject, seq: inv.seq, attempt: inv.attempt, data, timeoutMs }, [data.buffer]]);
+    const sensor = inv.sensor === undefined ? {} : { sensor: inv.sensor };
+    await this.#call(timeoutMs, (id) => [{ type: "invoke", id, subject: inv.subject, seq: inv.seq, attempt: inv.attempt, data, ...sensor, timeoutMs }, [data.buffer]]);
   }
 
   /**
@@ -131,7 +132,7 @@ export class WorkerIsolate implements Isolate {
    * @throws like {@link invoke}, for the batch as a whole
    */
   async invokeBatch(items: Invocation[], timeoutMs: number): Promise<BatchFailure[]> {
-    const copies = items.map((i) => ({ subject: i.subject, seq: i.seq, attempt: i.attempt, data: new Uint8Array(i.data) }));
+    const copies = items.map((i) => ({ subject: i.subject, seq: i.seq, attempt: i.attempt, data: new Uint8Array(i.data), ...(i.sensor === undefined ? {} : { sensor: i.sensor }) }));
     return await this.#call(timeoutMs, (id) => [{ type: "invoke-batch", id, items: copies, timeoutMs }, copies.map((c) => c.data.buffer)]);
   }
 

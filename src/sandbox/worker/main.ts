@@ -97,7 +97,7 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
   send({ type: "ready", info: handlerInfo(def as unknown as Record<string, unknown>) });
 }
 
-type _Item = { subject: string; seq: number; attempt: number; data: Uint8Array };
+type _Item = { subject: string; seq: number; attempt: number; data: Uint8Array; sensor?: string };
 
 /**
  * Run one invocation: a signal that aborts at its deadline, "done" (with batch failures) when
@@ -166,7 +166,7 @@ async function _invokeBatch(def: _Def, m: Extract<HostToIsolate, { type: "invoke
       ..._ctx(m.id, m.items[keep[0]!]!, signal, io),
       items: keep.map((k) => {
         const i = m.items[k]!;
-        return { id: `INGEST:${i.seq}`, seq: i.seq, subject: i.subject, attempt: i.attempt };
+        return { id: `INGEST:${i.seq}`, seq: i.seq, subject: i.subject, attempt: i.attempt, sensor: i.sensor };
       }),
       fail: (index, error) => {
         const orig = keep[index];
