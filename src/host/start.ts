@@ -298,7 +298,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
         handlers: { running: registry.runners().length, failed: registry.failedCount() },
         ingestAuth: guard.required ? "required" : "off",
         ...(reasons.length ? { reasons } : {}),
-        ...(_warnings(guard).length ? { warnings: _warnings(guard) } : {}),
+        ...(_warnings(guard, o.host).length ? { warnings: _warnings(guard, o.host) } : {}),
       });
     });
     app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!, guard), 200, { "content-type": "text/plain; version=0.0.4" }));
@@ -367,9 +367,9 @@ function _isLoopback(host: string): boolean {
 }
 
 /** What an operator should know although the host is ready. */
-function _warnings(guard: IngestGuard): string[] {
+function _warnings(guard: IngestGuard, host: string): string[] {
   return [
-    ...(guard.required ? [] : ["ingest auth: off (anyone who reaches the port can post; outpost sensors add closes it)"]),
+    ...(guard.required || _isLoopback(host) ? [] : ["ingest auth: off (anyone who reaches the port can post; outpost sensors add closes it)"]),
     ...(guard.registry.error ? [guard.registry.error] : []),
   ];
 }

@@ -164,7 +164,7 @@ describe("ingest over HTTP (Node host, real nats-server)", () => {
 
   test("GET /readyz and /v1/handlers describe the running handlers", async () => {
     const ready = await (await fetch(`${host.url}/readyz`)).json();
-    assert.deepEqual(ready, { ready: true, broker: true, streams: true, store: { ok: true, problems: [] }, handlers: { running: 2, failed: 0 } });
+    assert.deepEqual(ready, { ready: true, broker: true, streams: true, store: { ok: true, problems: [] }, handlers: { running: 2, failed: 0 }, ingestAuth: "off" });
     const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
     assert.deepEqual(handlers.map((h: { name: string; status: string; topic: string; consumer: string }) => [h.name, h.status, h.topic, h.consumer]), [
       ["echo", "running", "temp", "outpost-echo"],
