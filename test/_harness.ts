@@ -136,6 +136,10 @@ export interface TestHost {
   /** Send a signal and wait for the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   exited: Promise<number | null>;
+  /** fetch `path` on the host with its admin token (`--admin-token`, or the one it made in its data directory). */
+  api(path: string, init?: RequestInit): Promise<Response>;
+  /** The host's admin token. */
+  adminToken(): Promise<string>;
 }
 
 export interface HostOptions {
@@ -163,7 +167,8 @@ export async function startHost(o: HostOptions = {}): Promise<TestHost> {
   const [cmd, ...pre] = o.command ?? hostCommand(rt);
   const args = [...pre, "run", "--host", "127.0.0.1", "--port", "0", "--workers", workersDir, "--data-dir", dataDir,
     ...(o.nats ? ["--nats", o.nats] : []), ...(o.args ?? [])];
-  const proc = spawn(cmd!, args, { env: { ...process.env, NO_COLOR: "1", ...o.env }, stdio: ["ignore", "pipe", "pipe"] });
+  // OUTPOST_EXPOSE_NATS_KEY: the embedded broker's client seed in <data-dir>/nats/client.nk, for embeddedJsm.
+  const proc = spawn(cmd!, args, { env: { ...process.env, NO_COLOR: "1", OUTPOST_EXPOSE_NATS_KEY: "1", ...o.env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   proc.stdout!.on("data", (d) => (out += d));
   proc.stderr!.on("data", (d) => (out += d));
@@ -177,6 +182,14 @@ export async function startHost(o: HostOptions = {}): Promise<TestHost> {
     workersDir,
     logs: () => out,
     exited,
+    adminToken: async () => {
+      const i = args.lastIndexOf("--admin-token");
+      return i >= 0 ? args[i + 1]! : (await readFile(join(dataDir, "admin.token"), "utf8")).trim();
+    },
+    api: async (path, init = {}) => {
+      const token = await host.adminToken();
+      return await fetch(`${host.url}${path}`, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${token}` } });
+    },
     stop: async (signal = "SIGTERM") => {
       if (!done) proc.kill(signal);
       const t = setTimeout(() => proc.kill("SIGKILL"), 15_000);
@@ -193,7 +206,8 @@ export async function startHost(o: HostOptions = {}): Promise<TestHost> {
     proc.kill("SIGKILL");
     throw e;
   });
-  return { ...host, url: `http://127.0.0.1:${m[1]}` };
+  host.url = `http://127.0.0.1:${m[1]}`;
+  return host;
 }
 
 /** POST a body to `/v1/ingest/:topic`. */

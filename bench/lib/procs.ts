@@ -3,7 +3,7 @@
  * registered so that {@link Procs.stopAll} ends them even when a section fails.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -146,8 +146,12 @@ export async function startRedis(procs: Procs): Promise<Proc & { port: number }>
 }
 
 /** Start an Outpost host against an external broker and wait for its listening line. */
-export async function startHost(procs: Procs, rt: Runtime, workersDir: string, natsUrl: string): Promise<Proc & { url: string }> {
+/** The admin token of the bench's hosts (written where a host looks for its own, so no flag shows it). */
+export const BENCH_ADMIN_TOKEN = "bench-admin-token";
+
+export async function startHost(procs: Procs, rt: Runtime, workersDir: string, natsUrl: string): Promise<Proc & { url: string; auth: Record<string, string> }> {
   const dataDir = await procs.tempDir("data");
+  await writeFile(join(dataDir, "admin.token"), `${BENCH_ADMIN_TOKEN}\n`, { mode: 0o600 });
   const [cmd, ...pre] = hostCommand(rt);
   const p = procs.spawn(`host-${rt}`, [cmd!, ...pre, "run", "--host", "127.0.0.1", "--port", "0", "--workers", workersDir,
     "--data-dir", dataDir, "--nats", natsUrl, "--log-level", "info",
@@ -159,7 +163,7 @@ export async function startHost(procs: Procs, rt: Runtime, workersDir: string, n
     m = /listening on [^ ]+:(\d+);/.exec(p.output());
   }
   if (!m) throw new Error(`host on ${rt} did not listen within 60 s:\n${p.output()}`);
-  return { ...p, url: `http://127.0.0.1:${m[1]}` };
+  return { ...p, url: `http://127.0.0.1:${m[1]}`, auth: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}` } };
 }
 
 /**

@@ -121,7 +121,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         { mode: "pubsub", url: nats.url, subject: "ingest.ceiling", stream: "INGEST", seconds: plan.seconds, window: 64, concurrency: SINK_CONCURRENCY }, 120_000);
       say(`${rt}: end to end, sustained`);
       const acked = async () => {
-        const v = (await (await fetch(`${host.url}/v1/handlers`)).json()) as { handlers: { name: string; counts: { acked: number } }[] };
+        const v = (await (await fetch(`${host.url}/v1/handlers`, { headers: host.auth })).json()) as { handlers: { name: string; counts: { acked: number } }[] };
         return v.handlers.find((h) => h.name === "sink")?.counts.acked ?? 0;
       };
       const a0 = await acked();
@@ -146,7 +146,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         procs, rt, "isolation.ts", { url: nats.url, coldRuns: plan.coldRuns, seqMessages: plan.seqMessages, parMessages: plan.parMessages, window: SINK_CONCURRENCY }, 180_000);
       say(`${rt}: drop-in cold start and swap pause through the directory watcher`);
       const dropIn = await runProbe<RuntimeResult["isolation"]["dropIn"]>(procs, rt, "dropin.ts",
-        { url: host.url, nats: nats.url, workersDir: workers, runs: plan.coldRuns, swaps: plan.coldRuns === 1 ? 1 : 3 }, 180_000);
+        { url: host.url, auth: host.auth, nats: nats.url, workersDir: workers, runs: plan.coldRuns, swaps: plan.coldRuns === 1 ? 1 : 3 }, 180_000);
       say(`${rt}: wasm tier next to the worker tier`);
       const tiers = await runProbe<RuntimeResult["isolation"]["tiers"]>(procs, rt, "wasm.ts",
         { isolates: plan.coldRuns === 1 ? 2 : 10, messages: Math.max(50, Math.floor(plan.seqMessages / 5)) }, 180_000);

@@ -14,7 +14,7 @@ import { createLogger } from "../../src/util/log.ts";
 import { cborReading } from "../lib/payload.ts";
 import { finish, probeArgs } from "./_args.ts";
 
-const a = probeArgs<{ url: string; nats: string; workersDir: string; runs: number; swaps: number }>();
+const a = probeArgs<{ url: string; auth: Record<string, string>; nats: string; workersDir: string; runs: number; swaps: number }>();
 const broker = await connectBroker({ servers: a.nats }, createLogger("error"));
 const data = cborReading(7);
 const handler = (topic: string, version: number) => `import { defineHandler } from "outpost/handler";
@@ -48,7 +48,7 @@ const topic = `swap_${Date.now().toString(36)}`;
 const file = join(a.workersDir, `${topic}.ts`);
 await writeFile(file, handler(topic, 0));
 const view = async () => {
-  const { handlers } = await (await fetch(`${a.url}/v1/handlers`)).json() as { handlers: { name: string; status: string; swaps: number; lastSwap: { pauseMs: number | null } | null }[] };
+  const { handlers } = await (await fetch(`${a.url}/v1/handlers`, { headers: a.auth })).json() as { handlers: { name: string; status: string; swaps: number; lastSwap: { pauseMs: number | null } | null }[] };
   return handlers.find((h) => h.name === topic);
 };
 for (let i = 0; i < 300 && (await view())?.status !== "running"; i++) await sleep(20);

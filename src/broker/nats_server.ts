@@ -35,7 +35,7 @@ const _STORE_ERROR = /malformed or corrupt message|corrupt(ed)? (block|index|sta
 /** A running embedded server. */
 export interface EmbeddedServer {
   url: string;
-  /** The nkey seed the host connects with (also in `<data-dir>/nats/client.nk`). */
+  /** The nkey seed the host connects with (in memory only; see OUTPOST_EXPOSE_NATS_KEY). */
   seed: string;
   version: string;
   pid: number;
@@ -113,11 +113,14 @@ export async function startNatsServer(opts: EmbeddedServerOptions): Promise<Embe
   await _stopStale(join(dir, "nats-server.pid"), opts.log);
   for (const f of await readdir(portsDir)) await rm(join(portsDir, f), { force: true });
 
-  // The host's client key: an nkey (a public key in the config, the seed in a 0600 file), so there
-  // is no plaintext password for nats-server to warn about.
+  // The host's client key: an nkey, new at every start. The config holds only its public key; the
+  // seed lives in the host's memory, so no file holds a credential a handler could read and use
+  // to reach the broker itself. OUTPOST_EXPOSE_NATS_KEY=1 writes it to <data-dir>/nats/client.nk
+  // (mode 0600) for tests and debugging only.
   const seed = opts.pin?.seed ?? new TextDecoder().decode(nkeys.createUser().getSeed());
   const publicKey = nkeys.fromSeed(new TextEncoder().encode(seed)).getPublicKey();
-  await writeFile(join(dir, CLIENT_KEY_FILE), `${seed}\n`, { mode: 0o600 });
+  await rm(join(dir, CLIENT_KEY_FILE), { force: true });
+  if (env().OUTPOST_EXPOSE_NATS_KEY === "1") await writeFile(join(dir, CLIENT_KEY_FILE), `${seed}\n`, { mode: 0o600 });
   const syncLine = versionAtLeast(version, 2, 10) ? `  sync_interval: ${JSON.stringify(opts.fsync)}\n` : "";
   const conf = `# Written by outpost at every start; edits are overwritten.
 listen: "127.0.0.1:${opts.pin?.port ?? -1}"

@@ -4,7 +4,7 @@ import { generateKeyPair, readSigningKey } from "../ota/keys.ts";
 import { packDirectory, parseDuration } from "../ota/pack.ts";
 import { env, writeErr, writeOut } from "../runtime/process.ts";
 import { parseFlags, UsageError } from "./flags.ts";
-import { hostRequest } from "./client.ts";
+import { adminHeaders, hostRequest } from "./client.ts";
 import { COMMANDS } from "./specs.ts";
 
 
@@ -64,7 +64,7 @@ export async function pushCommand(args: string[]): Promise<number> {
   const res = await hostRequest(String(f.to), "/v1/bundles", {
     method: "POST",
     body,
-    headers: { "content-type": "application/vnd.outpost.bundle", "content-length": String(total), ...(f["admin-token"] ? { authorization: `Bearer ${f["admin-token"]}` } : {}) },
+    headers: { "content-type": "application/vnd.outpost.bundle", "content-length": String(total), ...adminHeaders(f) },
     duplex: "half",
   } as RequestInit);
   writeErr("\n");
@@ -80,7 +80,7 @@ export async function pushCommand(args: string[]): Promise<number> {
 /** `outpost bundles --url URL [--admin-token T] [--json]`: the host's releases. */
 export async function bundlesCommand(args: string[]): Promise<number> {
   const { values: f, positional } = parseFlags(args, env(), COMMANDS.find((c) => c.name === "bundles")!.flags);
-  const auth: Record<string, string> = f["admin-token"] ? { authorization: `Bearer ${f["admin-token"]}` } : {};
+  const auth = adminHeaders(f);
   if (positional[0] === "use-directory") {
     const r = await hostRequest(String(f.url), "/v1/bundles/use-directory", { method: "POST", headers: auth });
     const t = await r.text();

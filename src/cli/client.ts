@@ -1,3 +1,22 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { FlagValues } from "./flags.ts";
+
+/**
+ * The `Authorization` header of a client command: `--admin-token` (or OUTPOST_ADMIN_TOKEN, or
+ * `--admin-token-file`), else the token a local host made in `<--data-dir>/admin.token`.
+ */
+export function adminHeaders(f: FlagValues): Record<string, string> {
+  let token = f["admin-token"] as string | undefined;
+  const file = (f["admin-token-file"] as string | undefined) ?? (token ? undefined : join(String(f["data-dir"] ?? "./.outpost"), "admin.token"));
+  if (!token && file) {
+    try {
+      token = readFileSync(file, "utf8").trim() || undefined;
+    } catch { /* none: the host answers 401 and says what it needs */ }
+  }
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 /**
  * A request to a running host from a client command. A host that cannot be reached is named,
  * with what to check, instead of "fetch failed".

@@ -1,7 +1,7 @@
 import { ConfigError } from "../errors.ts";
 import { env, writeOut } from "../runtime/process.ts";
 import { parseFlags, UsageError } from "./flags.ts";
-import { hostRequest } from "./client.ts";
+import { adminHeaders, hostRequest } from "./client.ts";
 import { commandHelp, COMMANDS } from "./specs.ts";
 
 /**
@@ -13,9 +13,9 @@ export async function dlqCommand(args: string[]): Promise<number> {
   const spec = COMMANDS.find((c) => c.name === "dlq")!;
   const { values: f, positional } = parseFlags(rest, env(), spec.flags);
   const base = String(f.url).replace(/\/$/, "");
-  const token = f["admin-token"] as string | undefined;
+  const auth = adminHeaders(f);
   const call = async (method: string, path: string): Promise<any> => {
-    const res = await hostRequest(base, path, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const res = await hostRequest(base, path, { method, headers: auth });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) throw new ConfigError(`${method} ${path}: ${res.status} ${body.message ?? res.statusText}`);
     return body;

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { startOutpost, type OutpostOptions } from "../host/start.ts";
 import { createLogger, LEVELS, type Level, type Logger } from "../util/log.ts";
 import { env, onShutdownSignal } from "../runtime/process.ts";
-import { parseFlags, RUN_FLAGS, UsageError, type FileValues, type FlagValues } from "./flags.ts";
+import { envName, parseFlags, RUN_FLAGS, UsageError, type FileValues, type FlagValues } from "./flags.ts";
 
 /**
  * The flags of run from the command line, the environment and `--config FILE` (in that order of
@@ -20,7 +20,24 @@ export async function runFlags(args: string[], specs = RUN_FLAGS): Promise<{ val
     if (args.some((a) => a === "--workers" || a.startsWith("--workers="))) throw new UsageError("Give the handler directory once: as DIR or as --workers, not both");
     parsed.values.workers = dir;
   }
+  // Secrets from files: --admin-token-file and the like fill their flag (the file wins over nothing else given).
+  for (const name of _SECRET_FILES) {
+    const path = parsed.values[`${name}-file`];
+    if (path === undefined || parsed.values[name] !== undefined) continue;
+    try {
+      parsed.values[name] = (await readFile(String(path), "utf8")).trim();
+    } catch (e) {
+      throw new UsageError(`--${name}-file ${path}: ${(e as Error).message}`);
+    }
+  }
   return parsed;
+}
+
+const _SECRET_FILES = ["admin-token", "read-token", "nats-pass", "nats-token"] as const;
+
+/** Secret flags given on the command line, where every local user can read them (/proc/PID/cmdline). */
+export function secretsOnCommandLine(args: string[]): string[] {
+  return _SECRET_FILES.filter((n) => args.some((a) => a === `--${n}` || a.startsWith(`--${n}=`)));
 }
 
 /**
@@ -97,6 +114,9 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     bodyLimit: f["body-limit"] as number,
     maxReadings: f["max-readings"] as number,
     adminToken: f["admin-token"] as string | undefined,
+    readToken: f["read-token"] as string | undefined,
+    metricsOpen: f["metrics-open"] === true,
+    allowedHosts: f["allowed-hosts"] === undefined ? undefined : String(f["allowed-hosts"]).split(",").filter((x) => x.trim()),
     ingestAuth: _ingestAuth(f["ingest-auth"]),
     sensorsFile: f.sensors as string | undefined,
     maxBacklog: f["max-backlog"] as number,
@@ -136,6 +156,9 @@ export async function runCommand(args: string[]): Promise<number> {
   const level = String(f["log-level"]);
   if (!(level in LEVELS)) throw new UsageError(`--log-level must be one of ${Object.keys(LEVELS).join(", ")}`);
   const log = createLogger(level as Level);
+  for (const n of secretsOnCommandLine(args)) {
+    log.warn(`--${n} on the command line is visible to every local user (/proc/${process.pid}/cmdline); use --${n}-file, ${envName(n)} or --config`);
+  }
   const host = await startOutpost(hostOptions(f, log));
   const shutdownMs = f["shutdown-timeout"] as number;
   return await new Promise<number>((resolve) => {

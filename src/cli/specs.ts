@@ -17,7 +17,9 @@ export interface CommandSpec {
 }
 
 const _URL: FlagSpec = { name: "url", kind: "string", default: "http://127.0.0.1:8080", arg: "URL", help: "the host to talk to" };
-const _TOKEN: FlagSpec = { name: "admin-token", kind: "string", arg: "TOKEN", help: "the host's admin token", secret: true };
+const _TOKEN: FlagSpec = { name: "admin-token", kind: "string", arg: "TOKEN", help: "the host's admin token (default: the one a local host made in --data-dir)", secret: true };
+const _TOKEN_FILE: FlagSpec = { name: "admin-token-file", kind: "string", arg: "FILE", help: "read the admin token from this file" };
+const _DATA_DIR: FlagSpec = { name: "data-dir", kind: "string", default: "./.outpost", arg: "DIR", help: "a local host's data directory, for its admin.token" };
 const _JSON: FlagSpec = { name: "json", kind: "boolean", default: "false", help: "print JSON instead of text" };
 const _NATS: readonly FlagSpec[] = [
   { name: "nats", kind: "string", arg: "URL", help: "the hub's NATS server (comma-separated URLs)" },
@@ -123,6 +125,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     flags: [
       _URL,
       _TOKEN,
+      _TOKEN_FILE,
+      _DATA_DIR,
       { name: "handler", kind: "string", arg: "NAME", help: "only this handler's dead letters" },
       { name: "topic", kind: "string", arg: "TOPIC", help: "only readings of this topic (ls)" },
       { name: "limit", kind: "int", default: "50", arg: "N", help: "entries per page (ls)" },
@@ -135,7 +139,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "bundles",
     summary: "a host's active, previous, staged and failed releases; use-directory goes back to its --workers directory",
     usage: ["outpost bundles [--url URL] [--json]", "outpost bundles use-directory [--url URL]   serve the --workers directory again instead of the active release"],
-    flags: [_URL, _TOKEN, _JSON],
+    flags: [_URL, _TOKEN, _TOKEN_FILE, _DATA_DIR, _JSON],
     env: true,
   },
   {
@@ -168,7 +172,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "push",
     summary: "upload a bundle to a host (POST /v1/bundles), with progress",
     usage: ["outpost push BUNDLE --to URL [--admin-token T]"],
-    flags: [{ name: "to", kind: "string", arg: "URL", help: "the host (required)" }, _TOKEN, _JSON],
+    flags: [{ name: "to", kind: "string", arg: "URL", help: "the host (required)" }, _TOKEN, _TOKEN_FILE, _DATA_DIR, _JSON],
     env: true,
   },
   {

@@ -14,7 +14,8 @@ import { ingestRoutes } from "../ingest/routes.ts";
 import { storeReadings, type StoreDeps } from "../ingest/store.ts";
 import { problemHandler } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
-import { adminAuth } from "../http/admin_auth.ts";
+import { adminAuth, auditLog, hostCheck, resolveAdminToken, type AdminTokens } from "../http/admin_auth.ts";
+import { hostname, networkInterfaces } from "node:os";
 import { IngestGuard, type IngestAuthMode } from "../sensors/ingest_auth.ts";
 import { registryFile, SensorRegistry } from "../sensors/registry.ts";
 import { FleetWatcher } from "../ota/fleet.ts";
@@ -79,8 +80,14 @@ export interface OutpostOptions {
   maxHandlerMemoryMb?: number;
   /** Caps on what one message may make a handler send out. */
   outputLimits?: OutputLimits;
-  /** Bearer token of the admin routes; they answer 403 without one. */
+  /** Bearer token of the admin surface; without one, the host makes one in `<data-dir>/admin.token`. */
   adminToken?: string | undefined;
+  /** A read-only token: `/v1/handlers` and `/metrics`. */
+  readToken?: string | undefined;
+  /** `/metrics` without a token (a scraper on a trusted network). */
+  metricsOpen?: boolean | undefined;
+  /** Host names and addresses requests may name in `Host` beyond the host's own (`*`: any). */
+  allowedHosts?: string[] | undefined;
   /** Sensor authentication at ingest: auto (required once the registry exists), required, off. */
   ingestAuth?: IngestAuthMode | undefined;
   /** The sensor registry file (default `<data-dir>/sensors.json`). */
@@ -174,6 +181,8 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
   const sensors = new SensorRegistry(o.sensorsFile ?? registryFile(dataDir), (msg, level) => log[level](msg));
   await sensors.load();
   const guard = new IngestGuard(sensors, o.ingestAuth ?? "auto", log);
+  const adminToken = await resolveAdminToken(o.adminToken, dataDir);
+  log.info(`admin token from ${adminToken.from}${o.readToken ? "; a read-only token is set" : ""}`);
   if (!guard.required && !_isLoopback(o.host)) {
     log.warn(`ingest auth is off and the host listens on ${o.host}: anyone who reaches the port can post readings to any topic; ` +
       "add a sensor (outpost sensors add ID --topics T) to require credentials");
@@ -284,6 +293,13 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     }
     const app = new Hono();
     const ready = { streams: true, handlersLoaded: true };
+    // Every request must name this host (DNS rebinding reaches nothing); no CORS headers anywhere,
+    // so another origin's page cannot read an answer.
+    app.use("*", hostCheck(_allowedHosts(o)));
+    const tokens: AdminTokens = { admin: adminToken.token, read: o.readToken };
+    const readAuth = adminAuth(tokens, "read");
+    app.use("/v1/handlers", readAuth);
+    if (!o.metricsOpen) app.use("/metrics", readAuth);
     app.get("/healthz", (c) => reply(c.req.raw, 200, { status: "ok" }));
     app.get("/readyz", (c) => {
       const b = health.state();
@@ -312,9 +328,10 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       cborLimits: DEFAULT_CBOR_LIMITS,
       guard,
     }));
-    // Admin routes (DLQ, OTA bundles) need the admin token; ingest and health never do.
-    const admin = adminAuth(o.adminToken);
-    for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*", "/v1/store/*"]) app.use(path, admin);
+    // Admin routes (DLQ, OTA bundles, the store) need the admin token; ingest and health never do.
+    const admin = adminAuth(tokens, "admin");
+    const audit = auditLog(log.child("audit"));
+    for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*", "/v1/store/*"]) app.use(path, admin, audit);
     app.post("/v1/store/acknowledge", (c) => reply(c.req.raw, 200, { acknowledged: integrity!.acknowledge() }));
     app.route("/", bundleRoutes(() => bundles, b.maxBundleSize, log.child("bundles")));
     const dlq = new DlqStore(broker.jsm, broker.js);
@@ -362,6 +379,20 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
 }
 
 /** Prometheus text of what the host knows of its broker and store (the full set comes with observability). */
+/** The names a request's `Host` may give: this machine's names and addresses, and the operator's. */
+function _allowedHosts(o: OutpostOptions): Set<string> {
+  const names = new Set(["localhost", "127.0.0.1", "::1"]);
+  try {
+    const h = hostname().toLowerCase();
+    names.add(h);
+    names.add(`${h}.local`);
+    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) names.add(a.address.toLowerCase().replace(/%.*$/, ""));
+  } catch { /* a runtime without them: the operator's list and loopback */ }
+  if (o.host !== "0.0.0.0" && o.host !== "::") names.add(o.host.toLowerCase());
+  for (const x of o.allowedHosts ?? []) names.add(x.trim().toLowerCase());
+  return names;
+}
+
 function _isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\./.test(host);
 }

@@ -38,7 +38,9 @@ export function problemHandler(log: Logger): (e: Error, c: Context) => Response 
     if (e instanceof ProblemError) return reply(c.req.raw, e.status, e.body(), e.headers);
     // hono's own middleware (bearer-auth) throws its answer.
     if (e instanceof HTTPException) return e.getResponse();
-    log.error(`unhandled error on ${c.req.method} ${c.req.url}: ${e.stack ?? e.message}`);
-    return reply(c.req.raw, 500, { error: "internal", message: e.message });
+    // The details (paths, stack) go to the log only; the caller gets an id to find them there.
+    const id = Math.random().toString(36).slice(2, 10);
+    log.error(`unhandled error ${id} on ${c.req.method} ${new URL(c.req.url).pathname}: ${e.stack ?? e.message}`);
+    return reply(c.req.raw, 500, { error: "internal", message: `Internal error ${id}; the host's log has the details` });
   };
 }

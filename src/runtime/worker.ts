@@ -54,6 +54,18 @@ let _denoPermissionsOk: boolean | undefined;
  * @param opts name, heap limit and permissions
  * @returns a handle that hides the runtime's worker API
  */
+/**
+ * The environment a worker gets: none of the host's variables (tokens, passwords), but those the
+ * handler's `permissions.env` names (`true`: all of them, as the definition asked).
+ */
+export function workerEnv(p: WorkerPermissions | undefined): Record<string, string> {
+  const all = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
+  const names = p?.env === true ? Object.keys(all) : Array.isArray(p?.env) ? p.env : [];
+  const out: Record<string, string> = {};
+  for (const n of names) if (all[n] !== undefined) out[n] = all[n]!;
+  return out;
+}
+
 export async function spawnWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle> {
   if (runtime === "node") return await _nodeWorker(url, opts);
   const WebWorker = (globalThis as unknown as { Worker: new (u: URL, o: object) => _WebWorker }).Worker;
@@ -87,7 +99,8 @@ export async function spawnWorker(url: URL, opts: WorkerOptions): Promise<Worker
       w = new WebWorker(url, { type: "module", name: opts.name });
     }
   } else {
-    w = new WebWorker(url, { type: "module", name: opts.name });
+    // Bun takes the worker's environment as an option: only what the handler's permissions name.
+    w = new WebWorker(url, { type: "module", name: opts.name, ...(runtime === "bun" ? { env: workerEnv(opts.permissions) } : {}) });
   }
   let exitCb: ((reason: string) => void) | undefined;
   let exited = false;
@@ -125,6 +138,8 @@ async function _nodeWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle>
     // Workers run prebuilt JavaScript: they need none of the host's flags, and a loader given with
     // --import (as the test runner does) would otherwise start again in every worker (~100 ms).
     execArgv: [],
+    // Not the host's environment (its secrets): only the variables the handler's permissions name.
+    env: workerEnv(opts.permissions),
   });
   let exitCb: ((reason: string) => void) | undefined;
   let done = false;

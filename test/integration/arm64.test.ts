@@ -65,7 +65,7 @@ test("arm64 under emulation: the single file alone on Bun's arm64 build with Deb
     const rate = n / ((performance.now() - t1) / 1000);
     assert.deepEqual(out.map((m) => m.value.n).sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i));
     assert.ok(out.every((m) => m.value.twice === m.value.n * 2 && m.value.sandboxed === true));
-    const view = (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers.find((h: { name: string }) => h.name === "double");
+    const view = (await (await host.api("/v1/handlers")).json()).handlers.find((h: { name: string }) => h.name === "double");
     assert.equal(view.isolation, "wasm");
     console.log(`arm64 under qemu: start to listening ${Math.round(startMs)} ms; ${n} CBOR readings through a wasm-tier handler at ${rate.toFixed(0)} readings/s`);
   } finally {

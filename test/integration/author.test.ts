@@ -28,7 +28,7 @@ test("editing a helper a handler imports swaps that handler, and every reading i
     })();
     await sleep(300);
     await writeFile(join(host.workersDir, "_label.ts"), label("v2"));
-    await waitFor(async () => (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers[0].swaps === 1, 20_000, "the dependent swapped");
+    await waitFor(async () => (await (await host.api("/v1/handlers")).json()).handlers[0].swaps === 1, 20_000, "the dependent swapped");
     await sleep(300);
     sending = false;
     await load;
@@ -100,7 +100,7 @@ for (const runtime of RUNTIMES) {
         assert.equal(err.at?.replace(/:\d+$/, ""), `${file}:4`, `${tier}: ${err.stack}`);
         assert.ok(err.stack.includes(`${file}:4:`), err.stack);
         assert.doesNotMatch(err.stack, /\.handler\.mjs|\.guest\.mjs/, "no frame left in the bundle");
-        const view = (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers.find((h: { name: string }) => h.name === `mapped-${tier}`);
+        const view = (await (await host.api("/v1/handlers")).json()).handlers.find((h: { name: string }) => h.name === `mapped-${tier}`);
         assert.equal(view.lastError, `Error: too big: 3 (at ${err.at})`);
       }
       assert.match(host.logs(), /too big: 3 \(at \/[^)]*mapped-worker\.ts:4:\d+\); moved to DLQ/);

@@ -58,7 +58,7 @@ test("finding 5: a store damaged while the host was stopped is a loud error, a /
     assert.match(p.message, /^stream INGEST (went back from sequence \d+ to \d+|holds \d+ messages, \d+ fewer than at the clean stop)/);
     assert.deepEqual(r.json.reasons, [p.message]);
     assert.match(third.logs(), /ERROR \[store\] STORE INTEGRITY: stream INGEST/);
-    const metrics = await (await fetch(`${third.url}/metrics`)).text();
+    const metrics = await (await third.api("/metrics")).text();
     assert.match(metrics, new RegExp(`^outpost_store_lost_messages\\{stream="INGEST"\\} ${p.lost}$`, "m"));
     assert.match(metrics, /^outpost_store_lost_messages\{stream="OUTBOX"\} 0$/m);
     // Only the operator clears it.
@@ -88,7 +88,7 @@ test("finding 5: a store damaged while the host was stopped is a loud error, a /
     const p = r.json.store.problems[0];
     assert.equal(p.stream, "INGEST");
     assert.match(p.message, /^stream INGEST holds \d+ messages but its consumers owe only 0: \d+ stored messages cannot be delivered \(damaged blocks nats-server steps over\)$/);
-    assert.match(await (await fetch(`${fourth.url}/metrics`)).text(), new RegExp(`^outpost_store_lost_messages\\{stream="INGEST"\\} ${p.lost}$`, "m"));
+    assert.match(await (await fourth.api("/metrics")).text(), new RegExp(`^outpost_store_lost_messages\\{stream="INGEST"\\} ${p.lost}$`, "m"));
   } finally {
     await fourth.stop();
   }
@@ -196,7 +196,7 @@ test("finding 7: a full disk is answered 507 at once, /readyz says why, nothing 
     assert.equal(back.json.accepted, 1);
     const { nc, jsm } = await embeddedJsm(dataDir);
     const state = (await jsm.streams.info("INGEST")).state;
-    const handled = (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers[0].counts.acked;
+    const handled = (await (await host.api("/v1/handlers")).json()).handlers[0].counts.acked;
     await nc.close();
     assert.ok(state.messages + handled >= acknowledged + 1, `${state.messages} stored + ${handled} handled < ${acknowledged + 1} acknowledged`);
     assert.equal(await host.stop(), 0);

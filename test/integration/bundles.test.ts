@@ -146,12 +146,12 @@ describe("OTA bundles (Node)", () => {
   });
 
   test("bundles use-directory serves the --workers directory again, said at the route, in /v1/handlers and in the log", async () => {
-    const before = await (await fetch(`${host.url}/v1/handlers`)).json();
+    const before = await (await host.api("/v1/handlers")).json();
     assert.deepEqual([before.source.kind, before.source.release], ["bundle", 10]);
     const [cmd, ...pre] = hostCommand("node");
     const out = execFileSync(cmd!, [...pre, "bundles", "use-directory", "--url", host.url, "--admin-token", "tok"]).toString();
     assert.equal(out, `the host serves its --workers directory again (${host.workersDir})\n`);
-    const after = await (await fetch(`${host.url}/v1/handlers`)).json();
+    const after = await (await host.api("/v1/handlers")).json();
     assert.deepEqual(after.source, { kind: "workers", release: 0, dir: host.workersDir });
     const seqs = await post(host, 3);
     const by = await handledBy(nats, seqs);

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { COMMANDS } from "../../src/cli/specs.ts";
 import { embeddedPid, freePort, hostCommand, join, outpost, pidAlive, startHost, tempDir, waitFor } from "../_harness.ts";
 
@@ -46,7 +46,8 @@ test("outpost run -p PORT DIR listens on that port and loads that directory; a n
   try {
     // While it starts, the port is already bound and answers 503 "starting".
     const h = await waitFor(async () => {
-      const j = await (await fetch(`http://127.0.0.1:${port}/v1/handlers`)).json();
+      const token = await readFile(join(dataDir, "admin.token"), "utf8").then((t) => t.trim(), () => "");
+      const j = await (await fetch(`http://127.0.0.1:${port}/v1/handlers`, { headers: { authorization: `Bearer ${token}` } })).json();
       return j.handlers?.length ? j : undefined;
     }, 30_000, "the host");
     assert.deepEqual(h.handlers.map((x: { name: string }) => x.name), ["mine"]);

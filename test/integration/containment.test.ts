@@ -73,7 +73,7 @@ for (const runtime of RUNTIMES) {
         assert.equal(entry.value.error.name, name, `${topic}: ${entry.value.error.message}`);
         assert.match(entry.value.error.message, message);
       }
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       for (const [topic] of expected) {
         const h = handlers.find((x: { name: string }) => x.name === topic);
         assert.ok(h.counts.crashes >= 2 || topic === "loop", `${topic} crashed and was restarted (${h.counts.crashes})`);
@@ -108,7 +108,7 @@ test("a handler that crashes in a loop is marked crashing and backs off; its mes
   try {
     for (let i = 0; i < 3; i++) assert.equal((await ingest(host.url, "crashy", "{}", "application/json")).status, 202);
     const view = await waitFor(async () => {
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       return handlers[0].status === "crashing" ? handlers[0] : undefined;
     }, 20_000, "status crashing");
     assert.ok(view.counts.crashes >= 3);

@@ -60,7 +60,7 @@ export default defineHandler({
     const once = await streamMessages(nats.jsm, "OUTBOX", "out.once");
     assert.deepEqual(plain.map((m) => m.value.attempt), [1, 2], "at least once: the plain handler ran again");
     assert.deepEqual(once.map((m) => m.value.attempt), [1], "dedupe skipped the redelivery");
-    const { handlers } = await (await fetch(`${second.url}/v1/handlers`)).json();
+    const { handlers } = await (await second.api("/v1/handlers")).json();
     assert.equal(handlers.find((h: { name: string }) => h.name === "once").counts.deduped, 1);
   } finally {
     await second?.stop();

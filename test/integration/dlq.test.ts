@@ -34,7 +34,7 @@ describe("dead-letter queue API and CLI", () => {
     for (const token of [null, "wrong"]) {
       const r = await api("/v1/dlq", {}, token);
       assert.equal(r.status, 401);
-      assert.deepEqual(await r.json(), { error: "unauthorized", message: "This route needs Authorization: Bearer <admin token>" });
+      assert.deepEqual(await r.json(), { error: "unauthorized", message: "This route needs Authorization: Bearer <the admin token>" });
     }
     assert.equal((await api("/v1/dlq/1/replay", { method: "POST" }, null)).status, 401);
     assert.equal((await api("/v1/dlq/1", { method: "DELETE" }, "wrong")).status, 401);
@@ -68,7 +68,7 @@ describe("dead-letter queue API and CLI", () => {
   test("after a fix, replay reprocesses a dead letter exactly once; bulk replay does the rest", async () => {
     await writeFile(join(host.workersDir, "work.ts"), FIXED);
     await waitFor(async () => {
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       return handlers[0].swaps === 1;
     }, 10_000, "the fixed version");
     const { entries } = await (await api("/v1/dlq")).json();
@@ -96,7 +96,7 @@ describe("dead-letter queue API and CLI", () => {
   test("outpost dlq ls and purge work from the command line", async () => {
     await writeFile(join(host.workersDir, "work.ts"), FAILING);
     await waitFor(async () => {
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       return handlers[0].swaps === 2;
     }, 10_000, "the failing version again");
     for (const n of [7, 8]) await ingest(host.url, "work", JSON.stringify({ n }), "application/json");

@@ -113,7 +113,7 @@ for (const runtime of RUNTIMES) {
         const c = await nats.jsm.consumers.info("INGEST", "outpost-flaky");
         return c.num_ack_pending === 0 && c.num_pending === 0;
       }, 5_000, "flaky consumer drained");
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       const flaky = handlers.find((h: { name: string }) => h.name === "flaky");
       assert.deepEqual([flaky.counts.failed, flaky.counts.retried, flaky.counts.deadLettered, flaky.counts.acked], [3, 2, 1, 0]);
     });
@@ -130,7 +130,7 @@ for (const runtime of RUNTIMES) {
     });
 
     test("broken handler modules are refused with a clear error and do not stop the others", async () => {
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       const byName = Object.fromEntries(handlers.map((h: { name: string }) => [h.name, h]));
       assert.deepEqual(Object.keys(byName).sort(), ["bad-export", "chain", "echo", "flaky", "perm", "probe", "syntax", "throws"]);
       assert.equal(byName.throws.status, "failed");
@@ -168,10 +168,11 @@ for (const runtime of RUNTIMES) {
         const m = await streamMessages(nats.jsm, "OUTBOX", "out.probe");
         return m.length ? m : undefined;
       }, 10_000, "the probe's report");
-      // Deno workers run with every permission denied; Node and Bun workers can reach what the host can.
-      const expected = runtime === "deno" ? { fetch: "NotCapable", env: "NotCapable" } : { fetch: "reached", env: "read" };
+      // Deno workers run with every permission denied; Node and Bun workers reach the network, but
+      // their environment is empty (none of the host's secrets).
+      const expected = runtime === "deno" ? { fetch: "NotCapable", env: "NotCapable" } : { fetch: "reached", env: "empty" };
       assert.deepEqual(probe!.value, expected);
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       assert.equal(handlers.find((h: { name: string }) => h.name === "probe").sandboxed, runtime === "deno");
     });
 

@@ -232,7 +232,7 @@ describe("hardening: hostile requests and handlers (Node host, real nats-server)
   });
 
   test("finding 12: a handler asking for more memory than --max-handler-memory is refused", async () => {
-    const rows = (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers as { name: string; status: string; loadError: { message: string } | null }[];
+    const rows = (await (await host.api("/v1/handlers")).json()).handlers as { name: string; status: string; loadError: { message: string } | null }[];
     const greedy = rows.find((h) => h.name === "greedy")!;
     assert.equal(greedy.status, "failed");
     assert.equal(greedy.loadError?.message, "Handler greedy asks for memoryMb 256, above this host's ceiling of 64 MiB (--max-handler-memory)");
@@ -267,7 +267,7 @@ for (const runtime of ["deno", "bun"] as const) {
       assert.equal((await ingest(host.url, "a%0D%0Ab", "{}", "application/json")).json.error, "invalid_topic");
       assert.equal((await ingest(host.url, "flood.worker", JSON.stringify({ n: 20_000 }), "application/json")).status, 202);
       const rows = await waitFor(async () => {
-        const h = (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers.find((x: { name: string }) => x.name === "flood-worker");
+        const h = (await (await host.api("/v1/handlers")).json()).handlers.find((x: { name: string }) => x.name === "flood-worker");
         return h.counts.deadLettered === 1 ? h : undefined;
       }, 20_000, "the flood dead-lettered");
       assert.equal(rows.counts.acked, 0);

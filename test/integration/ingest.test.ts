@@ -1,8 +1,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect as tcpConnect } from "node:net";
+import { stat } from "node:fs/promises";
 import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
-import { ingest, lastSeq, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats, storesNothing as storesNothingIn } from "../_harness.ts";
+import { ingest, join, lastSeq, startHost, startNats, streamMessages, waitFor, type TestHost, type TestNats, storesNothing as storesNothingIn } from "../_harness.ts";
 
 const ECHO = `
 import { defineHandler, v } from "outpost/handler";
@@ -153,19 +154,21 @@ describe("ingest over HTTP (Node host, real nats-server)", () => {
     assert.equal(v.error, "unknown_topic");
   });
 
-  test("without --admin-token the admin routes are off (403), not open", async () => {
-    const r = await fetch(`${host.url}/v1/dlq`, { headers: { authorization: "Bearer anything" } });
-    assert.equal(r.status, 403);
-    assert.deepEqual(await r.json(), {
-      error: "admin_disabled",
-      message: "Admin routes are off: start outpost with --admin-token (or OUTPOST_ADMIN_TOKEN)",
-    });
+  test("without --admin-token the host makes one in its data directory (0600); the admin surface needs it", async () => {
+    const st = await stat(join(host.dataDir, "admin.token"));
+    assert.equal(st.mode & 0o777, 0o600);
+    for (const path of ["/v1/dlq", "/v1/handlers", "/metrics", "/v1/bundles"]) {
+      const r = await fetch(`${host.url}${path}`, { headers: { authorization: "Bearer anything" } });
+      assert.equal(r.status, 401, path);
+      assert.equal((await r.json()).error, "unauthorized");
+      assert.equal((await host.api(path)).status, 200, path);
+    }
   });
 
   test("GET /readyz and /v1/handlers describe the running handlers", async () => {
     const ready = await (await fetch(`${host.url}/readyz`)).json();
     assert.deepEqual(ready, { ready: true, broker: true, streams: true, store: { ok: true, problems: [] }, handlers: { running: 2, failed: 0 }, ingestAuth: "off" });
-    const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+    const { handlers } = await (await host.api("/v1/handlers")).json();
     assert.deepEqual(handlers.map((h: { name: string; status: string; topic: string; consumer: string }) => [h.name, h.status, h.topic, h.consumer]), [
       ["echo", "running", "temp", "outpost-echo"],
       ["raw", "running", "raw", "outpost-raw"],

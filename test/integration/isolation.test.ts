@@ -22,7 +22,7 @@ for (const runtime of ["node", "bun"] as Runtime[]) {
     const nats = await startNats();
     const host = await startHost({ runtime, nats: nats.url, args: ["--isolation", "wasm"], workers: { "plain.ts": PLAIN, "net.ts": WORKER_ONLY } });
     try {
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       const plain = handlers.find((h: { name: string }) => h.name === "plain");
       assert.deepEqual([plain.status, plain.isolation, plain.sandboxed, plain.limits.memoryMb], ["running", "wasm", true, 16]);
       const net = handlers.find((h: { name: string }) => h.name === "net");

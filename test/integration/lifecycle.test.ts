@@ -84,7 +84,7 @@ export default defineHandler({
     // The restarted isolate still works.
     assert.equal((await ingest(host.url, "slow", JSON.stringify({ spin: false }), "application/json")).status, 202);
     await waitFor(async () => {
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       return handlers[0].counts.acked === 1 && handlers[0].status === "running" ? handlers[0] : undefined;
     }, 10_000, "the restarted isolate to ack");
     assert.match(host.logs(), /isolate restarted after a timeout/);

@@ -138,7 +138,7 @@ export default defineHandler({
     // The retried bad item travels with the later readings, alone among the ones seen before.
     assert.deepEqual(rest.flatMap((b) => b.ns).sort((a: number, b: number) => a - b), [5, 20, 21, 22], "only the bad item came back");
     assert.deepEqual([dl!.value.attempts, dl!.value.error.message], [2, "bad item 5"]);
-    const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+    const { handlers } = await (await host.api("/v1/handlers")).json();
     assert.equal(handlers[0].counts.acked, 22);
   } finally {
     await host.stop();
@@ -171,7 +171,7 @@ export default defineHandler({
     assert.equal((await ingest(host.url, "once", JSON.stringify({ sensor: "s1", at: "2026-11-23T07:00:01Z", v: 2 }), "application/json")).status, 202);
     await handled(nats, "once", 2);
     await waitFor(async () => {
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       return handlers[0].counts.deduped === 1;
     }, 5_000, "one reading deduped");
     assert.deepEqual((await streamMessages(nats.jsm, "OUTBOX", "out.once")).map((m) => m.value.v), [1, 2]);

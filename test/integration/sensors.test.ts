@@ -78,7 +78,7 @@ for (const runtime of RUNTIMES) {
       });
       const ready = await (await fetch(`${host.url}/readyz`)).json();
       assert.equal(ready.ingestAuth, "required");
-      assert.match(await (await fetch(`${host.url}/metrics`)).text(), /^outpost_ingest_auth_required 1$/m);
+      assert.match(await (await host.api("/metrics")).text(), /^outpost_ingest_auth_required 1$/m);
     });
 
     test("a valid token stores the reading with its sensor id; the handler sees it as ctx.sensor (read from the stored message's header) in both tiers", async () => {
@@ -169,7 +169,7 @@ test("without a registry ingest is open, but never silently: a warning beyond lo
     const ready = await (await fetch(`${host.url}/readyz`)).json();
     assert.equal(ready.ingestAuth, "off");
     assert.match(ready.warnings[0], /^ingest auth: off/);
-    assert.match(await (await fetch(`${host.url}/metrics`)).text(), /^outpost_ingest_auth_required 0$/m);
+    assert.match(await (await host.api("/metrics")).text(), /^outpost_ingest_auth_required 0$/m);
   } finally {
     await host.stop();
     await nats.stop();

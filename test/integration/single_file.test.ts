@@ -91,7 +91,7 @@ for (const runtime of RUNTIMES) {
       assert.equal((await ingest(host.url, "wasmy", JSON.stringify({ n: 21 }), "application/json")).status, 202);
       const m = await waitFor(async () => (await streamMessages(nats.jsm, "OUTBOX", "out.wasmy"))[0], 20_000, "the wasm handler's output");
       assert.deepEqual(m.value, { twice: 42, sandboxed: true });
-      const view = (await (await fetch(`${host.url}/v1/handlers`)).json()).handlers.find((h: { name: string }) => h.name === "wasmy");
+      const view = (await (await host.api("/v1/handlers")).json()).handlers.find((h: { name: string }) => h.name === "wasmy");
       assert.equal(view.isolation, "wasm");
       assert.equal((await ingest(host.url, "wasmy", JSON.stringify({ n: -1 }), "application/json")).status, 202);
       const [dl] = await waitFor(async () => {

@@ -19,7 +19,7 @@ export default defineHandler({
 
 type View = { name: string; version: string | null; status: string; swaps: number; loadError: { message: string } | null; lastSwap: { pauseMs: number | null } | null };
 async function handler(host: TestHost, name: string): Promise<View | undefined> {
-  const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+  const { handlers } = await (await host.api("/v1/handlers")).json();
   return handlers.find((h: View) => h.name === name);
 }
 

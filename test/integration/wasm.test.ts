@@ -179,7 +179,7 @@ for (const runtime of RUNTIMES) {
       }, 30_000, `${n} DLQ entries of ${name}`);
 
     test("handlers load in their tier; the wasm tier reports its limits as enforced and sandboxed", async () => {
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       const by = Object.fromEntries(handlers.map((h: { name: string }) => [h.name, h]));
       for (const n of ["counter", "loop", "bomb", "rec", "reach", "raw", "rawloop"]) {
         assert.equal(by[n].status, "running", `${n}: ${by[n].lastError ?? by[n].loadError?.message}`);
@@ -269,11 +269,11 @@ for (const runtime of RUNTIMES) {
       await post("w.count", { op: "add" });
       await waitFor(async () => (await streamMessages(nats.jsm, "OUTBOX", "out.plain")).find((m) => m.value.n === 7 && m.value.worker), 20_000, "the worker-tier handler's output");
       await waitFor(async () => (await streamMessages(nats.jsm, "OUTBOX", "out.count")).length >= 5, 20_000, "the counter's output");
-      const { handlers } = await (await fetch(`${host.url}/v1/handlers`)).json();
+      const { handlers } = await (await host.api("/v1/handlers")).json();
       const by = Object.fromEntries(handlers.map((h: { name: string }) => [h.name, h]));
       assert.ok(by.loop.counts.crashes >= 2 && by.bomb.counts.crashes >= 2, "the trapped sandboxes were rebuilt");
       await waitFor(async () => {
-        const { handlers: hs } = await (await fetch(`${host.url}/v1/handlers`)).json();
+        const { handlers: hs } = await (await host.api("/v1/handlers")).json();
         return hs.every((h: { status: string }) => h.status === "running" || h.status === "crashing");
       }, 10_000, "every handler back up");
     });
@@ -294,7 +294,7 @@ for (const runtime of RUNTIMES) {
     });
 
     test("changing only a raw handler's manifest reloads it", async () => {
-      const view = async () => ((await (await fetch(`${host.url}/v1/handlers`)).json()).handlers as { name: string; topic: string | null; swaps: number }[]).find((h) => h.name === "raw")!;
+      const view = async () => ((await (await host.api("/v1/handlers")).json()).handlers as { name: string; topic: string | null; swaps: number }[]).find((h) => h.name === "raw")!;
       const before = await view();
       await writeFile(join(host.workersDir, "raw.json"), JSON.stringify({ topic: "w.raw2", retry: { maxAttempts: 1 } }));
       const after = await waitFor(async () => {

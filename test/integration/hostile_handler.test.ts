@@ -1,0 +1,70 @@
+/**
+ * A hostile worker-tier handler looks for secrets, on each runtime: the host's environment, the
+ * data directory's credentials and the embedded nats-server itself. It writes what it found to its
+ * log; the test asserts it found nothing it could use. What it can still read on Node and Bun
+ * (files the host process can read, such as admin.token) is asserted too, so the gap that
+ * docs/security.md states is measured, not assumed.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { ingest, join, RUNTIMES, startHost, tempDir, waitFor } from "../_harness.ts";
+
+const HOSTILE = (dataDir: string) => `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "probe",
+  timeoutMs: 10000,
+  async handle(_r, ctx) {
+    const found = {};
+    try { found.envKeys = Object.keys(typeof process !== "undefined" ? process.env : {}); } catch (e) { found.envKeys = ["ERR " + e.name]; }
+    const fs = await import("node:fs/promises").catch(() => null);
+    const read = async (p) => { try { return (await fs.readFile(p, "utf8")).trim(); } catch (e) { return "ERR " + (e.code ?? e.name); } };
+    found.clientKey = await read(${JSON.stringify(join(dataDir, "nats", "client.nk"))});
+    found.adminToken = await read(${JSON.stringify(join(dataDir, "admin.token"))});
+    // The embedded broker: find its port, connect without credentials.
+    found.broker = "not tried";
+    try {
+      const dir = ${JSON.stringify(join(dataDir, "nats", "ports"))};
+      const name = (await fs.readdir(dir)).find((f) => f.endsWith(".ports"));
+      const url = new URL(JSON.parse(await fs.readFile(dir + "/" + name, "utf8")).nats[0]);
+      const net = await import("node:net");
+      found.broker = await new Promise((resolve) => {
+        let got = "";
+        const s = net.connect(Number(url.port), "127.0.0.1", () => s.write('CONNECT {"verbose":false}\\r\\nPING\\r\\n'));
+        s.on("data", (d) => { got += d; if (/ERR|PONG/.test(got)) { s.destroy(); resolve(got.replace(/INFO \\{[^\\n]*\\n/, "").trim()); } });
+        s.on("error", (e) => resolve("ERR " + (e.code ?? e.name)));
+        setTimeout(() => { s.destroy(); resolve("timeout: " + got.slice(0, 80)); }, 3000);
+      });
+    } catch (e) { found.broker = "ERR " + (e.code ?? e.name); }
+    ctx.log("FOUND " + JSON.stringify(found));
+  },
+});
+`;
+
+for (const runtime of RUNTIMES) {
+  test(`on ${runtime}, a hostile worker-tier handler finds no environment, no broker key, and the broker refuses it`, async () => {
+    const dataDir = await tempDir("outpost-hostile-");
+    const host = await startHost({
+      runtime, dataDir, workers: { "probe.mjs": HOSTILE(dataDir) },
+      // The broker's seed stays in memory (no OUTPOST_EXPOSE_NATS_KEY); secrets in the host's environment.
+      env: { OUTPOST_EXPOSE_NATS_KEY: "0", PLANTED_SECRET: "s3cr3t", OUTPOST_NATS_PASS: "nats-pass" },
+    });
+    try {
+      assert.equal((await ingest(host.url, "probe", "{}", "application/json")).status, 202);
+      const line = await waitFor(() => /FOUND (\{.*\})/.exec(host.logs())?.[1], 20_000, "the probe's findings");
+      const found = JSON.parse(line) as { envKeys: string[]; clientKey: string; adminToken: string; broker: string };
+      assert.deepEqual(found.envKeys, runtime === "deno" ? ["ERR NotCapable"] : [], "the worker's environment is empty (Deno: not even readable)");
+      assert.match(found.clientKey, /^ERR /, "no broker key on disk");
+      assert.match(found.broker, /Authorization Violation|^ERR /, `the broker refuses a connection without the host's key: ${found.broker}`);
+      const conf = await readFile(join(dataDir, "nats", "nats-server.conf"), "utf8");
+      assert.doesNotMatch(conf, /\bSU[A-Z2-7]{50,}/, "no nkey seed in the server config");
+      // The known gap: on Node and Bun a worker reads what the host process can read.
+      if (runtime === "deno") assert.match(found.adminToken, /^ERR /, "Deno: no file access");
+      else assert.equal(found.adminToken, await host.adminToken(), "Node and Bun: a worker reads the files the host can read (docs/security.md)");
+      console.log(`${runtime}: env ${found.envKeys.length} keys; client.nk ${found.clientKey.slice(0, 10)}; broker: ${found.broker.slice(0, 60)}; admin.token ${found.adminToken.startsWith("ERR") ? found.adminToken : "READABLE"}`);
+    } finally {
+      await host.stop();
+    }
+  });
+}
