@@ -2,14 +2,28 @@ import { BodyLimitError, readBodyFast } from "../runtime/serve.ts";
 
 export { BodyLimitError };
 
+/** The body did not arrive within its time (a slow or stalled client). */
+export class BodyTimeoutError extends Error {
+  override name = "BodyTimeoutError";
+  readonly timeoutMs: number;
+  constructor(timeoutMs: number) {
+    super(`The request body did not arrive within ${timeoutMs / 1000} s`);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** How long a whole body may take to arrive (a 1 MiB body at 35 KB/s), on every runtime. */
+export const BODY_TIMEOUT_MS = 30_000;
+
 /**
  * Read a request body, stopping as soon as it passes `limit` bytes, whatever Content-Length said.
  * @param req the request
  * @param limit most bytes accepted
  * @param env what the server passed to `fetch` (lets Node read its socket stream directly)
- * @throws BodyLimitError
+ * @param timeoutMs how long the whole body may take (Node's server enforces its own as well)
+ * @throws BodyLimitError, BodyTimeoutError
  */
-export async function readBody(req: Request, limit: number, env?: unknown): Promise<Uint8Array> {
+export async function readBody(req: Request, limit: number, env?: unknown, timeoutMs = BODY_TIMEOUT_MS): Promise<Uint8Array> {
   const declared = Number(req.headers.get("content-length") ?? "NaN");
   if (declared > limit) throw new BodyLimitError(limit);
   const fast = readBodyFast(env, limit);
@@ -18,8 +32,17 @@ export async function readBody(req: Request, limit: number, env?: unknown): Prom
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { done, value } = await reader.read();
+    // Deno's server has no request timeout of its own: a stalled body must not hold the request.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), Math.max(0, deadline - Date.now()))));
+    const next = await Promise.race([reader.read(), late]).finally(() => clearTimeout(timer));
+    if (next === "late") {
+      await reader.cancel().catch(() => {});
+      throw new BodyTimeoutError(timeoutMs);
+    }
+    const { done, value } = next;
     if (done) break;
     size += value.byteLength;
     if (size > limit) {

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { isTopic } from "../sdk/definition.ts";
 import type { CborLimits } from "../codec/cbor.ts";
-import { BodyLimitError, readBody } from "../http/body.ts";
+import { BodyLimitError, BodyTimeoutError, readBody } from "../http/body.ts";
 import { ProblemError } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
 import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "./decode.ts";
@@ -58,6 +58,7 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     } catch (e) {
       // The rest of the body is never read: tell the client not to reuse this connection.
       if (e instanceof BodyLimitError) throw new ProblemError(413, "payload_too_large", e.message, { limit: e.limit }, { connection: "close" });
+      if (e instanceof BodyTimeoutError) throw new ProblemError(408, "request_timeout", `${e.message}; nothing was stored`, {}, { connection: "close" });
       throw e;
     }
     if (caller?.signature) await deps.guard!.verify(req, body, caller.signature);

@@ -89,7 +89,12 @@ export async function serve(opts: ServeOptions): Promise<Server> {
   const { serve: nodeServe } = await import("@hono/node-server");
   return await new Promise<Server>((resolve, reject) => {
     const srv = nodeServe(
-      { fetch: opts.fetch, port: opts.port, hostname: opts.hostname },
+      {
+        fetch: opts.fetch, port: opts.port, hostname: opts.hostname,
+        // Node checks its header and request timeouts every 30 s by default: a slow client could
+        // then hold a connection for 40 s (headers) or 60 s (body). Check every second.
+        serverOptions: { connectionsCheckingInterval: 1_000, headersTimeout: _HEADERS_TIMEOUT_MS, requestTimeout: _REQUEST_TIMEOUT_MS },
+      },
       (info) => {
         resolve({
           port: info.port,
@@ -117,11 +122,14 @@ interface _NodeServer {
   prependListener(e: "connection", f: (s: _NodeSocket) => void): void;
   headersTimeout: number;
   requestTimeout: number;
+  maxRequestsPerSocket: number;
 }
 
 function _limitNode(srv: _NodeServer, max: number | undefined): void {
   srv.headersTimeout = _HEADERS_TIMEOUT_MS;
   srv.requestTimeout = _REQUEST_TIMEOUT_MS;
+  // A connection serves at most this many requests, then closes: one client cannot keep one forever.
+  srv.maxRequestsPerSocket = 10_000;
   if (!max) return;
   let open = 0;
   const body = JSON.stringify(_BUSY);
