@@ -118,6 +118,7 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     metricsOpen: f["metrics-open"] === true,
     allowedHosts: f["allowed-hosts"] === undefined ? undefined : String(f["allowed-hosts"]).split(",").filter((x) => x.trim()),
     ingestAuth: _ingestAuth(f["ingest-auth"]),
+    tls: _tls(f),
     sensorsFile: f.sensors as string | undefined,
     maxBacklog: f["max-backlog"] as number,
     maxDelayed: f["max-delayed"] as number,
@@ -142,6 +143,17 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     },
     log,
   };
+}
+
+function _tls(f: FlagValues): OutpostOptions["tls"] {
+  const cert = f["tls-cert"] as string | undefined;
+  const key = f["tls-key"] as string | undefined;
+  if (!cert && !key) {
+    if (f["tls-client-ca"]) throw new UsageError("--tls-client-ca needs --tls-cert and --tls-key");
+    return undefined;
+  }
+  if (!cert || !key) throw new UsageError("HTTPS needs both --tls-cert and --tls-key");
+  return { certFile: cert, keyFile: key, clientCaFile: f["tls-client-ca"] as string | undefined };
 }
 
 function _ingestAuth(v: unknown): IngestAuthMode {

@@ -39,11 +39,12 @@ export async function sensorsCommand(args: string[]): Promise<number> {
       if (!id) throw new UsageError("outpost sensors add needs a sensor id: outpost sensors add ID --topics a,b");
       if (reg.sensors.some((s) => s.id === id)) throw new ConfigError(`Sensor ${id} exists; use rotate for a new credential, or revoke it first`);
       if (!f.topics) throw new UsageError("outpost sensors add needs --topics (comma-separated topics or patterns: lab.*, plant.>)");
-      const c = await credential();
+      const c = f["client-cert"] && !f.hmac ? undefined : await credential();
       const s: Sensor = {
         id,
         topics: String(f.topics).split(",").map((t) => t.trim()).filter(Boolean),
-        credentials: [c.credential],
+        credentials: c ? [c.credential] : [],
+        ...(f["client-cert"] ? { clientCertificate: true } : {}),
         created: new Date().toISOString(),
         ...(f.rate !== undefined ? { rateLimit: { perSecond: Number(f.rate), ...(f.burst !== undefined ? { burst: Number(f.burst) } : {}) } } : {}),
         ...(f["allow-priority"] ? { allowPriority: true } : {}),
@@ -51,7 +52,7 @@ export async function sensorsCommand(args: string[]): Promise<number> {
       };
       reg.sensors.push(s);
       await _save(file, reg);
-      writeOut(`sensor ${id} may post to ${s.topics.join(", ")}\n${c.shown}\n`);
+      writeOut(`sensor ${id} may post to ${s.topics.join(", ")}\n${c ? c.shown : `(with a TLS client certificate whose subject CN is ${id}, chaining to --tls-client-ca)`}\n`);
       return 0;
     }
     case "rotate": {

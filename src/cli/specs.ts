@@ -108,10 +108,22 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: "burst", kind: "int", arg: "N", help: "readings at once above the rate (default: one second's worth)" },
       { name: "allow-priority", kind: "boolean", default: "false", help: "the sensor may use Outpost-Priority: high" },
       { name: "allow-not-before", kind: "boolean", default: "false", help: "the sensor may use Not-Before" },
+      { name: "client-cert", kind: "boolean", default: "false", help: "the sensor authenticates with a TLS client certificate whose CN is its id (--tls-client-ca); no token is made" },
       { name: "keep-old", kind: "boolean", default: "false", help: "rotate: keep the old credentials working too" },
       _JSON,
     ],
     env: true,
+  },
+  {
+    name: "tls",
+    summary: "make a key and a self-signed certificate for a first HTTPS start (with the system's openssl)",
+    usage: ["outpost tls self-signed [--out DIR] [--name NAME] [--days N]"],
+    flags: [
+      { name: "out", kind: "string", default: "./.outpost/tls", arg: "DIR", help: "where to write cert.pem and key.pem" },
+      { name: "name", kind: "string", arg: "NAME", help: "the host name in the certificate (default: this machine's); localhost and 127.0.0.1 are always in" },
+      { name: "days", kind: "int", default: "825", arg: "N", help: "how long it is valid" },
+    ],
+    env: false,
   },
   {
     name: "dlq",

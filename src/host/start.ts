@@ -14,6 +14,7 @@ import { ingestRoutes } from "../ingest/routes.ts";
 import { storeReadings, type StoreDeps } from "../ingest/store.ts";
 import { problemHandler } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
+import { loadTls, watchTls, type TlsPaths } from "../http/tls.ts";
 import { adminAuth, auditLog, hostCheck, resolveAdminToken, type AdminTokens } from "../http/admin_auth.ts";
 import { hostname, networkInterfaces } from "node:os";
 import { IngestGuard, type IngestAuthMode } from "../sensors/ingest_auth.ts";
@@ -88,6 +89,8 @@ export interface OutpostOptions {
   metricsOpen?: boolean | undefined;
   /** Host names and addresses requests may name in `Host` beyond the host's own (`*`: any). */
   allowedHosts?: string[] | undefined;
+  /** HTTPS: certificate and key files (re-read when they change), optionally a client CA. */
+  tls?: TlsPaths | undefined;
   /** Sensor authentication at ingest: auto (required once the registry exists), required, off. */
   ingestAuth?: IngestAuthMode | undefined;
   /** The sensor registry file (default `<data-dir>/sensors.json`). */
@@ -137,16 +140,20 @@ export async function startOutpost(o: OutpostOptions): Promise<Outpost> {
     await unlock();
     throw e;
   }
+  // A rotated certificate is served without a restart.
+  const stopTls = o.tls ? watchTls(o.tls, gate.server, log) : () => {};
   try {
     const host = await _start(o, dataDir, gate);
     return {
       ...host,
       stop: async () => {
+        stopTls();
         await host.stop();
         await unlock();
       },
     };
   } catch (e) {
+    stopTls();
     await gate.server.close().catch(() => {});
     await unlock();
     throw e;
@@ -163,8 +170,10 @@ async function _bind(o: OutpostOptions): Promise<_Gate> {
   let handle: (req: Request, env?: unknown) => Response | Promise<Response> = (req) =>
     reply(req, 503, { error: "starting", message: "The host is still starting" }, { "retry-after": "1" });
   let server: Server;
+  const tls = o.tls ? await loadTls(o.tls) : undefined;
+  if (tls) o.log.info(`HTTPS with ${tls.subject}, valid to ${tls.validTo}${o.tls?.clientCaFile ? "; client certificates checked against " + o.tls.clientCaFile : ""}`);
   try {
-    server = await serve({ fetch: (req, env) => handle(req, env), port: o.port, hostname: o.host, maxConnections: o.maxConnections ?? 1024 });
+    server = await serve({ fetch: (req, env) => handle(req, env), port: o.port, hostname: o.host, maxConnections: o.maxConnections ?? 1024, tls: tls?.files });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).name;
     if (/EADDRINUSE|AddrInUse/i.test(`${code} ${(e as Error).message}`)) {
@@ -354,7 +363,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     throw e;
   }
   const shownHost = o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : o.host;
-  const url = `http://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${server.port}`;
+  const url = `${o.tls ? "https" : "http"}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${server.port}`;
   log.info(`listening on ${o.host}:${server.port}; POST readings to ${url}/v1/ingest/<topic>`);
   return {
     url,

@@ -6,6 +6,7 @@ import { ProblemError } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
 import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "./decode.ts";
 import type { IngestGuard } from "../sensors/ingest_auth.ts";
+import { clientCertificateName } from "../runtime/serve.ts";
 import { IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RULE, storeReadings, type StoreDeps, type TopicRoute } from "./store.ts";
 
 export type { StoredReading, TopicRoute } from "./store.ts";
@@ -36,7 +37,7 @@ export function ingestRoutes(deps: IngestDeps): Hono {
         `Topic ${JSON.stringify(t.length > 64 ? `${t.slice(0, 64)}…` : t)} is not a topic name: dot-separated words of letters, digits, _ and -, at most 200 characters`);
     }
     // Who is posting, before anything else is looked at or revealed (the known topics included).
-    const caller = await deps.guard?.identify(req, topic);
+    const caller = await deps.guard?.identify(req, topic, clientCertificateName(c.env));
     const key = req.headers.get("idempotency-key");
     if (key !== null && !IDEMPOTENCY_KEY.test(key)) {
       throw new ProblemError(400, "invalid_idempotency_key", `Idempotency-Key must be ${IDEMPOTENCY_KEY_RULE}; nothing was stored`);

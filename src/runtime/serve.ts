@@ -1,11 +1,24 @@
 import { runtime } from "./detect.ts";
 
+/** A certificate and key (PEM text), and optionally the CA that client certificates must chain to. */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  /** Ask clients for a certificate and check it against this CA (Node; the route reads the result). */
+  clientCa?: string | undefined;
+}
+
 /** A running HTTP server. */
 export interface Server {
   /** The port actually bound (useful with port 0). */
   readonly port: number;
   /** Stop accepting connections and close the listener. */
   close(): Promise<void>;
+  /**
+   * Serve a new certificate (a rotation): new connections get it, open ones keep theirs. Node
+   * swaps its secure context in place; Deno and Bun restart the listener on the same port.
+   */
+  reloadTls?(tls: TlsFiles): Promise<void>;
 }
 
 /** What {@link serve} needs. */
@@ -20,6 +33,8 @@ export interface ServeOptions {
    * runs out of file descriptors and `/healthz` answers again as soon as connections close.
    */
   maxConnections?: number;
+  /** HTTPS instead of HTTP (HTTP/1.1). */
+  tls?: TlsFiles | undefined;
 }
 
 /** The answer to a connection past the cap. */
@@ -69,35 +84,64 @@ export async function serve(opts: ServeOptions): Promise<Server> {
     Bun?: { serve(o: object): _BunServer };
   };
   if (runtime === "deno" && g.Deno) {
-    let listening!: () => void;
-    const ready = new Promise<void>((r) => (listening = r));
-    const s = g.Deno.serve({ port: opts.port, hostname: opts.hostname, onListen: () => listening() }, _capped(opts.fetch, opts.maxConnections));
-    await ready;
-    return { port: s.addr.port, close: () => s.shutdown() };
+    const fetch = _capped(opts.fetch, opts.maxConnections);
+    const start = async (port: number, tls: TlsFiles | undefined) => {
+      let listening!: () => void;
+      const ready = new Promise<void>((r) => (listening = r));
+      const s = g.Deno!.serve({ port, hostname: opts.hostname, onListen: () => listening(), ...(tls ? { cert: tls.cert, key: tls.key } : {}) }, fetch);
+      await ready;
+      return s;
+    };
+    let s = await start(opts.port, opts.tls);
+    const port = s.addr.port;
+    return {
+      port,
+      close: () => s.shutdown(),
+      reloadTls: async (tls) => {
+        const old = s;
+        await old.shutdown();
+        s = await start(port, tls);
+      },
+    };
   }
   if (runtime === "bun" && g.Bun) {
     // Bun would buffer up to its own limit (128 MiB) before our streaming check runs;
     // cap it at a generous bound, the ingest route enforces the configured limit itself.
-    const s = g.Bun.serve({
-      port: opts.port,
+    const fetch = _capped(opts.fetch, opts.maxConnections);
+    const start = (port: number, tls: TlsFiles | undefined) => g.Bun!.serve({
+      port,
       hostname: opts.hostname,
-      fetch: _capped(opts.fetch, opts.maxConnections),
+      fetch,
       maxRequestBodySize: 64 * 1024 * 1024,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     });
-    return { port: s.port, close: async () => void (await s.stop(true)) };
+    let s = start(opts.port, opts.tls);
+    const port = s.port;
+    return {
+      port,
+      close: async () => void (await s.stop(true)),
+      reloadTls: async (tls) => {
+        await s.stop(false);
+        s = start(port, tls);
+      },
+    };
   }
   const { serve: nodeServe } = await import("@hono/node-server");
+  const https = opts.tls ? await import("node:https") : undefined;
+  // Node checks its header and request timeouts every 30 s by default: a slow client could then
+  // hold a connection for 40 s (headers) or 60 s (body). Check every second.
+  const timeouts = { connectionsCheckingInterval: 1_000, headersTimeout: _HEADERS_TIMEOUT_MS, requestTimeout: _REQUEST_TIMEOUT_MS };
+  const secure = (t: TlsFiles) => ({ cert: t.cert, key: t.key, ...(t.clientCa ? { ca: t.clientCa, requestCert: true, rejectUnauthorized: false } : {}) });
   return await new Promise<Server>((resolve, reject) => {
     const srv = nodeServe(
       {
         fetch: opts.fetch, port: opts.port, hostname: opts.hostname,
-        // Node checks its header and request timeouts every 30 s by default: a slow client could
-        // then hold a connection for 40 s (headers) or 60 s (body). Check every second.
-        serverOptions: { connectionsCheckingInterval: 1_000, headersTimeout: _HEADERS_TIMEOUT_MS, requestTimeout: _REQUEST_TIMEOUT_MS },
-      },
+        ...(https && opts.tls ? { createServer: https.createServer, serverOptions: { ...timeouts, ...secure(opts.tls) } } : { serverOptions: timeouts }),
+      } as Parameters<typeof nodeServe>[0],
       (info) => {
         resolve({
           port: info.port,
+          ...(https ? { reloadTls: async (t: TlsFiles) => (srv as unknown as { setSecureContext(o: object): void }).setSecureContext(secure(t)) } : {}),
           close: () =>
             new Promise<void>((res) => {
               const s = srv as unknown as { close(cb: () => void): void; closeAllConnections?(): void };
@@ -145,6 +189,18 @@ function _limitNode(srv: _NodeServer, max: number | undefined): void {
     open++;
     sock.once("close", () => open--);
   });
+}
+
+/**
+ * The subject common name of the client certificate of this request's connection, when the client
+ * sent one that chains to `--tls-client-ca` (Node; Deno's and Bun's servers do not show it).
+ * @param env the second argument the server passed to `fetch`
+ */
+export function clientCertificateName(env: unknown): string | undefined {
+  const socket = (env as { incoming?: { socket?: { authorized?: boolean; getPeerCertificate?(): { subject?: { CN?: string | string[] } } } } } | undefined)?.incoming?.socket;
+  if (!socket?.authorized || typeof socket.getPeerCertificate !== "function") return undefined;
+  const cn = socket.getPeerCertificate().subject?.CN;
+  return Array.isArray(cn) ? cn[0] : cn;
 }
 
 /** A request body passed its limit (by Content-Length, or while it was read). */

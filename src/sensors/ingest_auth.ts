@@ -78,13 +78,17 @@ export class IngestGuard {
    * @returns the caller, or undefined when ingest is open
    * @throws ProblemError 401 without a valid credential, 403 for a topic the sensor may not post to, 429 past its rate
    */
-  async identify(req: Request, topic: string): Promise<Caller | undefined> {
+  async identify(req: Request, topic: string, clientCert?: string): Promise<Caller | undefined> {
     await this.registry.refresh();
     if (!this.required) return undefined;
     const auth = req.headers.get("authorization");
     const signed = req.headers.get("outpost-signature");
     let caller: Caller;
-    if (auth !== null) {
+    const byCert = clientCert === undefined ? undefined : this.registry.sensors.find((s) => s.id === clientCert && s.clientCertificate === true);
+    if (byCert && auth === null && signed === null) {
+      // A client certificate that chains to --tls-client-ca and names a sensor that accepts one.
+      caller = { sensor: byCert };
+    } else if (auth !== null) {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
       const sensor = m ? await checkToken(this.registry, m[1]!) : undefined;
       if (!sensor) throw _unauthorized("invalid_credential", "The sensor token is not valid (revoked, rotated, or mistyped)");

@@ -32,6 +32,8 @@ const _SENSOR = v.object({
   rateLimit: v.optional(v.object({ perSecond: v.pipe(v.number(), v.minValue(0.001)), burst: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))) })),
   allowPriority: v.optional(v.boolean()),
   allowNotBefore: v.optional(v.boolean()),
+  /** The sensor may authenticate with a TLS client certificate whose subject CN is its id (`--tls-client-ca`). */
+  clientCertificate: v.optional(v.boolean()),
   credentials: v.array(_CREDENTIAL),
   created: v.string(),
 });
