@@ -51,6 +51,7 @@ export async function buildSingleFile(o = {}) {
     valibot: await sdkModule(fileURLToPath(import.meta.resolve("valibot")), minify),
     isolate: await sdkModule("src/sandbox/worker/main.ts", minify, [valibotBeside]),
     validator: await sdkModule("src/schemas/main.ts", minify, [valibotBeside]),
+    handlerProcess: await sdkModule("src/sandbox/worker/process_main.ts", minify),
     guest: await sdkModule("src/sandbox/quickjs/guest.ts", minify, [valibotBeside]).catch(() => ""),
     // The wasm tier's engine, so the file alone runs wasm-tier handlers (gzip: 503 KB → 231 KB).
     quickjsWasm: gzipSync(await readFile(createRequire(join(ROOT, "package.json")).resolve("@jitl/quickjs-wasmfile-release-sync/wasm")), { level: 9 }).toString("base64"),

@@ -180,6 +180,28 @@ async function _buildRawWasm(root: string, abs: string, outDir: string): Promise
 }
 
 /**
+ * Write the handler process's entry into the bundle directory (the child only reads there).
+ * @returns its path
+ */
+export async function buildHandlerProcess(outDir: string): Promise<string> {
+  await mkdir(outDir, { recursive: true });
+  const path = join(outDir, "handler-process.mjs");
+  if (EMBEDDED) {
+    await writeFile(path, EMBEDDED.handlerProcess);
+    return path;
+  }
+  const root = await packageRoot();
+  const result = await _build({
+    ..._common(root),
+    entryPoints: { process: join(root, "src/sandbox/worker/process_main.ts") },
+    sourcemap: false,
+    outdir: outDir,
+  }) as esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
+  await writeFile(path, result.outputFiles[0]!.contents);
+  return path;
+}
+
+/**
  * Bundle the schema isolate's entry.
  * @returns its file URL
  */

@@ -17,6 +17,8 @@ export interface EmbeddedSdk {
   validator: string;
   /** Exports `serveGuest`: the wasm-tier sandbox's bootstrap. */
   guest: string;
+  /** The handler process's entry (Node's permission-model boundary for worker-tier handlers). */
+  handlerProcess: string;
   /** The wasm tier's QuickJS engine: the `.wasm` file, gzip-compressed, base64. */
   quickjsWasm: string;
 }

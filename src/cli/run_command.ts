@@ -119,6 +119,7 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     allowedHosts: f["allowed-hosts"] === undefined ? undefined : String(f["allowed-hosts"]).split(",").filter((x) => x.trim()),
     ingestAuth: _ingestAuth(f["ingest-auth"]),
     tls: _tls(f),
+    handlerProcess: f["handler-process"] !== false,
     sensorsFile: f.sensors as string | undefined,
     maxBacklog: f["max-backlog"] as number,
     maxDelayed: f["max-delayed"] as number,

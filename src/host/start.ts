@@ -8,7 +8,9 @@ import { ensureStreams, STREAMS } from "../broker/streams.ts";
 import { BrokerHealth } from "../broker/health.ts";
 import { StoreIntegrity } from "../broker/integrity.ts";
 import { DEFAULT_CBOR_LIMITS } from "../codec/cbor.ts";
-import { buildValidator } from "../bundler/bundle.ts";
+import { buildHandlerProcess, buildValidator } from "../bundler/bundle.ts";
+import { useHandlerProcess } from "../runtime/worker.ts";
+import { runtime } from "../runtime/detect.ts";
 import { HandlerRegistry } from "./registry.ts";
 import { ingestRoutes } from "../ingest/routes.ts";
 import { storeReadings, type StoreDeps } from "../ingest/store.ts";
@@ -89,6 +91,11 @@ export interface OutpostOptions {
   metricsOpen?: boolean | undefined;
   /** Host names and addresses requests may name in `Host` beyond the host's own (`*`: any). */
   allowedHosts?: string[] | undefined;
+  /**
+   * Node: run worker-tier handlers and the schema isolate in a child process behind Node's
+   * permission model (default true); false keeps them in the host's process.
+   */
+  handlerProcess?: boolean | undefined;
   /** HTTPS: certificate and key files (re-read when they change), optionally a client CA. */
   tls?: TlsPaths | undefined;
   /** Sensor authentication at ingest: auto (required once the registry exists), required, off. */
@@ -239,6 +246,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     supervise(embedded, serverOpts);
   }
   const bundleDir = join(dataDir, "build");
+  let stopHandlerProcess: (() => Promise<void>) | undefined;
   let validator: Validator | undefined;
   let registry: HandlerRegistry;
   let bundles: BundleManager | undefined;
@@ -262,6 +270,15 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     health.start();
     scheduler = new Scheduler(broker, log.child("scheduler"));
     await scheduler.start();
+    if (runtime === "node" && o.handlerProcess !== false) {
+      // Handler code (and schemas, which run handler modules) reads only the handler builds.
+      stopHandlerProcess = useHandlerProcess({
+        entry: await buildHandlerProcess(bundleDir),
+        readable: [bundleDir, resolve(o.workersDir), join(dataDir, "bundles", "releases")],
+        log: log.child("handlers"),
+      });
+      log.info("worker-tier handlers run in a handler process that reads only the handler builds (Node permission model)");
+    }
     validator = new Validator(await buildValidator(bundleDir), log.child("schemas"));
     await validator.start();
     // An active OTA release takes precedence over --workers (see bundles/manager.ts).
@@ -358,6 +375,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     await scheduler?.stop();
     await registry!?.stopAll().catch(() => {});
     await validator?.stop().catch(() => {});
+    await stopHandlerProcess?.().catch(() => {});
     await broker.close().catch(() => {});
     await embedded?.stop();
     throw e;
@@ -378,6 +396,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       await scheduler!.stop();
       await registry.stopAll();
       await validator!.stop();
+      await stopHandlerProcess?.();
       health.stop();
       await integrity!.stop();
       await broker.close();
@@ -387,7 +406,6 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
   };
 }
 
-/** Prometheus text of what the host knows of its broker and store (the full set comes with observability). */
 /** The names a request's `Host` may give: this machine's names and addresses, and the operator's. */
 function _allowedHosts(o: OutpostOptions): Set<string> {
   const names = new Set(["localhost", "127.0.0.1", "::1"]);
@@ -414,6 +432,7 @@ function _warnings(guard: IngestGuard, host: string): string[] {
   ];
 }
 
+/** Prometheus text of what the host knows of its broker and store (the full set comes with observability). */
 function _metrics(brokerOk: boolean, integrity: StoreIntegrity, guard: IngestGuard): string {
   const problems = integrity.problems();
   const lines = [

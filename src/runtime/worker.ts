@@ -67,6 +67,7 @@ export function workerEnv(p: WorkerPermissions | undefined): Record<string, stri
 }
 
 export async function spawnWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle> {
+  if (runtime === "node" && _boundary) return await _boundary.spawn(url, opts);
   if (runtime === "node") return await _nodeWorker(url, opts);
   const WebWorker = (globalThis as unknown as { Worker: new (u: URL, o: object) => _WebWorker }).Worker;
   let w: _WebWorker;
@@ -189,4 +190,134 @@ function _describe(error: unknown, message: string | undefined): string {
     if (m) return `${m[1] === "error" ? "Error" : m[1]}: ${m[2]}`;
   }
   return lines.find((l) => !l.startsWith("at ")) ?? "unknown error";
+}
+
+/** Where the handler process lives and what it may read. */
+export interface HandlerProcessOptions {
+  /** The child's entry module (built into the bundle directory). */
+  entry: string;
+  /** Directories the child may read: the handler builds, the handler directory. Nothing else. */
+  readable: string[];
+  log: { warn(m: string): void; error(m: string): void; info(m: string): void };
+}
+
+let _boundary: HandlerProcess | undefined;
+
+/**
+ * On Node, run every worker from now on in a child process behind Node's permission model (file
+ * reads limited to `readable`, no child processes, an empty environment), reached over IPC.
+ * @returns a function that stops the child
+ */
+export function useHandlerProcess(o: HandlerProcessOptions): () => Promise<void> {
+  const hp = new HandlerProcess(o);
+  _boundary = hp;
+  return async () => {
+    if (_boundary === hp) _boundary = undefined;
+    await hp.stop();
+  };
+}
+
+/** The permission flag of this Node: `--permission` from 22.13/23.5, `--experimental-permission` before. */
+function _permissionFlags(readable: string[]): string[] {
+  const stable = (process as unknown as { allowedNodeEnvironmentFlags: Set<string> }).allowedNodeEnvironmentFlags.has("--permission");
+  const paths = readable.map((d) => d.replace(/\/+$/, ""));
+  return stable
+    ? ["--permission", ...paths.map((d) => `--allow-fs-read=${d}`), "--allow-worker", "--no-warnings"]
+    : ["--experimental-permission", `--allow-fs-read=${paths.map((d) => `${d}/*`).join(",")}`, "--allow-worker", "--no-warnings"];
+}
+
+type _ChildMsg = { t: "ready" } | { t: "msg"; id: number; m: unknown } | { t: "exit"; id: number; reason: string };
+type _Child = { send(m: unknown): boolean; on(e: string, f: (...a: any[]) => void): void; kill(sig?: string): boolean; connected: boolean; exitCode: number | null };
+
+/** The host's side of the handler process: one child, many workers multiplexed over its IPC channel. */
+class HandlerProcess {
+  #o: HandlerProcessOptions;
+  #child: Promise<_Child> | undefined;
+  #next = 1;
+  #workers = new Map<number, { onMessage?: (m: unknown) => void; onExit?: (r: string) => void; dead: boolean }>();
+  #stopping = false;
+
+  constructor(o: HandlerProcessOptions) {
+    this.#o = o;
+  }
+
+  async spawn(url: URL, opts: WorkerOptions): Promise<WorkerHandle> {
+    const child = await this.#ensure();
+    const id = this.#next++;
+    const entry: { onMessage?: (m: unknown) => void; onExit?: (r: string) => void; dead: boolean } = { dead: false };
+    this.#workers.set(id, entry);
+    child.send({ t: "spawn", id, url: url.href, name: opts.name, ...(opts.memoryMb ? { memoryMb: opts.memoryMb } : {}), env: workerEnv(opts.permissions) });
+    return {
+      post: (m) => void (entry.dead || child.send({ t: "post", id, m })),
+      onMessage: (cb) => void (entry.onMessage = cb),
+      onExit: (cb) => void (entry.onExit = cb),
+      terminate: async () => {
+        entry.dead = true;
+        this.#workers.delete(id);
+        if (child.connected) child.send({ t: "kill", id });
+      },
+      heapLimitEnforced: opts.memoryMb !== undefined,
+      sandboxed: false,
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    const c = this.#child ? await this.#child.catch(() => undefined) : undefined;
+    if (c && c.exitCode === null) {
+      const gone = new Promise<void>((r) => c.on("exit", () => r()));
+      c.kill("SIGTERM");
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 2_000))]);
+    }
+  }
+
+  #ensure(): Promise<_Child> {
+    this.#child ??= this.#start().catch((e: Error) => {
+      this.#child = undefined;
+      throw e;
+    });
+    return this.#child;
+  }
+
+  async #start(): Promise<_Child> {
+    const { fork } = await import("node:child_process");
+    const child = fork(this.#o.entry, [], {
+      execArgv: _permissionFlags(this.#o.readable),
+      env: {},
+      serialization: "advanced",
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    }) as unknown as _Child;
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("the handler process did not start within 10 s")), 10_000);
+      child.on("message", (raw: _ChildMsg) => {
+        if (raw.t === "ready") {
+          clearTimeout(t);
+          resolve();
+        } else if (raw.t === "msg") this.#workers.get(raw.id)?.onMessage?.(raw.m);
+        else if (raw.t === "exit") {
+          const w = this.#workers.get(raw.id);
+          this.#workers.delete(raw.id);
+          if (w && !w.dead) {
+            w.dead = true;
+            w.onExit?.(raw.reason);
+          }
+        }
+      });
+      child.on("exit", (code: number | null, signal: string | null) => {
+        clearTimeout(t);
+        reject(new Error(`the handler process exited (${signal ?? code}) while starting`));
+        this.#child = undefined;
+        // Every worker in it is gone; the isolates restart theirs in a new handler process.
+        if (!this.#stopping) this.#o.log.error(`the handler process exited (${signal ?? `code ${code}`}); its handlers restart`);
+        for (const [id, w] of this.#workers) {
+          this.#workers.delete(id);
+          if (!w.dead) {
+            w.dead = true;
+            w.onExit?.(`the handler process exited (${signal ?? `code ${code}`})`);
+          }
+        }
+      });
+    });
+    return child;
+  }
 }

@@ -113,7 +113,9 @@ export interface HandlerDefinition<S extends Schema | undefined = Schema | undef
   cpuMs?: number;
   /**
    * What the handler's worker may reach beyond `ctx`. Deno starts workers with every permission
-   * denied and grants exactly these; Node and Bun workers can reach everything the host can.
+   * denied and grants exactly these. Everywhere, `env` names the environment variables the worker
+   * gets (none otherwise). On Node workers read only the handler builds and may use the network;
+   * Bun workers can reach everything the host can but its environment.
    * @example `{ net: ["api.example.com"], env: ["API_KEY"] }`
    */
   permissions?: { net?: boolean | string[]; read?: boolean | string[]; write?: boolean | string[]; env?: boolean | string[]; run?: boolean | string[] };

@@ -1,0 +1,58 @@
+/**
+ * The handler process: the child the host starts (on Node) to run worker-tier handlers and the
+ * schema isolate behind Node's permission model. It reads only the handler builds it is allowed
+ * to (`--allow-fs-read`), starts no programs, has an empty environment and no secret in its
+ * command line; its worker threads inherit all of that. It multiplexes the host's workers over
+ * the IPC channel: spawn, post, kill in; message and exit out.
+ * @module
+ */
+import { Worker } from "node:worker_threads";
+
+type _In =
+  | { t: "spawn"; id: number; url: string; name: string; memoryMb?: number; env: Record<string, string> }
+  | { t: "post"; id: number; m: unknown }
+  | { t: "kill"; id: number };
+
+const _workers = new Map<number, Worker>();
+const _send = (m: unknown) => process.send?.(m);
+
+process.on("message", (raw) => {
+  const m = raw as _In;
+  if (m.t === "spawn") {
+    let lastError = "";
+    let w: Worker;
+    try {
+      w = new Worker(new URL(m.url), {
+        name: m.name,
+        ...(m.memoryMb ? { resourceLimits: { maxOldGenerationSizeMb: m.memoryMb } } : {}),
+        stdout: false,
+        stderr: false,
+        // No execArgv: a worker given its own (even []) leaves the permission model on Node 20;
+        // without, it inherits this process's flags, which are the permission flags and nothing else.
+        env: m.env,
+      });
+    } catch (e) {
+      _send({ t: "exit", id: m.id, reason: `cannot start: ${(e as Error).message}` });
+      return;
+    }
+    _workers.set(m.id, w);
+    w.on("message", (d) => _send({ t: "msg", id: m.id, m: d }));
+    w.on("error", (e: Error) => {
+      lastError = (e as { code?: string }).code === "ERR_WORKER_OUT_OF_MEMORY" ? "out of memory" : `uncaught ${e.name}: ${e.message}`;
+    });
+    w.on("exit", (code) => {
+      if (!_workers.has(m.id)) return;
+      _workers.delete(m.id);
+      _send({ t: "exit", id: m.id, reason: lastError || `worker exited with code ${code}` });
+    });
+  } else if (m.t === "post") {
+    _workers.get(m.id)?.postMessage(m.m);
+  } else if (m.t === "kill") {
+    const w = _workers.get(m.id);
+    _workers.delete(m.id);
+    void w?.terminate();
+  }
+});
+// The host went away: so does this process (and every handler in it).
+process.on("disconnect", () => process.exit(0));
+_send({ t: "ready" });
