@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { NatsServerNotFoundError, NatsServerStartError } from "../errors.ts";
 import type { Logger } from "../util/log.ts";
 import { STREAMS } from "./streams.ts";
-import { localSubjects } from "./subjects.ts";
+import { hostPermissions, localSubjects } from "./subjects.ts";
 import { env, isAlive, run, signalPid, spawn } from "../runtime/process.ts";
 
 /** Options for {@link startNatsServer}. */
@@ -128,7 +128,7 @@ server_name: ${JSON.stringify(opts.domain ? `outpost-${opts.domain}` : "outpost"
 pid_file: ${JSON.stringify(join(dir, "nats-server.pid"))}
 ports_file_dir: ${JSON.stringify(portsDir)}
 authorization {
-  users: [ { nkey: ${JSON.stringify(publicKey)} } ]
+  users: [ { nkey: ${JSON.stringify(publicKey)}, permissions: ${_permissions()} } ]
 }
 jetstream {
   store_dir: ${JSON.stringify(resolve(opts.dataDir, "jetstream"))}
@@ -270,3 +270,9 @@ ${creds}      deny_exports: ${deny}
 `;
 }
 
+
+/** The host user's permissions in the server config: only what the host needs. */
+function _permissions(): string {
+  const p = hostPermissions();
+  return `{ publish: { allow: ${JSON.stringify(p.publish)} }, subscribe: { allow: ${JSON.stringify(p.subscribe)} } }`;
+}

@@ -99,3 +99,16 @@ export function subjectMatches(filter: string, subject: string): boolean {
 export function isPublishSubject(s: string): boolean {
   return s.length > 0 && s.length <= 256 && /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(s);
 }
+
+/**
+ * What the host's own user of the embedded nats-server may publish and subscribe to, and nothing
+ * else: its three streams, the JetStream, KV and object-store APIs (its own domain and a hub's),
+ * and reply inboxes. No `$SYS`, no subject outside Outpost's.
+ */
+export function hostPermissions(): { publish: string[]; subscribe: string[] } {
+  const streams = Object.values(SUBJECTS).map(streamFilter);
+  return {
+    publish: [...streams, "$JS.>", "$KV.>", "$O.>", "_INBOX.>"],
+    subscribe: ["_INBOX.>", "$KV.>", "$O.>"],
+  };
+}

@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { ingest, join, RUNTIMES, startHost, tempDir, waitFor } from "../_harness.ts";
+import { embeddedJsm, ingest, join, RUNTIMES, startHost, tempDir, waitFor } from "../_harness.ts";
 
 const HOSTILE = (dataDir: string) => `
 import { defineHandler } from "outpost/handler";
@@ -70,3 +70,27 @@ for (const runtime of RUNTIMES) {
     }
   });
 }
+
+test("the host's own broker user may do only what the host needs: no $SYS, nothing outside Outpost's subjects", async () => {
+  const host = await startHost({ workers: { "probe.mjs": `import { defineHandler } from "outpost/handler"; export default defineHandler({ topic: "probe", async handle() {} });` } });
+  const { nc, jsm } = await embeddedJsm(host.dataDir);
+  try {
+    const errors: string[] = [];
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === "error") errors.push(String((s as { error?: Error }).error?.message ?? s.type));
+    })();
+    const denied = await new Promise<string>((resolve) => {
+      nc.subscribe("$SYS.>", { callback: (e) => resolve(e ? e.message : "delivered") });
+      setTimeout(() => resolve("no answer"), 3_000);
+    });
+    assert.match(denied, /Permissions Violation for Subscription to "\$SYS\.>"/);
+    nc.publish("elsewhere.subject", new Uint8Array(1));
+    await nc.flush();
+    await waitFor(() => errors.some((e) => /Permissions Violation for Publish to "elsewhere\.subject"/.test(e)), 5_000, "the publish refused");
+    // What it needs still works: the JetStream API.
+    assert.equal((await jsm.streams.info("INGEST")).config.name, "INGEST");
+  } finally {
+    await nc.close();
+    await host.stop();
+  }
+});
