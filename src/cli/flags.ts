@@ -62,6 +62,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "admin-token-file", kind: "string", arg: "FILE", help: "read --admin-token from this file" },
   { name: "read-token", kind: "string", arg: "TOKEN", help: "a read-only token for /v1/handlers and /metrics (a scraper, a dashboard). A secret: prefer --read-token-file", secret: true },
   { name: "read-token-file", kind: "string", arg: "FILE", help: "read --read-token from this file" },
+  { name: "metrics", kind: "boolean", default: "true", help: "count and serve Prometheus metrics at /metrics (--no-metrics: neither)" },
   { name: "metrics-open", kind: "boolean", default: "false", help: "serve /metrics without a token (a scraper on a trusted network)" },
   { name: "allowed-hosts", kind: "string", arg: "LIST", help: "names requests may give in Host besides this machine's names and addresses (comma-separated; * for any); others get 403" },
   { name: "trust", kind: "string", arg: "KEYS", help: "public keys trusted to sign OTA bundles: comma-separated .pub files or ed25519:<key> texts (no keys: bundles are refused)" },

@@ -115,6 +115,7 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     maxReadings: f["max-readings"] as number,
     adminToken: f["admin-token"] as string | undefined,
     readToken: f["read-token"] as string | undefined,
+    metrics: f.metrics !== false,
     metricsOpen: f["metrics-open"] === true,
     allowedHosts: f["allowed-hosts"] === undefined ? undefined : String(f["allowed-hosts"]).split(",").filter((x) => x.trim()),
     ingestAuth: _ingestAuth(f["ingest-auth"]),

@@ -50,6 +50,16 @@ export interface RunnerOptions {
   /** The operator requires the wasm tier for every handler (`--isolation wasm`). */
   forceWasm?: boolean | undefined;
   faults?: RunnerFaults | undefined;
+  /** Where outcomes are counted for /metrics (they outlive a version: a swap keeps counting). */
+  metrics?: HandlerMetrics | undefined;
+}
+
+/** What a runner reports to the host's metrics. */
+export interface HandlerMetrics {
+  /** One message ended (`seconds`: how long the handler took, when it ran). */
+  outcome(handler: string, outcome: "acked" | "retried" | "dead_lettered" | "deduped" | "failed", seconds?: number): void;
+  /** The isolate died and is being restarted. */
+  restart(handler: string): void;
 }
 
 /** What {@link HandlerRunner.stats} reports. */
@@ -65,6 +75,8 @@ export interface RunnerStats {
   heapLimitEnforced: boolean;
   /** Whether the handler runs without ambient authority. */
   sandboxed: boolean;
+  /** Bytes the isolate holds, where the runtime can tell (the wasm tier's linear memory). */
+  memoryBytes: number | undefined;
 }
 
 /** Where a handler stands. */
@@ -116,6 +128,7 @@ export class HandlerRunner {
   #sandboxed = false;
   #holdDeadLetters = false;
   #emit: EmitFn;
+  #metrics: HandlerMetrics | undefined;
   #policy: RunnerPolicy;
   #forceWasm: boolean;
   #faults: RunnerFaults;
@@ -125,6 +138,7 @@ export class HandlerRunner {
     this.#broker = o.broker;
     this.#log = o.log.child(o.built.name);
     this.#emit = o.emit;
+    this.#metrics = o.metrics;
     this.#policy = o.policy ?? {};
     this.#forceWasm = o.forceWasm ?? false;
     this.#faults = o.faults ?? {};
@@ -153,6 +167,7 @@ export class HandlerRunner {
       lastAckAt: this.#lastAckAt,
       heapLimitEnforced: this.#heapLimitEnforced,
       sandboxed: this.#sandboxed,
+      memoryBytes: this.#isolate?.memory?.()?.bytes,
     };
   }
 
@@ -280,6 +295,7 @@ export class HandlerRunner {
     if (this.#stopping) return;
     const now = Date.now();
     this.#counts.crashes++;
+    this.#metrics?.restart(this.built.name);
     this.#crashTimes = [...this.#crashTimes.filter((t) => now - t < _CRASH_WINDOW_MS), now];
     const n = this.#crashTimes.length;
     this.#status = n >= 3 ? "crashing" : "restarting";
@@ -361,11 +377,12 @@ export class HandlerRunner {
       }
       const key = await this.#seen(m);
       if (key === null) return;
+      const t0 = performance.now();
       try {
         await iso.invoke({ subject: m.subject, seq: m.seq, attempt, data: m.data, sensor: m.headers?.get(SENSOR_HEADER) || undefined }, info.timeoutMs);
-        await this.#succeeded(m, key);
+        await this.#succeeded(m, key, (performance.now() - t0) / 1000);
       } catch (e) {
-        await this.#failed(m, attempt, e);
+        await this.#failed(m, attempt, e, (performance.now() - t0) / 1000);
       }
     } finally {
       this.#inFlight--;
@@ -427,11 +444,12 @@ export class HandlerRunner {
     }
     m.ack();
     this.#counts.deduped++;
+    this.#metrics?.outcome(this.built.name, "deduped");
     this.#log.debug(`message ${m.seq} skipped: its dedupe key was handled before`);
     return null;
   }
 
-  async #succeeded(m: JsMsg, key: string | undefined | null): Promise<void> {
+  async #succeeded(m: JsMsg, key: string | undefined | null, seconds?: number): Promise<void> {
     if (key) {
       // Remember before acking: a crash in between redelivers a reading that is then skipped.
       await this.#dedupe!.remember(key).catch((e: Error) => this.#log.warn(`cannot remember dedupe key of ${m.seq}: ${e.message}`));
@@ -439,6 +457,7 @@ export class HandlerRunner {
     if (this.#faults.ackDelayMs) await _sleep(this.#faults.ackDelayMs);
     m.ack();
     this.#counts.acked++;
+    this.#metrics?.outcome(this.built.name, "acked", seconds);
     this.#lastAckAt = Date.now();
     this.#firstAckAt ??= this.#lastAckAt;
     this.#firstErrors.delete(m.seq);
@@ -454,12 +473,13 @@ export class HandlerRunner {
     }
   }
 
-  async #failed(m: JsMsg, attempt: number, e: unknown): Promise<void> {
+  async #failed(m: JsMsg, attempt: number, e: unknown, seconds?: number): Promise<void> {
     const info = this.definition;
     // What the handler threw: its frames pointed back at the author's file and line (the bundle's
     // source map). A timeout or a crash is the host's own error, with the host's frames.
     const error = e instanceof HandlerError ? await mapErrorData(e.data, this.built.bundleFiles ?? []) : toErrorData(e);
     this.#counts.failed++;
+    this.#metrics?.outcome(this.built.name, "failed", seconds);
     // A crash keeps the restart's own lastError ("isolate crashed: …").
     if (!(e instanceof IsolateCrashedError)) this.#lastError = `${error.name}: ${error.message}${error.at ? ` (at ${error.at})` : ""}`;
     if (this.#stopping && e instanceof IsolateCrashedError) {
@@ -486,6 +506,7 @@ export class HandlerRunner {
         });
         m.ack();
         this.#counts.deadLettered++;
+        this.#metrics?.outcome(this.built.name, "dead_lettered");
         this.#firstErrors.delete(m.seq);
         this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; moved to DLQ`);
       } catch (dlqErr) {
@@ -496,6 +517,7 @@ export class HandlerRunner {
     }
     const delay = backoffDelay(info.backoff, attempt, info.jitter);
     this.#counts.retried++;
+    this.#metrics?.outcome(this.built.name, "retried");
     this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; retrying in ${delay} ms`);
     m.nak(delay);
   }

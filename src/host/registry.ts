@@ -5,7 +5,7 @@ import type { StoredReading, StoreRequest, TopicRoute } from "../ingest/store.ts
 import { ProblemError } from "../http/problem.ts";
 import type { ReadingIssue } from "../sandbox/protocol.ts";
 import type { Broker } from "../broker/connect.ts";
-import { HandlerRunner, type HandlerCounts, type HandlerStatus, type RunnerFaults, type RunnerPolicy } from "../dispatch/runner.ts";
+import { HandlerRunner, type HandlerCounts, type HandlerMetrics, type HandlerStatus, type RunnerFaults, type RunnerPolicy } from "../dispatch/runner.ts";
 import type { Logger } from "../util/log.ts";
 import type { Validator } from "../schemas/validator.ts";
 import { decodeCbor, scanCbor } from "../codec/cbor.ts";
@@ -67,6 +67,7 @@ export class HandlerRegistry {
   #faults: RunnerFaults;
   #watch: DirWatch | undefined;
   #policy: RunnerPolicy;
+  #metrics: HandlerMetrics | undefined;
 
   #store: (req: StoreRequest) => Promise<StoredReading[]>;
 
@@ -80,7 +81,10 @@ export class HandlerRegistry {
     isolation?: "auto" | "wasm" | undefined;
     /** Fault injection for crash tests, handed to every handler. */
     faults?: RunnerFaults | undefined;
+    /** Where every handler counts its outcomes (/metrics). */
+    metrics?: HandlerMetrics | undefined;
   }) {
+    this.#metrics = opts.metrics;
     this.#isolation = opts.isolation ?? "auto";
     this.#faults = opts.faults ?? {};
     this.#policy = opts.policy ?? {};
@@ -191,7 +195,7 @@ export class HandlerRegistry {
       if (old && old.built.hash === built.hash) return undefined;
       next = new HandlerRunner({
         built, broker: this.#broker, log: this.#log, emit: (topic, data, delayMs) => this.#emit(topic, data, delayMs),
-        policy: this.#policy, faults: this.#faults, forceWasm: this.#isolation === "wasm",
+        policy: this.#policy, faults: this.#faults, forceWasm: this.#isolation === "wasm", metrics: this.#metrics,
       });
       const info = await next.load();
       if (info.hasSchema) {

@@ -10,6 +10,7 @@ import { StoreIntegrity } from "../broker/integrity.ts";
 import { DEFAULT_CBOR_LIMITS } from "../codec/cbor.ts";
 import { buildHandlerProcess, buildValidator } from "../bundler/bundle.ts";
 import { useHandlerProcess } from "../runtime/worker.ts";
+import { HostMetrics } from "../metrics/host_metrics.ts";
 import { runtime } from "../runtime/detect.ts";
 import { HandlerRegistry } from "./registry.ts";
 import { ingestRoutes } from "../ingest/routes.ts";
@@ -96,6 +97,8 @@ export interface OutpostOptions {
    * permission model (default true); false keeps them in the host's process.
    */
   handlerProcess?: boolean | undefined;
+  /** Prometheus metrics (`GET /metrics`; default true). */
+  metrics?: boolean | undefined;
   /** HTTPS: certificate and key files (re-read when they change), optionally a client CA. */
   tls?: TlsPaths | undefined;
   /** Sensor authentication at ingest: auto (required once the registry exists), required, off. */
@@ -246,6 +249,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     supervise(embedded, serverOpts);
   }
   const bundleDir = join(dataDir, "build");
+  let metrics: HostMetrics | undefined;
   let stopHandlerProcess: (() => Promise<void>) | undefined;
   let validator: Validator | undefined;
   let registry: HandlerRegistry;
@@ -298,9 +302,23 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       health: () => health.state(),
       log: log.child("ingest"),
     };
+    if (o.metrics !== false) {
+      metrics = new HostMetrics({
+        runtime, runners: () => registry?.runners() ?? [], brokerUp: () => health.state().ok, ingestAuthRequired: () => guard.required,
+        store: () => {
+          const lost: Record<string, number> = {};
+          for (const p of integrity!.problems()) lost[p.stream] = (lost[p.stream] ?? 0) + p.lost;
+          return { lost, readErrors: integrity!.readErrors };
+        },
+        bundles: () => (bundles ? { release: bundles.activeRelease, probation: bundles.view().probation !== null } : undefined),
+        jsm: () => broker.jsm,
+        log: log.child("metrics"),
+      });
+      metrics.start();
+    }
     registry = new HandlerRegistry({
       dir: bundles.handlerDir, bundleDir, broker, validator, log, store: (req) => storeReadings(storeDeps, req),
-      isolation: o.isolation, faults: o.faults,
+      isolation: o.isolation, faults: o.faults, metrics,
       policy: { limits: o.outputLimits ?? DEFAULT_OUTPUT_LIMITS, maxMemoryMb: o.maxHandlerMemoryMb ?? 512 },
     });
     if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 50);
@@ -343,7 +361,17 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
         ...(_warnings(guard, o.host).length ? { warnings: _warnings(guard, o.host) } : {}),
       });
     });
-    app.get("/metrics", (c) => c.text(_metrics(health.state().ok, integrity!, guard), 200, { "content-type": "text/plain; version=0.0.4" }));
+    if (metrics) {
+      const m = metrics;
+      app.get("/metrics", (c) => c.text(m.text(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+      // Every ingest request: its topic (one some handler consumes, else "(unknown)"), status, time.
+      app.use("/v1/ingest/:topic", async (c, next) => {
+        const t0 = performance.now();
+        await next();
+        const topic = c.req.param("topic");
+        m.ingest(topic && registry.route(topic) ? topic : "(unknown)", c.res.status, (performance.now() - t0) / 1000);
+      });
+    }
     app.get("/v1/handlers", (c) => reply(c.req.raw, 200, { source: bundles!.source, handlers: registry.view() }));
     app.route("/", ingestRoutes({
       ...storeDeps,
@@ -353,6 +381,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       maxReadings: o.maxReadings,
       cborLimits: DEFAULT_CBOR_LIMITS,
       guard,
+      onStored: metrics ? (topic, n) => metrics!.stored(topic, n) : undefined,
     }));
     // Admin routes (DLQ, OTA bundles, the store) need the admin token; ingest and health never do.
     const admin = adminAuth(tokens, "admin");
@@ -397,6 +426,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       await registry.stopAll();
       await validator!.stop();
       await stopHandlerProcess?.();
+      metrics?.stop();
       health.stop();
       await integrity!.stop();
       await broker.close();
@@ -432,27 +462,6 @@ function _warnings(guard: IngestGuard, host: string): string[] {
   ];
 }
 
-/** Prometheus text of what the host knows of its broker and store (the full set comes with observability). */
-function _metrics(brokerOk: boolean, integrity: StoreIntegrity, guard: IngestGuard): string {
-  const problems = integrity.problems();
-  const lines = [
-    "# HELP outpost_broker_up Whether JetStream answered the last probe (1) or not (0).",
-    "# TYPE outpost_broker_up gauge",
-    `outpost_broker_up ${brokerOk ? 1 : 0}`,
-    "# HELP outpost_store_lost_messages Messages found missing from a stream at start, not yet acknowledged by an operator.",
-    "# TYPE outpost_store_lost_messages gauge",
-  ];
-  for (const name of Object.values(STREAMS)) lines.push(`outpost_store_lost_messages{stream="${name}"} ${problems.filter((p) => p.stream === name).reduce((n, p) => n + p.lost, 0)}`);
-  lines.push(
-    "# HELP outpost_store_read_errors_total Stored messages nats-server reported it could not read (damaged blocks).",
-    "# TYPE outpost_store_read_errors_total counter",
-    `outpost_store_read_errors_total ${integrity.readErrors}`,
-    "# HELP outpost_ingest_auth_required Whether ingest needs a sensor credential (1) or is open to anyone who reaches the port (0).",
-    "# TYPE outpost_ingest_auth_required gauge",
-    `outpost_ingest_auth_required ${guard.required ? 1 : 0}`,
-  );
-  return `${lines.join("\n")}\n`;
-}
 
 function _checkFleetOptions(o: OutpostOptions): void {
   // A bearer token (RFC 6750 b64token) is what an Authorization header can carry.

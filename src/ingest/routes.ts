@@ -20,6 +20,8 @@ export interface IngestDeps extends StoreDeps {
   cborLimits: CborLimits;
   /** Sensor authentication (the registry); absent or not required: ingest is open. */
   guard?: IngestGuard | undefined;
+  /** Told how many readings of a topic were stored (metrics). */
+  onStored?: ((topic: string, n: number) => void) | undefined;
 }
 
 /**
@@ -82,6 +84,7 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     const high = /^high$/i.test(req.headers.get("outpost-priority") ?? "");
     if (caller) deps.guard!.admit(caller, readings.length, { priority: high, notBefore: notBefore !== undefined });
     const stored = await storeReadings(deps, { topic, route, readings, raw, key, notBefore, high, sensor: caller?.sensor.id });
+    deps.onStored?.(topic, stored.filter((r) => !r.duplicate).length);
     const delayed = notBefore !== undefined && notBefore > Date.now();
     return reply(req, 202, {
       topic,

@@ -71,4 +71,6 @@ export interface Isolate {
   readonly heapLimitEnforced: boolean;
   /** Whether the handler runs without ambient authority (network, files, env, subprocesses). */
   readonly sandboxed: boolean;
+  /** Bytes of memory the isolate holds now, where the runtime can tell. */
+  memory?(): { bytes: number } | undefined;
 }

@@ -75,6 +75,10 @@ class TierProbe implements Isolate {
     return this.#inner?.sandboxed ?? false;
   }
 
+  memory(): { bytes: number } | undefined {
+    return this.#inner?.memory?.();
+  }
+
   async start(): Promise<HandlerInfo> {
     // Limits unknown yet: the sandbox starts with the wasm tier's defaults.
     const wasm = new WasmIsolate({ ...this.#opts, memoryMb: undefined, guestUrl: this.#built.guestUrl, guestModules: this.#built.guestModules });
