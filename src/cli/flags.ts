@@ -75,6 +75,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "fleet-kv", kind: "string", default: "outpost-fleet", arg: "BUCKET", help: "KV bucket on the hub holding the desired release" },
   { name: "fleet-key", kind: "string", default: "desired", arg: "KEY", help: "key of the desired release in --fleet-kv (one key per group of devices)" },
   { name: "log-level", kind: "string", default: "info", arg: "LEVEL", help: "debug, info, warn or error" },
+  { name: "log-format", kind: "string", default: "text", arg: "FORMAT", help: "text (one line per entry, for a person) or json (one object per line: ts, level, scope, msg, and handler, topic, seq, msgId, attempt, durationMs, traceId where they apply)" },
 ];
 
 /** Parsed flag values by flag name. */

@@ -169,7 +169,9 @@ export async function runCommand(args: string[]): Promise<number> {
   const { values: f } = await runFlags(args);
   const level = String(f["log-level"]);
   if (!(level in LEVELS)) throw new UsageError(`--log-level must be one of ${Object.keys(LEVELS).join(", ")}`);
-  const log = createLogger(level as Level);
+  const format = String(f["log-format"]);
+  if (format !== "text" && format !== "json") throw new UsageError(`--log-format must be text or json, got ${JSON.stringify(format)}`);
+  const log = createLogger(level as Level, undefined, "outpost", format);
   for (const n of secretsOnCommandLine(args)) {
     log.warn(`--${n} on the command line is visible to every local user (/proc/${process.pid}/cmdline); use --${n}-file, ${envName(n)} or --config`);
   }

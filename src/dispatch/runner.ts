@@ -2,12 +2,14 @@ import { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JsMsg 
 import { nanos } from "@nats-io/nats-core";
 import type { Broker } from "../broker/connect.ts";
 import { STREAMS } from "../broker/streams.ts";
-import { isPublishSubject, outboxSubject, priorityFilter, SENSOR_HEADER } from "../broker/subjects.ts";
+import { isPublishSubject, outboxSubject, priorityFilter, SENSOR_HEADER, topicOf } from "../broker/subjects.ts";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, toErrorData, type ErrorData } from "../errors.ts";
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../sdk/definition.ts";
 import type { BuiltHandler } from "../bundler/bundle.ts";
-import type { Logger } from "../util/log.ts";
-import { HandlerError, type Isolate } from "../sandbox/isolate.ts";
+import type { Logger, LogFields } from "../util/log.ts";
+import { childSpan, formatTraceparent, parseTraceparent, TRACEPARENT_HEADER, traceIdOf, TRACESTATE_HEADER, type TraceContext } from "../util/trace.ts";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import { HandlerError, type Invocation, type Isolate } from "../sandbox/isolate.ts";
 import { mapErrorData } from "../sandbox/source_map.ts";
 import type { OutputLimits } from "../sandbox/budget.ts";
 import { selectIsolate } from "../sandbox/select.ts";
@@ -22,7 +24,7 @@ import { Slots } from "./slots.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /** Stores a reading emitted by a handler into INGEST under a topic, now or after `delayMs`. */
-export type EmitFn = (topic: string, data: Uint8Array, delayMs?: number) => Promise<void>;
+export type EmitFn = (topic: string, data: Uint8Array, delayMs?: number, trace?: TraceContext) => Promise<void>;
 
 /** What the operator bounds for every handler, whatever its definition says. */
 export interface RunnerPolicy {
@@ -136,7 +138,7 @@ export class HandlerRunner {
   constructor(o: RunnerOptions) {
     this.built = o.built;
     this.#broker = o.broker;
-    this.#log = o.log.child(o.built.name);
+    this.#log = o.log.child(o.built.name, { handler: o.built.name });
     this.#emit = o.emit;
     this.#metrics = o.metrics;
     this.#policy = o.policy ?? {};
@@ -274,8 +276,8 @@ export class HandlerRunner {
       memoryMb: this.#info?.memoryMb ?? DEFAULTS.memoryMb,
       permissions: this.#info?.permissions,
       limits: this.#policy.limits,
-      onLog: (level, msg) => this.#log[level](msg),
-      onCall: (op, subject, data, opts) => this.#call(op, subject, data, opts?.delayMs),
+      onLog: (level, msg, inv) => this.#log[level](msg, inv ? { topic: topicOf(inv.subject), seq: inv.seq, attempt: inv.attempt } : undefined),
+      onCall: (op, subject, data, opts, inv) => this.#call(op, subject, data, opts?.delayMs, inv),
       onCrash: (reason) => {
         if (this.#isolate === iso) this.#restart(reason);
       },
@@ -283,12 +285,26 @@ export class HandlerRunner {
     return iso;
   }
 
-  async #call(op: "publish" | "emit", subject: string, data: Uint8Array, delayMs?: number): Promise<void> {
-    if (op === "emit") return await this.#emit(subject, data, delayMs);
+  async #call(op: "publish" | "emit", subject: string, data: Uint8Array, delayMs?: number, inv?: Invocation): Promise<void> {
+    // Outputs carry the trace on: a new span in the handler's trace.
+    const parent = parseTraceparent(inv?.traceparent, inv?.tracestate);
+    const span = parent ? childSpan(parent) : undefined;
+    if (op === "emit") return await this.#emit(subject, data, delayMs, span);
     if (!isPublishSubject(subject)) {
       throw new TypeError(`ctx.publish: invalid subject ${JSON.stringify(subject)} (dot-separated tokens, no wildcards)`);
     }
-    await this.#broker.js.publish(outboxSubject(subject), data);
+    const h = span ? natsHeaders() : undefined;
+    if (h && span) {
+      h.set(TRACEPARENT_HEADER, formatTraceparent(span));
+      if (span.tracestate) h.set(TRACESTATE_HEADER, span.tracestate);
+    }
+    await this.#broker.js.publish(outboxSubject(subject), data, h ? { headers: h } : undefined);
+  }
+
+  /** The handler's span for message `m`: a child of the span ingest stored with it (or a new trace). */
+  #span(m: JsMsg): { traceparent: string; tracestate?: string } {
+    const t = childSpan(parseTraceparent(m.headers?.get(TRACEPARENT_HEADER), m.headers?.get(TRACESTATE_HEADER)));
+    return { traceparent: formatTraceparent(t), ...(t.tracestate ? { tracestate: t.tracestate } : {}) };
   }
 
   #restart(reason: string): void {
@@ -319,6 +335,15 @@ export class HandlerRunner {
         },
       );
     }, delay);
+  }
+
+  /** The fields of a log line about message `m` (JSON logs). */
+  #fields(m: JsMsg, attempt: number, seconds?: number): LogFields {
+    return {
+      topic: topicOf(m.subject), seq: m.seq, attempt, msgId: m.headers?.get("Nats-Msg-Id") || undefined,
+      durationMs: seconds === undefined ? undefined : Math.round(seconds * 1e6) / 1e3,
+      traceId: traceIdOf(m.headers?.get(TRACEPARENT_HEADER)),
+    };
   }
 
   #ackWaitMs(): number {
@@ -379,7 +404,7 @@ export class HandlerRunner {
       if (key === null) return;
       const t0 = performance.now();
       try {
-        await iso.invoke({ subject: m.subject, seq: m.seq, attempt, data: m.data, sensor: m.headers?.get(SENSOR_HEADER) || undefined }, info.timeoutMs);
+        await iso.invoke({ subject: m.subject, seq: m.seq, attempt, data: m.data, sensor: m.headers?.get(SENSOR_HEADER) || undefined, ...this.#span(m) }, info.timeoutMs);
         await this.#succeeded(m, key, (performance.now() - t0) / 1000);
       } catch (e) {
         await this.#failed(m, attempt, e, (performance.now() - t0) / 1000);
@@ -403,7 +428,7 @@ export class HandlerRunner {
       const keys = await Promise.all(msgs.map((m) => this.#seen(m)));
       const todo = msgs.map((m, i) => ({ m, key: keys[i] })).filter((x) => x.key !== null);
       if (!todo.length) return;
-      const items = todo.map(({ m }) => ({ subject: m.subject, seq: m.seq, attempt: m.info.deliveryCount, data: m.data, sensor: m.headers?.get(SENSOR_HEADER) || undefined }));
+      const items = todo.map(({ m }) => ({ subject: m.subject, seq: m.seq, attempt: m.info.deliveryCount, data: m.data, sensor: m.headers?.get(SENSOR_HEADER) || undefined, ...this.#span(m) }));
       let failures;
       try {
         if (!iso.invokeBatch) throw new HandlerError({ name: "PermanentError", message: "Batches are not available in this isolation tier" }, true);
@@ -458,6 +483,7 @@ export class HandlerRunner {
     m.ack();
     this.#counts.acked++;
     this.#metrics?.outcome(this.built.name, "acked", seconds);
+    this.#log.debug(`message ${m.seq} acked`, this.#fields(m, m.info.deliveryCount, seconds));
     this.#lastAckAt = Date.now();
     this.#firstAckAt ??= this.#lastAckAt;
     this.#firstErrors.delete(m.seq);
@@ -503,12 +529,13 @@ export class HandlerRunner {
           failedAt: new Date(),
           payload: m.data,
           sensor: m.headers?.get(SENSOR_HEADER) || undefined,
+          traceparent: m.headers?.get(TRACEPARENT_HEADER) || undefined,
         });
         m.ack();
         this.#counts.deadLettered++;
         this.#metrics?.outcome(this.built.name, "dead_lettered");
         this.#firstErrors.delete(m.seq);
-        this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; moved to DLQ`);
+        this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; moved to DLQ`, this.#fields(m, attempt, seconds));
       } catch (dlqErr) {
         this.#log.error(`cannot write message ${m.seq} to DLQ (${(dlqErr as Error).message}); it stays in INGEST`);
         m.nak(backoffDelay(info.backoff, attempt, info.jitter));
@@ -518,7 +545,7 @@ export class HandlerRunner {
     const delay = backoffDelay(info.backoff, attempt, info.jitter);
     this.#counts.retried++;
     this.#metrics?.outcome(this.built.name, "retried");
-    this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; retrying in ${delay} ms`);
+    this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; retrying in ${delay} ms`, this.#fields(m, attempt, seconds));
     m.nak(delay);
   }
 }

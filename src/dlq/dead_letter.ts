@@ -21,6 +21,8 @@ export interface DeadLetter {
   payload: Uint8Array;
   /** The authenticated sensor that posted it (kept on replay). */
   sensor?: string | undefined;
+  /** The reading's W3C trace context as stored (kept on replay). */
+  traceparent?: string | undefined;
 }
 
 /**
@@ -33,5 +35,6 @@ export async function deadLetter(js: JetStreamClient, m: JsMsg, dl: DeadLetter):
   h.set("Outpost-Subject", dl.subject);
   h.set("Outpost-Seq", String(dl.seq));
   h.set("Outpost-Error", `${dl.error.name}: ${dl.error.message}`.slice(0, 512).replace(/[\r\n]+/g, " "));
+  if (dl.traceparent) h.set("traceparent", dl.traceparent);
   await js.publish(dlqSubject(dl.handler), encodeCbor(dl), { msgID: `dlq:${dl.handler}:${m.seq}`, headers: h });
 }

@@ -79,6 +79,7 @@ export class DlqStore {
     const h = natsHeaders();
     h.set("Outpost-Replay-Of", `DLQ:${id}`);
     if (dl.sensor) h.set(SENSOR_HEADER, dl.sensor);
+    if (dl.traceparent) h.set("traceparent", dl.traceparent);
     const ack = await this.#js.publish(dl.subject, dl.payload, { msgID: `replay:dlq:${id}`, headers: h });
     await this.#jsm.streams.deleteMessage(STREAMS.dlq, id).catch(() => false);
     return ack.seq;

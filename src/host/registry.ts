@@ -5,6 +5,7 @@ import type { StoredReading, StoreRequest, TopicRoute } from "../ingest/store.ts
 import { ProblemError } from "../http/problem.ts";
 import type { ReadingIssue } from "../sandbox/protocol.ts";
 import type { Broker } from "../broker/connect.ts";
+import type { TraceContext } from "../util/trace.ts";
 import { HandlerRunner, type HandlerCounts, type HandlerMetrics, type HandlerStatus, type RunnerFaults, type RunnerPolicy } from "../dispatch/runner.ts";
 import type { Logger } from "../util/log.ts";
 import type { Validator } from "../schemas/validator.ts";
@@ -194,7 +195,7 @@ export class HandlerRegistry {
       const built = await buildHandler(file, this.#bundleDir);
       if (old && old.built.hash === built.hash) return undefined;
       next = new HandlerRunner({
-        built, broker: this.#broker, log: this.#log, emit: (topic, data, delayMs) => this.#emit(topic, data, delayMs),
+        built, broker: this.#broker, log: this.#log, emit: (topic, data, delayMs, trace) => this.#emit(topic, data, delayMs, trace),
         policy: this.#policy, faults: this.#faults, forceWasm: this.#isolation === "wasm", metrics: this.#metrics,
       });
       const info = await next.load();
@@ -418,14 +419,14 @@ export class HandlerRegistry {
    * `ctx.emit`: through the same store path as ingest (schemas, back-pressure, ids, priority, the
    * delayed budget); a refusal is an error the handler sees.
    */
-  async #emit(topic: string, data: Uint8Array, delayMs?: number): Promise<void> {
+  async #emit(topic: string, data: Uint8Array, delayMs?: number, trace?: TraceContext): Promise<void> {
     const route = isTopic(topic) ? this.route(topic) : undefined;
     if (!route) {
       throw new Error(`ctx.emit: no handler consumes topic ${JSON.stringify(topic)}; known topics: ${this.topics().join(", ") || "(none)"}`);
     }
     scanCbor(data, false); // the bytes come from an isolate: check them like any untrusted CBOR
     try {
-      await this.#store({ topic, route, readings: [decodeCbor(data)], raw: [data], notBefore: delayMs && delayMs > 0 ? Date.now() + delayMs : undefined });
+      await this.#store({ topic, route, readings: [decodeCbor(data)], raw: [data], notBefore: delayMs && delayMs > 0 ? Date.now() + delayMs : undefined, trace });
     } catch (e) {
       if (!(e instanceof ProblemError)) throw e;
       const issue = e.code === "invalid_reading" ? (e.extra.issues as ReadingIssue[] | undefined)?.[0] : undefined;

@@ -7,6 +7,7 @@ import { reply } from "../http/reply.ts";
 import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "./decode.ts";
 import type { IngestGuard } from "../sensors/ingest_auth.ts";
 import { clientCertificateName } from "../runtime/serve.ts";
+import { childSpan, formatTraceparent, parseTraceparent, TRACEPARENT_HEADER, TRACESTATE_HEADER } from "../util/trace.ts";
 import { IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RULE, storeReadings, type StoreDeps, type TopicRoute } from "./store.ts";
 
 export type { StoredReading, TopicRoute } from "./store.ts";
@@ -83,7 +84,9 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     if (notBefore instanceof Error) throw new ProblemError(400, "invalid_not_before", notBefore.message);
     const high = /^high$/i.test(req.headers.get("outpost-priority") ?? "");
     if (caller) deps.guard!.admit(caller, readings.length, { priority: high, notBefore: notBefore !== undefined });
-    const stored = await storeReadings(deps, { topic, route, readings, raw, key, notBefore, high, sensor: caller?.sensor.id });
+    // The sensor's trace (traceparent), or a new one: ingest's span is stored with the readings.
+    const trace = childSpan(parseTraceparent(req.headers.get(TRACEPARENT_HEADER), req.headers.get(TRACESTATE_HEADER)));
+    const stored = await storeReadings(deps, { topic, route, readings, raw, key, notBefore, high, sensor: caller?.sensor.id, trace });
     deps.onStored?.(topic, stored.filter((r) => !r.duplicate).length);
     const delayed = notBefore !== undefined && notBefore > Date.now();
     return reply(req, 202, {
@@ -91,7 +94,7 @@ export function ingestRoutes(deps: IngestDeps): Hono {
       accepted: stored.length,
       ...(delayed ? { notBefore: new Date(notBefore).toISOString() } : {}),
       results: stored,
-    });
+    }, { traceparent: formatTraceparent(trace) });
   });
   return app;
 }

@@ -4,6 +4,7 @@ import type { Broker } from "../broker/connect.ts";
 import type { BrokerState } from "../broker/health.ts";
 import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject, SENSOR_HEADER } from "../broker/subjects.ts";
 import { encodeCbor } from "../codec/cbor.ts";
+import { formatTraceparent, TRACEPARENT_HEADER, TRACESTATE_HEADER, type TraceContext } from "../util/trace.ts";
 import type { Pressure } from "../dispatch/backpressure.ts";
 import { ProblemError } from "../http/problem.ts";
 import type { ReadingIssue } from "../sandbox/protocol.ts";
@@ -48,6 +49,8 @@ export interface StoreRequest {
   high?: boolean | undefined;
   /** The authenticated sensor that posted them: stored as a header, and the scope of their ids. */
   sensor?: string | undefined;
+  /** The span that stores them (W3C trace context): stored as `traceparent`/`tracestate` headers. */
+  trace?: TraceContext | undefined;
 }
 
 /** Per reading in a 202 answer. */
@@ -114,11 +117,15 @@ export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise
     if (id !== undefined) opts.msgID = id;
     // Priority lanes exist only where every handler of the topic serves them.
     const high = route.priority !== undefined && (req.high === true || _isHigh(r, route.priority.field));
-    if (delayed || high || req.sensor) {
+    if (delayed || high || req.sensor || req.trace) {
       opts.headers = natsHeaders();
       if (delayed) opts.headers.set(NOT_BEFORE_HEADER, String(req.notBefore));
       if (high) opts.headers.set(PRIORITY_HEADER, "high");
       if (req.sensor) opts.headers.set(SENSOR_HEADER, req.sensor);
+      if (req.trace) {
+        opts.headers.set(TRACEPARENT_HEADER, formatTraceparent(req.trace));
+        if (req.trace.tracestate) opts.headers.set(TRACESTATE_HEADER, req.trace.tracestate);
+      }
     }
     return broker.js.publish(delayed ? delayedSubject(topic) : readingSubject(topic, high), payloads[i]!, opts);
   }));

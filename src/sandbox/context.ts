@@ -1,4 +1,5 @@
 import { topicOf } from "../broker/subjects.ts";
+import { parseTraceparent } from "../util/trace.ts";
 import { PermanentError, type Context, type HandlerLog } from "../sdk/handler.ts";
 
 /** The message a `ctx` is for. */
@@ -8,6 +9,9 @@ export interface ContextItem {
   attempt: number;
   /** The authenticated sensor that posted the reading. */
   sensor?: string | undefined;
+  /** The handler's span (W3C trace context). */
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 /** What a tier gives the builder: how an output leaves the isolate, and this message's log. */
@@ -28,12 +32,20 @@ export function makeContext(item: ContextItem, signal: AbortSignal, io: ContextI
     topic: topicOf(item.subject),
     attempt: item.attempt,
     sensor: item.sensor,
+    trace: _trace(item),
     signal,
     publish: (subject, value) => io.call("publish", subject, value),
     emit: (topic, value, opts) => io.call("emit", topic, value, opts?.delayMs),
     log: io.log,
     Permanent: PermanentError,
   };
+}
+
+/** `ctx.trace` from the handler span's `traceparent`. */
+function _trace(item: ContextItem): Context["trace"] {
+  const t = parseTraceparent(item.traceparent);
+  if (!t) return undefined;
+  return { traceId: t.traceId, spanId: t.spanId, traceparent: item.traceparent!, ...(item.tracestate ? { tracestate: item.tracestate } : {}) };
 }
 
 type _Schema = { "~standard": { validate(v: unknown): unknown } };

@@ -27,10 +27,13 @@ export interface Invocation {
   data: Uint8Array;
   /** The authenticated sensor that posted the reading (`ctx.sensor`), when ingest knew it. */
   sensor?: string | undefined;
+  /** The handler's span: W3C `traceparent` (and `tracestate`), for `ctx.trace`. */
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 /** The host's answer to `ctx.publish` / `ctx.emit`. */
-export type CallHandler = (op: "publish" | "emit", subject: string, data: Uint8Array, opts?: { delayMs?: number }) => Promise<void>;
+export type CallHandler = (op: "publish" | "emit", subject: string, data: Uint8Array, opts?: { delayMs?: number }, inv?: Invocation) => Promise<void>;
 
 /** What every isolate kind is given. */
 export interface IsolateOptions {
@@ -41,7 +44,8 @@ export interface IsolateOptions {
   /** Permissions granted to the isolate where the runtime can restrict it. */
   permissions?: WorkerPermissions | undefined;
   onCall: CallHandler;
-  onLog: (level: "debug" | "info" | "warn" | "error", message: string) => void;
+  /** A log line of the handler; `inv` is the message it belongs to, when it belongs to one. */
+  onLog: (level: "debug" | "info" | "warn" | "error", message: string, inv?: Invocation) => void;
   /** Called once if the isolate dies on its own after it was ready (reason "timeout" after a timeout). */
   onCrash: (reason: string) => void;
   /** How long loading may take. */

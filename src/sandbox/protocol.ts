@@ -21,7 +21,7 @@ export interface BatchFailure {
 
 /** Host → handler isolate. */
 export type HostToIsolate =
-  | { type: "invoke"; id: number; subject: string; seq: number; attempt: number; data: Uint8Array; sensor?: string; timeoutMs: number }
+  | { type: "invoke"; id: number; subject: string; seq: number; attempt: number; data: Uint8Array; sensor?: string; traceparent?: string; tracestate?: string; timeoutMs: number }
   /** Several readings for `handleBatch`; answered by "done" (with per-item `failures`) or "failed". */
   | { type: "invoke-batch"; id: number; items: { subject: string; seq: number; attempt: number; data: Uint8Array; sensor?: string }[]; timeoutMs: number }
   | { type: "reply"; callId: number; error?: ErrorData }

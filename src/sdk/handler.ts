@@ -54,6 +54,11 @@ export interface Context {
    * registry); undefined when ingest is open, and for readings a handler emitted.
    */
   readonly sensor: string | undefined;
+  /**
+   * The reading's W3C trace context, this handler's span: what it publishes, emits or
+   * dead-letters carries the same trace id. Undefined only for readings stored before tracing.
+   */
+  readonly trace: { traceId: string; spanId: string; traceparent: string; tracestate?: string } | undefined;
   /** Aborted when the message times out or the host shuts down. */
   readonly signal: AbortSignal;
   /** Store `value` (as CBOR) in the OUTBOX stream under `out.<subject>`; resolves once stored. */

@@ -45,10 +45,19 @@ test("arm64 under emulation: the single file alone on Bun's arm64 build with Deb
     command: [QEMU, "-L", SYSROOT, BUN, file],
     workers: { "echo.mjs": ECHO_HANDLER, "double.mjs": DOUBLE },
     args: ["--nats-server", wrapper],
+    // Emulation is slow, more so while other tests run: the wasm tier's load budget (2 s) is raised.
+    env: { OUTPOST_WASM_LOAD_MS: "30000" },
   });
   const startMs = performance.now() - t0;
   const { nc, jsm } = await embeddedJsm(host.dataDir);
   try {
+    // Under emulation loading is slow: wait until both handlers run (the log says why if not).
+    await waitFor(async () => {
+      const { handlers } = await (await host.api("/v1/handlers")).json() as { handlers: { name: string; status: string }[] };
+      return handlers.length === 2 && handlers.every((h) => h.status === "running");
+    }, 120_000, `both handlers running\n${host.logs().slice(-3000)}`).catch((e: Error) => {
+      throw new Error(`${e.message}\n${host.logs().slice(-3000)}`);
+    });
     assert.match(host.logs(), /outpost on bun 1\.\d+\.\d+/);
     assert.match(host.logs(), /embedded nats-server 2\.9\.10 ready/);
     await coreScenario(host, { jsm } as TestNats);

@@ -49,8 +49,8 @@ export function serveGuest(def: unknown): void {
       }
       return JSON.stringify({ info: handlerInfo(def as Record<string, unknown>) });
     },
-    invoke(id: number, subject: string, seq: number, attempt: number, data: ArrayBuffer, sensor: string): void {
-      void _invoke(def as _Def, { id, subject, seq, attempt, data: new Uint8Array(data), ...(sensor ? { sensor } : {}) }, running);
+    invoke(id: number, subject: string, seq: number, attempt: number, data: ArrayBuffer, sensor: string, traceparent: string, tracestate: string): void {
+      void _invoke(def as _Def, { id, subject, seq, attempt, data: new Uint8Array(data), ...(sensor ? { sensor } : {}), ...(traceparent ? { traceparent } : {}), ...(tracestate ? { tracestate } : {}) }, running);
     },
     cancel(id: number, timeout: boolean): void {
       const reason = new Error(timeout ? "Timed out" : "Cancelled by the host");
@@ -73,7 +73,7 @@ export function serveGuest(def: unknown): void {
 
 async function _invoke(
   def: _Def,
-  m: { id: number; subject: string; seq: number; attempt: number; data: Uint8Array; sensor?: string },
+  m: { id: number; subject: string; seq: number; attempt: number; data: Uint8Array; sensor?: string; traceparent?: string; tracestate?: string },
   running: Map<number, GuestAbortController>,
 ): Promise<void> {
   const ac = new (_g.AbortController as new () => GuestAbortController)();

@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { env } from "../../runtime/process.ts";
 import { fileURLToPath } from "node:url";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, type ErrorData } from "../../errors.ts";
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../../sdk/definition.ts";
@@ -25,12 +26,14 @@ type _Pending = {
   reject(e: Error): void;
   cpuLeft: number;
   timers: ReturnType<typeof setTimeout>[];
+  inv?: Invocation;
 };
 
 // As in the worker tier: time a handler gets after its signal aborted before the sandbox is replaced.
 const _GRACE_MS = 100;
 // CPU a module may spend at load (module-level code and the definition's checks).
-const _LOAD_CPU_MS = 2_000;
+// OUTPOST_WASM_LOAD_MS raises it for slow machines (an emulated or a small ARM board).
+const _LOAD_CPU_MS = Number(env().OUTPOST_WASM_LOAD_MS) > 0 ? Number(env().OUTPOST_WASM_LOAD_MS) : 2_000;
 
 /**
  * A handler running in a wasm-tier sandbox: QuickJS compiled to WebAssembly, in its own linear
@@ -146,10 +149,10 @@ export class WasmIsolate implements Isolate {
           this.#crash(new IsolateCrashedError(`Isolate of ${name} restarted after a timeout`), "timeout");
         }, timeoutMs + _GRACE_MS),
       ];
-      this.#pending.set(id, { resolve, reject, cpuLeft: this.#cpuMs, timers });
+      this.#pending.set(id, { resolve, reject, cpuLeft: this.#cpuMs, timers, inv });
       this.#budget.open(id);
     });
-    this.#guard(() => sb.call("invoke", id, inv.subject, inv.seq, inv.attempt, inv.data, inv.sensor ?? ""));
+    this.#guard(() => sb.call("invoke", id, inv.subject, inv.seq, inv.attempt, inv.data, inv.sensor ?? "", inv.traceparent ?? "", inv.tracestate ?? ""));
     return done;
   }
 
@@ -174,10 +177,10 @@ export class WasmIsolate implements Isolate {
         if (!this.#judge(id, v)) {
           return Promise.reject(v.type === "fail" ? v.error : new OutputLimitError("The attempt this output belongs to is over; it was not stored"));
         }
-        return this.#opts.onCall(op, subject, data, delayMs ? { delayMs } : undefined);
+        return this.#opts.onCall(op, subject, data, delayMs ? { delayMs } : undefined, this.#pending.get(id)?.inv);
       },
       log: (id, level, message) => {
-        if (this.#judge(id, this.#budget.log(id, message.length))) this.#opts.onLog(level, message);
+        if (this.#judge(id, this.#budget.log(id, message.length))) this.#opts.onLog(level, message, this.#pending.get(id)?.inv);
       },
       settle: (id, error) => {
         if (this.#sb?.interrupted) return; // the CPU budget ran out: reported when the entry ends

@@ -21,6 +21,8 @@ export class WorkerIsolate implements Isolate {
   #opts: WorkerIsolateOptions;
   #w: WorkerHandle | undefined;
   #pending = new Map<number, _Pending>();
+  /** The message each pending invocation is for (log lines carry its seq and attempt). */
+  #invocations = new Map<number, Invocation>();
   #next = 1;
   #dead = false;
   #send: ((m: HostToIsolate, transfer?: ArrayBuffer[]) => void) | undefined;
@@ -92,7 +94,7 @@ export class WorkerIsolate implements Isolate {
             return this.#settle(m.id, new HandlerError(m.error, m.permanent));
           case "log": {
             const message = String(m.message).slice(0, MAX_LOG_LINE);
-            if (this.#judge(m.id, this.#budget.log(m.id, message.length))) this.#opts.onLog(m.level, message);
+            if (this.#judge(m.id, this.#budget.log(m.id, message.length))) this.#opts.onLog(m.level, message, this.#invocations.get(m.id));
             return;
           }
           case "exit":
@@ -103,7 +105,7 @@ export class WorkerIsolate implements Isolate {
               const error = v.type === "fail" ? { name: v.error.name, message: v.error.message } : { name: "OutputLimitError", message: "The attempt this output belongs to is over; it was not stored" };
               return this.#post({ type: "reply", callId: m.callId, error });
             }
-            return void this.#opts.onCall(m.op, m.subject, m.data, m.delayMs ? { delayMs: m.delayMs } : undefined).then(
+            return void this.#opts.onCall(m.op, m.subject, m.data, m.delayMs ? { delayMs: m.delayMs } : undefined, this.#invocations.get(m.id)).then(
               () => this.#post({ type: "reply", callId: m.callId }),
               (e: Error) => this.#post({ type: "reply", callId: m.callId, error: { name: e.name, message: e.message } }),
             );
@@ -122,8 +124,12 @@ export class WorkerIsolate implements Isolate {
     // Copy (not .slice(), which is a view for a Node Buffer): a nats message's data views the
     // socket's read buffer, shared with other messages, which must not be cloned or detached.
     const data = new Uint8Array(inv.data);
-    const sensor = inv.sensor === undefined ? {} : { sensor: inv.sensor };
-    await this.#call(timeoutMs, (id) => [{ type: "invoke", id, subject: inv.subject, seq: inv.seq, attempt: inv.attempt, data, ...sensor, timeoutMs }, [data.buffer]]);
+    const sensor = {
+      ...(inv.sensor === undefined ? {} : { sensor: inv.sensor }),
+      ...(inv.traceparent === undefined ? {} : { traceparent: inv.traceparent }),
+      ...(inv.tracestate === undefined ? {} : { tracestate: inv.tracestate }),
+    };
+    await this.#call(timeoutMs, (id) => (this.#invocations.set(id, inv), [{ type: "invoke", id, subject: inv.subject, seq: inv.seq, attempt: inv.attempt, data, ...sensor, timeoutMs }, [data.buffer]]));
   }
 
   /**
@@ -200,6 +206,7 @@ export class WorkerIsolate implements Isolate {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
+    this.#invocations.delete(id);
     this.#budget.close(id);
     clearTimeout(p.timer);
     if (err) p.reject(err);

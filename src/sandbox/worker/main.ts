@@ -97,7 +97,7 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
   send({ type: "ready", info: handlerInfo(def as unknown as Record<string, unknown>) });
 }
 
-type _Item = { subject: string; seq: number; attempt: number; data: Uint8Array; sensor?: string };
+type _Item = { subject: string; seq: number; attempt: number; data: Uint8Array; sensor?: string; traceparent?: string; tracestate?: string };
 
 /**
  * Run one invocation: a signal that aborts at its deadline, "done" (with batch failures) when
