@@ -12,6 +12,7 @@ import { newCommand } from "./new_command.ts";
 import { sensorsCommand } from "./sensors_command.ts";
 import { serviceCommand } from "./service.ts";
 import { testCommand } from "./test_command.ts";
+import { tailCommand } from "./tail_command.ts";
 import { tlsCommand } from "./tls_command.ts";
 import { commandHelp, COMMANDS, EXIT_CODES } from "./specs.ts";
 
@@ -24,6 +25,7 @@ const _RUN: Record<string, (args: string[]) => Promise<number>> = {
   sensors: sensorsCommand,
   test: testCommand,
   tls: tlsCommand,
+  tail: tailCommand,
   dlq: dlqCommand,
   bundles: bundlesCommand,
   keygen: keygenCommand,

@@ -148,6 +148,21 @@ export const COMMANDS: readonly CommandSpec[] = [
     env: true,
   },
   {
+    name: "tail",
+    summary: "follow a running host: every message's outcome and every log line, until Ctrl-C",
+    usage: ["outpost tail [--handler NAME] [--level LEVEL] [--json] [--url URL]"],
+    flags: [
+      _URL,
+      _TOKEN,
+      _TOKEN_FILE,
+      _DATA_DIR,
+      { name: "handler", kind: "string", arg: "NAME", help: "only this handler's outcomes and log lines" },
+      { name: "level", kind: "string", arg: "LEVEL", help: "log lines at or above debug, info, warn or error (outcomes always)" },
+      _JSON,
+    ],
+    env: true,
+  },
+  {
     name: "bundles",
     summary: "a host's active, previous, staged and failed releases; use-directory goes back to its --workers directory",
     usage: ["outpost bundles [--url URL] [--json]", "outpost bundles use-directory [--url URL]   serve the --workers directory again instead of the active release"],

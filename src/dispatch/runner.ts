@@ -59,7 +59,7 @@ export interface RunnerOptions {
 /** What a runner reports to the host's metrics. */
 export interface HandlerMetrics {
   /** One message ended (`seconds`: how long the handler took, when it ran). */
-  outcome(handler: string, outcome: "acked" | "retried" | "dead_lettered" | "deduped" | "failed", seconds?: number): void;
+  outcome(handler: string, outcome: "acked" | "retried" | "dead_lettered" | "deduped" | "failed", seconds?: number, detail?: LogFields): void;
   /** The isolate died and is being restarted. */
   restart(handler: string): void;
 }
@@ -469,7 +469,7 @@ export class HandlerRunner {
     }
     m.ack();
     this.#counts.deduped++;
-    this.#metrics?.outcome(this.built.name, "deduped");
+    this.#metrics?.outcome(this.built.name, "deduped", undefined, this.#fields(m, m.info.deliveryCount));
     this.#log.debug(`message ${m.seq} skipped: its dedupe key was handled before`);
     return null;
   }
@@ -482,7 +482,7 @@ export class HandlerRunner {
     if (this.#faults.ackDelayMs) await _sleep(this.#faults.ackDelayMs);
     m.ack();
     this.#counts.acked++;
-    this.#metrics?.outcome(this.built.name, "acked", seconds);
+    this.#metrics?.outcome(this.built.name, "acked", seconds, this.#fields(m, m.info.deliveryCount, seconds));
     this.#log.debug(`message ${m.seq} acked`, this.#fields(m, m.info.deliveryCount, seconds));
     this.#lastAckAt = Date.now();
     this.#firstAckAt ??= this.#lastAckAt;
@@ -505,7 +505,7 @@ export class HandlerRunner {
     // source map). A timeout or a crash is the host's own error, with the host's frames.
     const error = e instanceof HandlerError ? await mapErrorData(e.data, this.built.bundleFiles ?? []) : toErrorData(e);
     this.#counts.failed++;
-    this.#metrics?.outcome(this.built.name, "failed", seconds);
+    this.#metrics?.outcome(this.built.name, "failed", seconds, { ...this.#fields(m, attempt, seconds), error: `${error.name}: ${error.message}` });
     // A crash keeps the restart's own lastError ("isolate crashed: …").
     if (!(e instanceof IsolateCrashedError)) this.#lastError = `${error.name}: ${error.message}${error.at ? ` (at ${error.at})` : ""}`;
     if (this.#stopping && e instanceof IsolateCrashedError) {
@@ -533,7 +533,7 @@ export class HandlerRunner {
         });
         m.ack();
         this.#counts.deadLettered++;
-        this.#metrics?.outcome(this.built.name, "dead_lettered");
+        this.#metrics?.outcome(this.built.name, "dead_lettered", undefined, { ...this.#fields(m, attempt), error: `${error.name}: ${error.message}` });
         this.#firstErrors.delete(m.seq);
         this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; moved to DLQ`, this.#fields(m, attempt, seconds));
       } catch (dlqErr) {
@@ -544,7 +544,7 @@ export class HandlerRunner {
     }
     const delay = backoffDelay(info.backoff, attempt, info.jitter);
     this.#counts.retried++;
-    this.#metrics?.outcome(this.built.name, "retried");
+    this.#metrics?.outcome(this.built.name, "retried", undefined, { ...this.#fields(m, attempt), error: `${error.name}: ${error.message}` });
     this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; retrying in ${delay} ms`, this.#fields(m, attempt, seconds));
     m.nak(delay);
   }

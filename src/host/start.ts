@@ -11,6 +11,8 @@ import { DEFAULT_CBOR_LIMITS } from "../codec/cbor.ts";
 import { buildHandlerProcess, buildValidator } from "../bundler/bundle.ts";
 import { useHandlerProcess } from "../runtime/worker.ts";
 import { HostMetrics } from "../metrics/host_metrics.ts";
+import { EventBus, tapLogger } from "../metrics/events.ts";
+import { eventRoutes } from "../metrics/event_routes.ts";
 import { runtime } from "../runtime/detect.ts";
 import { HandlerRegistry } from "./registry.ts";
 import { ingestRoutes } from "../ingest/routes.ts";
@@ -195,7 +197,9 @@ async function _bind(o: OutpostOptions): Promise<_Gate> {
 }
 
 async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<Outpost> {
-  const log = o.log;
+  // The live tail sees every log line of the host (and its handlers) while someone listens.
+  const events = new EventBus();
+  const log = tapLogger(o.log, events);
   // Read before anything starts: an invalid registry is a start-up error, never an open ingest.
   const sensors = new SensorRegistry(o.sensorsFile ?? registryFile(dataDir), (msg, level) => log[level](msg));
   await sensors.load();
@@ -313,6 +317,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
         bundles: () => (bundles ? { release: bundles.activeRelease, probation: bundles.view().probation !== null } : undefined),
         jsm: () => broker.jsm,
         log: log.child("metrics"),
+        events,
       });
       metrics.start();
     }
@@ -348,14 +353,23 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     app.get("/readyz", (c) => {
       const b = health.state();
       const problems = integrity!.problems();
-      const ok = b.ok && ready.streams && ready.handlersLoaded && !problems.length;
-      const reasons = [...(b.message ? [b.message] : []), ...problems.map((p) => p.message)];
+      // A check per cause: the broker, the streams, the store's integrity, crash-looping handlers, storage headroom.
+      const crashing = registry.runners().filter((r) => r.stats().status === "crashing").map((r) => r.built.name);
+      const storage = (metrics?.storage() ?? []).map((s) => ({ ...s, use: s.maxBytes > 0 ? s.bytes / s.maxBytes : 0 }));
+      const full = storage.filter((s) => s.use > _STORAGE_FLOOR);
+      const ok = b.ok && ready.streams && ready.handlersLoaded && !problems.length && !crashing.length && !full.length;
+      const reasons = [
+        ...(b.message ? [b.message] : []), ...problems.map((p) => p.message),
+        ...crashing.map((n) => `handler ${n} is crash-looping (three crashes within a minute)`),
+        ...full.map((s) => `stream ${s.stream} is ${Math.round(s.use * 100)} % full (${s.bytes} of ${s.maxBytes} bytes)`),
+      ];
       return reply(c.req.raw, ok ? 200 : 503, {
         ready: ok,
         broker: b.ok,
         streams: ready.streams,
         store: { ok: !problems.length, problems },
-        handlers: { running: registry.runners().length, failed: registry.failedCount() },
+        handlers: { running: registry.runners().length, failed: registry.failedCount(), crashing },
+        storage: Object.fromEntries(storage.map((s) => [s.stream, Math.round(s.use * 1000) / 1000])),
         ingestAuth: guard.required ? "required" : "off",
         ...(reasons.length ? { reasons } : {}),
         ...(_warnings(guard, o.host).length ? { warnings: _warnings(guard, o.host) } : {}),
@@ -387,6 +401,8 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     const admin = adminAuth(tokens, "admin");
     const audit = auditLog(log.child("audit"));
     for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*", "/v1/store/*"]) app.use(path, admin, audit);
+    app.use("/v1/events", admin);
+    app.route("/", eventRoutes(events));
     app.post("/v1/store/acknowledge", (c) => reply(c.req.raw, 200, { acknowledged: integrity!.acknowledge() }));
     app.route("/", bundleRoutes(() => bundles, b.maxBundleSize, log.child("bundles")));
     const dlq = new DlqStore(broker.jsm, broker.js);
@@ -449,6 +465,9 @@ function _allowedHosts(o: OutpostOptions): Set<string> {
   for (const x of o.allowedHosts ?? []) names.add(x.trim().toLowerCase());
   return names;
 }
+
+/** Past this share of a stream's byte limit, /readyz says not ready (INGEST would soon refuse readings). */
+const _STORAGE_FLOOR = 0.95;
 
 function _isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\./.test(host);

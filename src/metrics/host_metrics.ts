@@ -10,7 +10,8 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { STREAMS } from "../broker/streams.ts";
 import type { HandlerMetrics, HandlerRunner } from "../dispatch/runner.ts";
-import type { Logger } from "../util/log.ts";
+import type { LogFields, Logger } from "../util/log.ts";
+import type { EventBus } from "./events.ts";
 import { VERSION } from "../version.ts";
 import { MetricsRegistry } from "./registry.ts";
 
@@ -24,6 +25,8 @@ export interface HostMetricsSources {
   bundles: () => { release: number; probation: boolean } | undefined;
   jsm: () => JetStreamManager | undefined;
   log: Logger;
+  /** The live tail, told every outcome while someone listens. */
+  events?: EventBus | undefined;
 }
 
 type _Stream = { name: string; messages: number; bytes: number; maxBytes: number };
@@ -103,13 +106,25 @@ export class HostMetrics implements HandlerMetrics {
     this.#stored.inc({ topic }, n);
   }
 
-  outcome(handler: string, outcome: "acked" | "retried" | "dead_lettered" | "deduped" | "failed", seconds?: number): void {
+  outcome(handler: string, outcome: "acked" | "retried" | "dead_lettered" | "deduped" | "failed", seconds?: number, detail?: LogFields): void {
     this.#outcomes.inc({ handler, outcome });
     if (seconds !== undefined) this.#handleSeconds.observe({ handler }, seconds);
+    const bus = this.#src.events;
+    if (bus?.active) {
+      bus.publish({
+        type: "outcome", ts: new Date().toISOString(), handler, outcome, topic: detail?.topic, seq: detail?.seq, attempt: detail?.attempt,
+        durationMs: detail?.durationMs, error: detail?.error as string | undefined, traceId: detail?.traceId,
+      });
+    }
   }
 
   restart(handler: string): void {
     this.#restarts.inc({ handler });
+  }
+
+  /** Each stream's bytes and byte limit, as JetStream said at the last background read. */
+  storage(): { stream: string; bytes: number; maxBytes: number }[] {
+    return this.#streams.map((s) => ({ stream: s.name, bytes: s.bytes, maxBytes: s.maxBytes }));
   }
 
   /** p50 and p99 of a handler's handle time in seconds (from the histogram), for views. */

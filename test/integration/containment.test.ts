@@ -117,6 +117,12 @@ test("a handler that crashes in a loop is marked crashing and backs off; its mes
     assert.equal(c.num_pending + c.num_ack_pending, 3, "the messages wait, none lost");
     assert.equal((await streamMessages(nats.jsm, "DLQ")).length, 0);
     assert.equal((await fetch(`${host.url}/healthz`)).status, 200);
+    // Alive, but not ready: /readyz names the crash-looping handler.
+    const ready = await fetch(`${host.url}/readyz`);
+    assert.equal(ready.status, 503);
+    const body = await ready.json();
+    assert.deepEqual(body.handlers.crashing, ["crashy"]);
+    assert.ok(body.reasons.includes("handler crashy is crash-looping (three crashes within a minute)"), JSON.stringify(body.reasons));
   } finally {
     await host.stop();
     await nats.stop();

@@ -167,7 +167,11 @@ describe("ingest over HTTP (Node host, real nats-server)", () => {
 
   test("GET /readyz and /v1/handlers describe the running handlers", async () => {
     const ready = await (await fetch(`${host.url}/readyz`)).json();
-    assert.deepEqual(ready, { ready: true, broker: true, streams: true, store: { ok: true, problems: [] }, handlers: { running: 2, failed: 0 }, ingestAuth: "off" });
+    assert.deepEqual(ready, {
+      ready: true, broker: true, streams: true, store: { ok: true, problems: [] }, handlers: { running: 2, failed: 0, crashing: [] },
+      storage: { INGEST: ready.storage.INGEST, OUTBOX: ready.storage.OUTBOX, DLQ: ready.storage.DLQ }, ingestAuth: "off",
+    });
+    for (const s of ["INGEST", "OUTBOX", "DLQ"]) assert.ok(ready.storage[s] >= 0 && ready.storage[s] < 0.01, `${s} use ${ready.storage[s]}`);
     const { handlers } = await (await host.api("/v1/handlers")).json();
     assert.deepEqual(handlers.map((h: { name: string; status: string; topic: string; consumer: string }) => [h.name, h.status, h.topic, h.consumer]), [
       ["echo", "running", "temp", "outpost-echo"],
