@@ -171,7 +171,7 @@ describe("ingest over HTTP (Node host, real nats-server)", () => {
       ready: true, broker: true, streams: true, store: { ok: true, problems: [] }, handlers: { running: 2, failed: 0, crashing: [] },
       storage: { INGEST: ready.storage.INGEST, OUTBOX: ready.storage.OUTBOX, DLQ: ready.storage.DLQ }, ingestAuth: "off",
     });
-    for (const s of ["INGEST", "OUTBOX", "DLQ"]) assert.ok(ready.storage[s] >= 0 && ready.storage[s] < 0.01, `${s} use ${ready.storage[s]}`);
+    for (const s of ["INGEST", "OUTBOX", "DLQ"] as const) assert.ok(ready.storage[s] >= 0 && ready.storage[s] < 0.01, `${s} use ${ready.storage[s]}`);
     const { handlers } = await (await host.api("/v1/handlers")).json();
     assert.deepEqual(handlers.map((h: { name: string; status: string; topic: string; consumer: string }) => [h.name, h.status, h.topic, h.consumer]), [
       ["echo", "running", "temp", "outpost-echo"],
