@@ -51,7 +51,7 @@ describe("dead-letter queue API and CLI", () => {
     const all = [...first.entries, ...rest.entries];
     assert.deepEqual(all.map((e: { payload: { n: number } }) => e.payload.n), [1, 2, 3, 4, 0]);
     const e = all[0];
-    assert.deepEqual(Object.keys(e).sort(), ["attempts", "error", "failedAt", "firstError", "handler", "id", "payload", "seq", "storedAt", "subject", "version"]);
+    assert.deepEqual(Object.keys(e).sort(), ["attempts", "error", "failedAt", "firstError", "handler", "id", "payload", "seq", "storedAt", "subject", "traceparent", "version"]);
     assert.deepEqual([e.handler, e.subject, e.attempts, e.error.name, e.error.message], ["work", "ingest.work", 1, "TypeError", "bug 1"]);
     assert.match(e.error.stack, /TypeError: bug 1/);
     assert.match(e.version, /^[0-9a-f]{12}$/);
