@@ -52,6 +52,9 @@ export async function buildSingleFile(o = {}) {
     isolate: await sdkModule("src/sandbox/worker/main.ts", minify, [valibotBeside]),
     validator: await sdkModule("src/schemas/main.ts", minify, [valibotBeside]),
     handlerProcess: await sdkModule("src/sandbox/worker/process_main.ts", minify),
+    // The dashboard's charts (uPlot, MIT): served by the host at /ui/uplot.js.
+    uplotJs: await readFile(join(ROOT, "node_modules/uplot/dist/uPlot.iife.min.js"), "utf8"),
+    uplotCss: await readFile(join(ROOT, "node_modules/uplot/dist/uPlot.min.css"), "utf8"),
     guest: await sdkModule("src/sandbox/quickjs/guest.ts", minify, [valibotBeside]).catch(() => ""),
     // The wasm tier's engine, so the file alone runs wasm-tier handlers (gzip: 503 KB → 231 KB).
     quickjsWasm: gzipSync(await readFile(createRequire(join(ROOT, "package.json")).resolve("@jitl/quickjs-wasmfile-release-sync/wasm")), { level: 9 }).toString("base64"),
@@ -87,7 +90,7 @@ export async function buildSingleFile(o = {}) {
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     logLevel: "warning",
   });
-  const sdkBytes = Object.entries(embedded).reduce((a, [k, t]) => a + (k === "quickjsWasm" ? 0 : t.length), 0);
+  const sdkBytes = Object.entries(embedded).reduce((a, [k, t]) => a + (k === "quickjsWasm" || k.startsWith("uplot") ? 0 : t.length), 0);
   return { out, bytes: (await stat(out)).size, sdkBytes, wasmBytes: embedded.quickjsWasm.length };
 }
 

@@ -19,6 +19,9 @@ export interface EmbeddedSdk {
   guest: string;
   /** The handler process's entry (Node's permission-model boundary for worker-tier handlers). */
   handlerProcess: string;
+  /** The dashboard's chart library (uPlot) and its styles. */
+  uplotJs: string;
+  uplotCss: string;
   /** The wasm tier's QuickJS engine: the `.wasm` file, gzip-compressed, base64. */
   quickjsWasm: string;
 }

@@ -13,6 +13,9 @@ import { useHandlerProcess } from "../runtime/worker.ts";
 import { HostMetrics } from "../metrics/host_metrics.ts";
 import { EventBus, tapLogger } from "../metrics/events.ts";
 import { eventRoutes } from "../metrics/event_routes.ts";
+import { uiRoutes } from "../ui/routes.ts";
+import { UiSessions } from "../ui/sessions.ts";
+import { VERSION } from "../version.ts";
 import { runtime } from "../runtime/detect.ts";
 import { HandlerRegistry } from "./registry.ts";
 import { ingestRoutes } from "../ingest/routes.ts";
@@ -346,14 +349,16 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     // so another origin's page cannot read an answer.
     app.use("*", hostCheck(_allowedHosts(o)));
     const tokens: AdminTokens = { admin: adminToken.token, read: o.readToken };
-    const readAuth = adminAuth(tokens, "read");
+    // The dashboard's session cookie counts as a token on the same routes (changes need its CSRF token).
+    const sessions = new UiSessions();
+    const readAuth = adminAuth(tokens, "read", sessions);
     app.use("/v1/handlers", readAuth);
     if (!o.metricsOpen) app.use("/metrics", readAuth);
     app.get("/healthz", (c) => reply(c.req.raw, 200, { status: "ok" }));
-    app.get("/readyz", (c) => {
+    // A check per cause: the broker, the streams, the store's integrity, crash-looping handlers, storage headroom.
+    const readiness = () => {
       const b = health.state();
       const problems = integrity!.problems();
-      // A check per cause: the broker, the streams, the store's integrity, crash-looping handlers, storage headroom.
       const crashing = registry.runners().filter((r) => r.stats().status === "crashing").map((r) => r.built.name);
       const storage = (metrics?.storage() ?? []).map((s) => ({ ...s, use: s.maxBytes > 0 ? s.bytes / s.maxBytes : 0 }));
       const full = storage.filter((s) => s.use > _STORAGE_FLOOR);
@@ -363,6 +368,10 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
         ...crashing.map((n) => `handler ${n} is crash-looping (three crashes within a minute)`),
         ...full.map((s) => `stream ${s.stream} is ${Math.round(s.use * 100)} % full (${s.bytes} of ${s.maxBytes} bytes)`),
       ];
+      return { b, problems, crashing, storage, ok, reasons };
+    };
+    app.get("/readyz", (c) => {
+      const { b, problems, crashing, storage, ok, reasons } = readiness();
       return reply(c.req.raw, ok ? 200 : 503, {
         ready: ok,
         broker: b.ok,
@@ -398,11 +407,28 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       onStored: metrics ? (topic, n) => metrics!.stored(topic, n) : undefined,
     }));
     // Admin routes (DLQ, OTA bundles, the store) need the admin token; ingest and health never do.
-    const admin = adminAuth(tokens, "admin");
+    const admin = adminAuth(tokens, "admin", sessions);
     const audit = auditLog(log.child("audit"));
     for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*", "/v1/store/*"]) app.use(path, admin, audit);
     app.use("/v1/events", admin);
     app.route("/", eventRoutes(events));
+    app.route("/", uiRoutes({
+      tokens, sessions, secure: o.tls !== undefined, log: log.child("ui"),
+      state: () => {
+        const consumers = new Map((metrics?.consumers() ?? []).map((x) => [x.name, x.pending]));
+        const r = readiness();
+        return {
+          version: VERSION, runtime, ready: r.ok, reasons: r.reasons,
+          handlers: registry.view().map((h) => {
+            const q = metrics?.handleQuantiles(h.name);
+            const ms = (v: number | undefined) => (v === undefined ? null : Math.round(v * 10_000) / 10);
+            return { ...h, backlog: h.consumer ? consumers.get(h.consumer) ?? null : null, p50Ms: ms(q?.p50), p99Ms: ms(q?.p99) };
+          }),
+          storage: metrics?.storage() ?? [],
+          releases: bundles?.view() ?? null,
+        };
+      },
+    }));
     app.post("/v1/store/acknowledge", (c) => reply(c.req.raw, 200, { acknowledged: integrity!.acknowledge() }));
     app.route("/", bundleRoutes(() => bundles, b.maxBundleSize, log.child("bundles")));
     const dlq = new DlqStore(broker.jsm, broker.js);

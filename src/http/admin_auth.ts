@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Context, MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import type { Logger } from "../util/log.ts";
+import type { UiSessions } from "../ui/sessions.ts";
 import { reply } from "./reply.ts";
 
 /** The tokens of the admin surface: the admin token, and optionally a read-only one. */
@@ -40,18 +41,24 @@ export async function resolveAdminToken(configured: string | undefined, dataDir:
  * Bearer-token guard of the admin surface: hono's bearer-auth (constant-time comparison) with our
  * answers. `level` "read" also takes the read-only token. Ingest never shares either.
  */
-export function adminAuth(tokens: AdminTokens, level: "admin" | "read"): MiddlewareHandler {
+export function adminAuth(tokens: AdminTokens, level: "admin" | "read", sessions?: UiSessions): MiddlewareHandler {
   const accepted = level === "read" && tokens.read ? [tokens.admin, tokens.read] : [tokens.admin];
   const what = level === "read" ? "the admin token or the read-only token (--read-token)" : "the admin token";
   const unauthorized = (c: Context) =>
     reply(c.req.raw, 401, { error: "unauthorized", message: `This route needs Authorization: Bearer <${what}>` }, { "www-authenticate": 'Bearer realm="outpost"' });
-  return bearerAuth({
+  const bearer = bearerAuth({
     token: accepted,
     realm: "outpost",
     noAuthenticationHeader: { message: unauthorized },
     invalidAuthenticationHeader: { message: unauthorized },
     invalidToken: { message: unauthorized },
   });
+  if (!sessions) return bearer;
+  // The dashboard's same-origin calls: a session cookie (with its CSRF token for changes) instead.
+  return async (c, next) => {
+    if (!c.req.header("authorization") && sessions.allows(c, level)) return await next();
+    return await bearer(c, next);
+  };
 }
 
 /** A log line for every admin action that changes something: what, on which route, the answer. */
@@ -60,7 +67,8 @@ export function auditLog(log: Logger): MiddlewareHandler {
     await next();
     if (c.req.method === "GET" || c.req.method === "HEAD") return;
     const url = new URL(c.req.url);
-    log.info(`${c.req.method} ${url.pathname}${url.search} by the admin token → ${c.res.status}`);
+    const who = c.req.header("authorization") ? "the admin token" : "a dashboard session";
+    log.info(`${c.req.method} ${url.pathname}${url.search} by ${who} → ${c.res.status}`);
   };
 }
 

@@ -122,6 +122,11 @@ export class HostMetrics implements HandlerMetrics {
     this.#restarts.inc({ handler });
   }
 
+  /** Each consumer's backlog (num_pending), as JetStream said at the last background read. */
+  consumers(): { name: string; pending: number }[] {
+    return this.#consumers.map((c) => ({ name: c.name, pending: c.pending }));
+  }
+
   /** Each stream's bytes and byte limit, as JetStream said at the last background read. */
   storage(): { stream: string; bytes: number; maxBytes: number }[] {
     return this.#streams.map((s) => ({ stream: s.name, bytes: s.bytes, maxBytes: s.maxBytes }));
