@@ -7,8 +7,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { writeFile } from "node:fs/promises";
-import { freePort, ingest, join, RUNTIMES, sleep, startHost, startNats, tempDir, waitFor, type TestHost } from "../_harness.ts";
+import { readFile, writeFile } from "node:fs/promises";
+import { freePort, ingest, join, ROOT, RUNTIMES, sleep, startHost, startNats, tempDir, waitFor, type TestHost } from "../_harness.ts";
 
 const H = `import { defineHandler, v } from "outpost/handler";
 export default defineHandler({ topic: "meter", schema: v.object({ n: v.number() }), retry: { maxAttempts: 1 }, async handle(r, ctx) { if (r.n < 0) throw new Error("negative"); await ctx.publish("meter", r); } });
@@ -93,6 +93,16 @@ scrape_configs:
     assert.equal(await waitFor(() => query('outpost_stream_messages{stream="DLQ"}'), 20_000, "the DLQ gauge"), 1);
     assert.equal(await query('outpost_consumer_num_pending{consumer="outpost-meter"}'), 0, "the backlog");
     assert.equal(await query('up{job="outpost"}'), 1, "scraped with the read-only token");
+    // Every query of the Grafana dashboard in docs/ is valid PromQL that this Prometheus answers.
+    const dash = JSON.parse(await readFile(join(ROOT, "docs/grafana-dashboard.json"), "utf8")) as { panels: { title: string; targets: { expr: string }[] }[] };
+    for (const p of dash.panels) {
+      for (const t of p.targets) {
+        const q = t.expr.replace(/\$instance/g, ".*");
+        const r = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(q)}`);
+        const j = await r.json() as { status: string; error?: string; data?: { result: unknown[] } };
+        assert.equal(j.status, "success", `${p.title}: ${q}: ${j.error}`);
+      }
+    }
     // Storage headroom is one division.
     const headroom = await query('1 - outpost_stream_bytes{stream="INGEST"} / outpost_stream_max_bytes{stream="INGEST"}');
     assert.ok(headroom !== undefined && headroom > 0.99 && headroom <= 1, String(headroom));
