@@ -40,6 +40,8 @@ export interface RuntimeResult {
   runtime: Runtime;
   ceilings: { publishPerSec: number; httpPerSec: number; pubsubPerSec: number; publishWindow: number };
   ingest: { single: IngestResult; cborBatch: IngestResult; jsonBatch: IngestResult };
+  /** Single-reading ingest on the host with metrics and on one started `--no-metrics`, A B A B: requests/s each, and their ratios pair by pair. */
+  metricsCost: { withMetrics: number[]; without: number[]; ratios: number[]; medianRatio: number };
   endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult };
   isolation: {
     worker: { coldStartMs: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
@@ -115,6 +117,22 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const cborBatch = await ingest(cborSeq(plan.batch), "application/cbor-seq", pub.publishPerSec);
       const jsonBatch = await ingest(jsonArray(plan.batch), "application/json", pub.publishPerSec);
 
+      // What counting metrics costs ingest: the same host started with --no-metrics, alternately.
+      say(`${rt}: ingest with and without metrics, alternately`);
+      const plain = await startHost(procs, rt, workers, nats.url, ["--no-metrics"]);
+      await waitFor(async () => (await fetch(`${plain.url}/readyz`)).ok, 30_000, "the --no-metrics host ready");
+      const metricsCost: RuntimeResult["metricsCost"] = { withMetrics: [], without: [], ratios: [], medianRatio: 0 };
+      for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) {
+        for (const [h, into] of [[host, metricsCost.withMetrics], [plain, metricsCost.without]] as const) {
+          await jsm.streams.purge("INGEST");
+          into.push((await runWrk({ url: `${h.url}/v1/ingest/park`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir })).requestsPerSec);
+        }
+        metricsCost.ratios.push(metricsCost.withMetrics[i]! / metricsCost.without[i]!);
+      }
+      const sortedRatios = [...metricsCost.ratios].sort((a, b) => a - b);
+      metricsCost.medianRatio = sortedRatios[Math.floor(sortedRatios.length / 2)]!;
+      await plain.stop();
+
       // End to end.
       say(`${rt}: raw publish-and-consume ceiling`);
       const pubsub = await runProbe<{ consumedPerSec: number }>(procs, rt, "publish.ts",
@@ -157,6 +175,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         runtime: rt,
         ceilings: { publishPerSec: pub.publishPerSec, httpPerSec: http.requestsPerSec, pubsubPerSec: pubsub.consumedPerSec, publishWindow: pub.window },
         ingest: { single, cborBatch, jsonBatch },
+        metricsCost,
         endToEnd: {
           sustainedPerSec: sustained,
           ingestPerSec: ingested / w.seconds,

@@ -37,6 +37,7 @@ export function checkTargets(r: RuntimeResult, b: BullmqResult | undefined): Tar
   const below = (name: string, target: number, v: number, unit: string) =>
     t.push({ name, target: `< ${target} ${unit}`, measured: `${v.toFixed(1)} ${unit}`, met: v < target, score: target / v });
   atLeast("single-reading ingest / min(publish, HTTP) ceiling", 0.7, r.ingest.single.ratio, _pct);
+  atLeast("ingest with metrics / with --no-metrics (A/B)", 0.97, r.metricsCost.medianRatio, _pct);
   atLeast("batched CBOR-seq ingest / publish ceiling", 0.9, r.ingest.cborBatch.ratio, _pct);
   atLeast("batched JSON ingest / publish ceiling", 0.9, r.ingest.jsonBatch.ratio, _pct);
   atLeast("end-to-end sustained / publish-and-consume ceiling", 0.6, r.endToEnd.ratio, _pct);
