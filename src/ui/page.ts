@@ -46,7 +46,7 @@ export function dashboardPage(csrf: string, role: "admin" | "read"): string {
 <main>
 <section><h2>Handlers</h2><table id="handlers"><thead><tr><th>handler</th><th>status</th><th>version</th><th>tier</th><th>acked</th><th>rate /s</th><th>backlog</th><th>p50 / p99 ms</th><th>failed</th><th>DLQ</th><th>last error</th></tr></thead><tbody></tbody></table></section>
 <div class="charts"><section><h2>Acked per second</h2><div id="rates"></div></section><section><h2>Backlog</h2><div id="backlog"></div></section></div>
-<section><h2>Dead letters</h2><table id="dlq"><thead><tr><th>id</th><th>handler</th><th>subject</th><th>attempts</th><th>error</th><th>failed at</th><th></th></tr></thead><tbody></tbody></table></section>
+<section><h2>Dead letters <input id="dlq-filter" placeholder="handler" size="14"></h2><pre id="dlq-entry" class="muted" style="white-space:pre-wrap;max-height:240px;overflow:auto"></pre><table id="dlq"><thead><tr><th>id</th><th>handler</th><th>subject</th><th>attempts</th><th>error</th><th>failed at</th><th></th></tr></thead><tbody></tbody></table></section>
 <section><h2>Storage</h2><div id="storage"></div></section>
 <section><h2>Releases</h2><div id="releases"></div></section>
 </main>
@@ -111,20 +111,28 @@ async function refresh() {
   await refreshDlq();
 }
 async function refreshDlq() {
-  const d = await get('/v1/dlq?limit=50').catch(() => ({ entries: [] }));
+  const f = document.getElementById('dlq-filter').value.trim();
+  const d = await get('/v1/dlq?limit=50' + (f ? '&handler=' + encodeURIComponent(f) : '')).catch(() => ({ entries: [] }));
   document.querySelector('#dlq tbody').innerHTML = d.entries.map((e) => '<tr data-id="' + e.id + '"><td>' + e.id + '</td><td>' + esc(e.handler) + '</td><td>' + esc(e.subject) +
     '</td><td>' + e.attempts + '</td><td title="' + esc(e.error.stack ?? '') + '">' + esc(e.error.name + ': ' + e.error.message) + '</td><td>' + esc(e.failedAt) + '</td><td>' +
+    '<button class="show" data-id="' + e.id + '">Show</button> ' +
     (admin ? '<button class="replay" data-id="' + e.id + '">Replay</button> <button class="delete" data-id="' + e.id + '">Delete</button>' : '') + '</td></tr>').join('');
 }
 document.addEventListener('click', async (ev) => {
   const t = ev.target;
   if (!(t instanceof HTMLButtonElement) || !t.dataset.id) return;
+  if (t.classList.contains('show')) {
+    const e = await get('/v1/dlq/' + t.dataset.id).catch((err) => ({ error: String(err) }));
+    document.getElementById('dlq-entry').textContent = JSON.stringify(e, null, 2);
+    return;
+  }
   t.disabled = true;
   const replay = t.classList.contains('replay');
   const r = await fetch('/v1/dlq/' + t.dataset.id + (replay ? '/replay' : ''), { method: replay ? 'POST' : 'DELETE', credentials: 'same-origin', headers: { 'x-csrf-token': csrf } });
   t.textContent = r.ok ? 'done' : 'failed';
   await refreshDlq();
 });
+document.getElementById('dlq-filter').addEventListener('input', () => void refreshDlq());
 refresh();
 setInterval(refresh, 2000);
 `;

@@ -47,6 +47,17 @@ test("the dashboard: sign in, handlers and moving counts, replay a dead letter b
     assert.equal((await ingest(host.url, "meters", JSON.stringify({ n: 42 }), "application/json")).status, 202);
     await page.waitForSelector("#dlq button.replay", { timeout: 15_000 });
     assert.match(await page.textContent("#dlq tbody") ?? "", /meter 42 unreadable/);
+    // An entry in full: its error with the author's line, and the reading itself.
+    await page.click("#dlq button.show");
+    await page.waitForFunction(() => (document.querySelector("#dlq-entry")?.textContent ?? "").includes('"payload"'), undefined, { timeout: 10_000 });
+    const entry = JSON.parse(await page.textContent("#dlq-entry") ?? "{}");
+    assert.deepEqual([entry.payload.n, entry.error.message], [42, "meter 42 unreadable"]);
+    assert.match(entry.error.at, /meters\.ts:3:\d+$/);
+    // The filter keeps one handler's dead letters.
+    await page.fill("#dlq-filter", "rooms");
+    await page.waitForFunction(() => !document.querySelector("#dlq button.replay"), undefined, { timeout: 10_000 });
+    await page.fill("#dlq-filter", "meters");
+    await page.waitForSelector("#dlq button.replay", { timeout: 10_000 });
 
     // A change from the page's session without its CSRF token is refused (what another page could try).
     const cookies = await page.context().cookies();
