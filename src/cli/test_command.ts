@@ -11,7 +11,6 @@ import { basename, extname, join } from "node:path";
 import { isPublishSubject } from "../broker/subjects.ts";
 import { buildHandler, buildValidator } from "../bundler/bundle.ts";
 import { decodeCbor, DEFAULT_CBOR_LIMITS, encodeCbor } from "../codec/cbor.ts";
-import { backoffDelay } from "../dispatch/backoff.ts";
 import { ConfigError, toErrorData, type ErrorData } from "../errors.ts";
 import { decodeBody, MEDIA_TYPES } from "../ingest/decode.ts";
 import { writeOut } from "../runtime/process.ts";
@@ -21,7 +20,7 @@ import { selectIsolate } from "../sandbox/select.ts";
 import { mapErrorData } from "../sandbox/source_map.ts";
 import { Validator } from "../schemas/validator.ts";
 import { isTopic, type HandlerInfo } from "../sdk/definition.ts";
-import type { Outcome } from "../sdk/testing.ts";
+import { judgeFailure, type Outcome } from "../sdk/testing.ts";
 import { createLogger } from "../util/log.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 import { COMMANDS } from "./specs.ts";
@@ -130,12 +129,7 @@ export async function testCommand(args: string[]): Promise<number> {
           await iso.invoke({ subject, seq: i + 1, attempt, data: r.raw }, info.timeoutMs);
         } catch (e) {
           run.error = e instanceof HandlerError ? await mapErrorData(e.data, built.bundleFiles ?? []) : toErrorData(e);
-          const permanent = e instanceof HandlerError && e.permanent;
-          if (permanent || attempt >= info.maxAttempts) run.outcome = "dead-letter";
-          else {
-            run.outcome = "retry";
-            run.retryInMs = backoffDelay(info.backoff, attempt, 0);
-          }
+          Object.assign(run, judgeFailure(e instanceof HandlerError && e.permanent, attempt, info));
           if (!(e instanceof HandlerError)) {
             // A timeout or a crash: the isolate is gone, as in the host the next reading gets a new one.
             await iso.terminate().catch(() => {});

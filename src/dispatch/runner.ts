@@ -482,8 +482,9 @@ export class HandlerRunner {
     if (this.#faults.ackDelayMs) await _sleep(this.#faults.ackDelayMs);
     m.ack();
     this.#counts.acked++;
-    this.#metrics?.outcome(this.built.name, "acked", seconds, this.#fields(m, m.info.deliveryCount, seconds));
-    this.#log.debug(`message ${m.seq} acked`, this.#fields(m, m.info.deliveryCount, seconds));
+    const fields = this.#fields(m, m.info.deliveryCount, seconds);
+    this.#metrics?.outcome(this.built.name, "acked", seconds, fields);
+    this.#log.debug(`message ${m.seq} acked`, fields);
     this.#lastAckAt = Date.now();
     this.#firstAckAt ??= this.#lastAckAt;
     this.#firstErrors.delete(m.seq);
@@ -505,7 +506,10 @@ export class HandlerRunner {
     // source map). A timeout or a crash is the host's own error, with the host's frames.
     const error = e instanceof HandlerError ? await mapErrorData(e.data, this.built.bundleFiles ?? []) : toErrorData(e);
     this.#counts.failed++;
-    this.#metrics?.outcome(this.built.name, "failed", seconds, { ...this.#fields(m, attempt, seconds), error: `${error.name}: ${error.message}` });
+    // One set of fields for every line and event about this failure.
+    const fields = this.#fields(m, attempt, seconds);
+    const detail = { ...fields, error: `${error.name}: ${error.message}` };
+    this.#metrics?.outcome(this.built.name, "failed", seconds, detail);
     // A crash keeps the restart's own lastError ("isolate crashed: …").
     if (!(e instanceof IsolateCrashedError)) this.#lastError = `${error.name}: ${error.message}${error.at ? ` (at ${error.at})` : ""}`;
     if (this.#stopping && e instanceof IsolateCrashedError) {
@@ -533,9 +537,9 @@ export class HandlerRunner {
         });
         m.ack();
         this.#counts.deadLettered++;
-        this.#metrics?.outcome(this.built.name, "dead_lettered", undefined, { ...this.#fields(m, attempt), error: `${error.name}: ${error.message}` });
+        this.#metrics?.outcome(this.built.name, "dead_lettered", undefined, detail);
         this.#firstErrors.delete(m.seq);
-        this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; moved to DLQ`, this.#fields(m, attempt, seconds));
+        this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; moved to DLQ`, fields);
       } catch (dlqErr) {
         this.#log.error(`cannot write message ${m.seq} to DLQ (${(dlqErr as Error).message}); it stays in INGEST`);
         m.nak(backoffDelay(info.backoff, attempt, info.jitter));
@@ -544,8 +548,8 @@ export class HandlerRunner {
     }
     const delay = backoffDelay(info.backoff, attempt, info.jitter);
     this.#counts.retried++;
-    this.#metrics?.outcome(this.built.name, "retried", undefined, { ...this.#fields(m, attempt), error: `${error.name}: ${error.message}` });
-    this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; retrying in ${delay} ms`, this.#fields(m, attempt, seconds));
+    this.#metrics?.outcome(this.built.name, "retried", undefined, detail);
+    this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; retrying in ${delay} ms`, fields);
     m.nak(delay);
   }
 }

@@ -152,17 +152,21 @@ export async function invoke<S extends Schema | undefined>(def: HandlerDefinitio
   } catch (e) {
     const error = toErrorData(e);
     result.error = error;
-    const permanent = error.name === "PermanentError";
-    if (permanent || attempt >= policy.maxAttempts) result.outcome = "dead-letter";
-    else {
-      result.outcome = "retry";
-      result.retryInMs = backoffDelay(policy.backoff, attempt, 0);
-    }
+    Object.assign(result, judgeFailure(error.name === "PermanentError", attempt, policy));
   } finally {
     clearTimeout(timer);
     restoreClock?.();
   }
   return result;
+}
+
+/**
+ * What the host does with a failed attempt, as its dispatcher decides it: a permanent error or the
+ * last attempt goes to the DLQ, anything else is retried after the policy's delay (without jitter).
+ */
+export function judgeFailure(permanent: boolean, attempt: number, policy: Pick<HandlerInfo, "maxAttempts" | "backoff">): { outcome: "retry" | "dead-letter"; retryInMs?: number } {
+  if (permanent || attempt >= policy.maxAttempts) return { outcome: "dead-letter" };
+  return { outcome: "retry", retryInMs: backoffDelay(policy.backoff, attempt, 0) };
 }
 
 type _Issue = { message: string; path?: readonly ({ key: PropertyKey } | PropertyKey)[] };
