@@ -86,7 +86,7 @@ export async function buildSingleFile(o = {}) {
         }));
       },
     }],
-    // cbor-x's Node entry loads its optional native accelerator through require().
+    // Dependencies written as CommonJS (nkeys, the Node transport's) call require().
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     logLevel: "warning",
   });
@@ -111,8 +111,8 @@ export async function buildSdkPackage() {
     format: "esm",
     platform: "neutral",
     target: "es2022",
-    // valibot stays an import (the handler's schemas and the SDK share it); cbor-x is bundled in
-    // its plain-JavaScript form, so invoke() needs no native module and no environment access.
+    // valibot stays an import (the handler's schemas and the SDK share it); the CBOR codec is ours,
+    // pure JavaScript, so invoke() needs no native module and no environment access.
     external: ["valibot"],
     mainFields: ["module", "main"],
     legalComments: "none",

@@ -224,7 +224,7 @@ export async function ingest(url: string, topic: string, body: BodyInit | Uint8A
 }
 
 /** Every message currently in a stream (optionally only one subject prefix), decoded from CBOR. */
-export async function streamMessages(jsm: JetStreamManager, stream: string, subjectPrefix = ""): Promise<{ subject: string; seq: number; value: any; headers: StoredMsg["header"] | undefined }[]> {
+export async function streamMessages(jsm: JetStreamManager, stream: string, subjectPrefix = ""): Promise<{ subject: string; seq: number; value: any; data: Uint8Array; headers: StoredMsg["header"] | undefined }[]> {
   const info = await jsm.streams.info(stream);
   const out = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
@@ -235,7 +235,7 @@ export async function streamMessages(jsm: JetStreamManager, stream: string, subj
       continue; // deleted (acked under interest retention)
     }
     if (!m || !m.subject.startsWith(subjectPrefix)) continue;
-    out.push({ subject: m.subject, seq: m.seq, value: decodeCbor(m.data), headers: m.header });
+    out.push({ subject: m.subject, seq: m.seq, value: decodeCbor(m.data), data: m.data, headers: m.header });
   }
   return out;
 }

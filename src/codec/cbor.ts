@@ -1,14 +1,17 @@
-import { Decoder, Encoder } from "cbor-x";
+import { CborError, cborDecode, cborEncode } from "./cbor_data.ts";
 
-/** Bounds applied to untrusted CBOR before cbor-x sees it. */
+export { CborError };
+
+
+/** Bounds applied to untrusted CBOR before anything is built from it. */
 export interface CborLimits {
   /** Deepest nesting of arrays, maps and tags. */
   maxDepth: number;
   /** Most data items in one input (all readings of a sequence together). */
   maxItems: number;
   /**
-   * Longest bignum (tags 2 and 3) in bytes. cbor-x turns a bignum into a BigInt in time quadratic
-   * in its length, on the caller's thread: 256 KB took 54 s. Default 64 bytes (512 bits).
+   * Longest bignum (tags 2 and 3) in bytes: a sensor has no use for more, and a BigInt is built
+   * from it on the caller's thread. Default 64 bytes (512 bits).
    */
   maxBignumBytes?: number;
 }
@@ -19,26 +22,6 @@ export const DEFAULT_CBOR_LIMITS: CborLimits = { maxDepth: 32, maxItems: 100_000
 /** The one key refused in every map: a handler that copies a reading must not meet it. */
 const _PROTO_KEY = [0x69, ...new TextEncoder().encode("__proto__")];
 const _utf8 = new TextDecoder("utf-8", { fatal: true });
-
-/** Raised for input that is not well-formed CBOR or exceeds a bound. */
-export class CborError extends Error {
-  override name = "CborError";
-  /** Byte offset where the problem was found. */
-  offset: number;
-  constructor(message: string, offset: number) {
-    super(message);
-    this.offset = offset;
-  }
-}
-
-// Tags cbor-x turns into plain values. Everything else (cbor-x's own record, shared-reference
-// and constructor extensions among them) is refused before decoding.
-const _ALLOWED_TAGS = new Set<number>([0, 1, 2, 3, 4, 5, 21, 22, 23, 24, 32, 33, 34, 36, 37, 55799]);
-for (let t = 64; t <= 87; t++) if (t !== 76) _ALLOWED_TAGS.add(t);
-
-const _options = { useRecords: false, mapsAsObjects: true, tagUint8Array: false } as const;
-const _decoder = new Decoder(_options);
-const _encoder = new Encoder(_options);
 
 interface _Scan {
   b: Uint8Array;
@@ -70,7 +53,6 @@ function _item(s: _Scan, depth: number): void {
   const major = ib >> 5;
   const ai = ib & 31;
   if (ai === 31) return _indefinite(s, major, depth);
-  const start = s.pos - 1;
   const arg = _arg(s, ai);
   const left = s.b.length - s.pos;
   switch (major) {
@@ -96,10 +78,7 @@ function _item(s: _Scan, depth: number): void {
       }
       return;
     case 6:
-      if (!_ALLOWED_TAGS.has(arg)) {
-        s.pos = start;
-        _fail(s, `unsupported tag ${arg}`);
-      }
+      // Every tag is accepted: the ones without a JavaScript type of their own are kept as a Tag.
       if (arg === 2 || arg === 3) _bignum(s);
       return _item(s, depth + 1);
     default: // 7: simple values and floats; the argument bytes were consumed above
@@ -117,7 +96,7 @@ function _checkText(s: _Scan, at: number, length: number): void {
   }
 }
 
-/** A map key must not be `__proto__` (cbor-x would rename it, JSON.parse would keep it). */
+/** A map key must not be `__proto__`: a handler that copies a reading with spread or assign must not meet it. */
 function _key(s: _Scan): void {
   const b = s.b;
   if (b[s.pos] !== 0x69 || s.pos + _PROTO_KEY.length > b.length) return;
@@ -196,17 +175,19 @@ export function scanCbor(bytes: Uint8Array, sequence: boolean, limits: CborLimit
 }
 
 /**
- * Decode CBOR that already passed {@link scanCbor} (or comes from our own stream).
+ * Decode CBOR that already passed {@link scanCbor} (or comes from our own stream), into the data
+ * model of `cbor_data.ts`.
  * @param bytes exactly one data item
+ * @throws CborError (a duplicate map key is found only here)
  */
 export function decodeCbor(bytes: Uint8Array): unknown {
-  return _decoder.decode(bytes);
+  return cborDecode(bytes);
 }
 
 /**
- * Encode a value as CBOR (maps as objects, byte strings untagged, dates as tag 1).
- * @returns a Uint8Array that owns its memory (cbor-x returns a view of a buffer it reuses)
+ * Encode a value as CBOR: what {@link decodeCbor} gave goes back out as it came in.
+ * @returns a Uint8Array that owns its memory
  */
 export function encodeCbor(value: unknown): Uint8Array {
-  return new Uint8Array(_encoder.encode(value));
+  return cborEncode(value);
 }

@@ -4,8 +4,32 @@
  */
 import type { GenericSchema, GenericSchemaAsync, InferOutput } from "valibot";
 import { checkDefinition } from "./definition.ts";
+import { isSimple as _isSimple, isTag as _isTag, Simple as _Simple, Tag as _Tag } from "../codec/cbor_data.ts";
 
 export * as v from "valibot";
+
+/**
+ * A CBOR tag the runtime gives no JavaScript type of its own (`32` URI, `37` UUID, your own…):
+ * a reading carries it as `Tag { tag, value }`, and a Tag you publish is written as that tag.
+ */
+export const Tag = _Tag;
+export type Tag = _Tag;
+/** A CBOR simple value other than false, true, null and undefined. */
+export const Simple = _Simple;
+export type Simple = _Simple;
+/** Whether a value is a {@link Tag} (also one made by another copy of this SDK). */
+export const isTag = _isTag;
+/** Whether a value is a {@link Simple}. */
+export const isSimple = _isSimple;
+
+/**
+ * What a CBOR reading can hold, as the handler gets it (docs/cbor.md has the table): maps whose
+ * keys are all text are plain objects, any other map is a `Map`; byte strings are `Uint8Array`;
+ * integers beyond 2^53 and bignums are `bigint`; tags 0 and 1 are `Date`.
+ */
+export type CborValue =
+  | number | bigint | string | boolean | null | undefined | Uint8Array | Date | Tag | Simple
+  | ArrayBufferView | Set<CborValue> | CborValue[] | Map<CborValue, CborValue> | { [key: string]: CborValue };
 
 /**
  * Backoff between attempts: a list of delays in ms (the last repeats), `"exponential"` (1 s doubling

@@ -1,9 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { Decoder, Encoder } from "cbor-x";
 import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
-import { cborDecode, cborEncode } from "../../src/sandbox/quickjs/cbor.ts";
 import { wasmMemoryDecl } from "../../src/sandbox/raw_wasm/abi.ts";
 import { ingest, RUNTIMES, startHost, startNats, streamMessages, tempDir, waitFor, writeFile, join, type TestHost, type TestNats } from "../_harness.ts";
 
@@ -121,27 +119,7 @@ async function rss(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
 
-describe("the wasm tier's CBOR codec", () => {
-  const options = { useRecords: false, mapsAsObjects: true, tagUint8Array: false } as const;
-  const values: unknown[] = [
-    0, 23, 24, 255, 65_536, 2 ** 40, -1, -(2 ** 40), 1.5, -0.25, 1e300, NaN, Infinity, true, false, null, undefined,
-    "", "héllo °C \u{1F600}", new Uint8Array([0, 1, 254, 255]), 5n, -5n, 2n ** 64n - 1n, 2n ** 70n, -(2n ** 70n),
-    new Date(1_700_000_000_123), new Date(1_700_000_000_000), [1, [2, [3]]], { a: { b: [1, "x"] } }, new Map<unknown, unknown>([[1, "a"], ["b", 2]]),
-    new Set([1, 2]), new Float64Array([1.5, -2]), new Uint16Array([1, 65_535]),
-  ];
-  test("values survive cbor-x → sandbox → cbor-x exactly", () => {
-    const enc = new Encoder(options);
-    const dec = new Decoder(options);
-    for (const v of values) {
-      const fromHost = cborDecode(new Uint8Array(enc.encode(v))); // the sandbox has no Buffer: plain bytes
-      assert.deepEqual(fromHost, v, `host → sandbox: ${String(v)}`);
-      assert.deepEqual(dec.decode(cborEncode(fromHost)), v, `sandbox → host: ${String(v)}`);
-    }
-    // Half floats and indefinite lengths, which sensors may send.
-    assert.equal(cborDecode(new Uint8Array([0xf9, 0x3e, 0x00])), 1.5);
-    assert.deepEqual(cborDecode(new Uint8Array([0x9f, 0x01, 0x5f, 0x41, 0x61, 0x41, 0x62, 0xff, 0xff])), [1, new Uint8Array([0x61, 0x62])]);
-  });
-
+describe("the wasm tier's raw modules", () => {
   test("raw modules: the declared memory is read from the binary", async () => {
     assert.deepEqual(wasmMemoryDecl(await wat2wasm(RAW_WAT)), { imported: false, min: 1, max: 2 });
     assert.deepEqual(wasmMemoryDecl(await wat2wasm(`(module (import "env" "memory" (memory 3)))`)), { imported: true, min: 3, max: undefined });

@@ -8,7 +8,7 @@
 import { toErrorData } from "../../errors.ts";
 import { checkDefinition, handlerInfo } from "../../sdk/definition.ts";
 import type { Context } from "../../sdk/handler.ts";
-import { cborDecode, cborEncode, utf8Decode, utf8Encode } from "./cbor.ts";
+import { cborDecode, cborEncode, utf8Decode, utf8Encode } from "../../codec/cbor_data.ts";
 import { installGuestGlobals, type GuestAbortController } from "./guest_globals.ts";
 import { handlerReading, makeContext, makeHandlerLog } from "../context.ts";
 
