@@ -43,13 +43,12 @@ interface _Run {
 /** The media type of a readings file, from its name. */
 function _mediaType(file: string): string {
   const f = file.toLowerCase();
-  if (/\.senml(\.json|\.cbor)?$|\.senml\+/.test(f)) {
-    throw new UsageError(`${file}: SenML files are not read yet (SenML ingest is not built); use .json, .cbor or .cborseq`);
-  }
+  if (/\.senml\.json$|\.senml$/.test(f)) return MEDIA_TYPES.senmlJson;
+  if (/\.senml\.cbor$/.test(f)) return MEDIA_TYPES.senmlCbor;
   if (f.endsWith(".json")) return MEDIA_TYPES.json;
   if (f.endsWith(".cborseq") || f.endsWith(".cbor-seq") || f.endsWith(".cbors")) return MEDIA_TYPES.cborSeq;
   if (f.endsWith(".cbor")) return MEDIA_TYPES.cbor;
-  throw new UsageError(`${file}: cannot tell its encoding from the name: use .json (one reading or an array), .cbor (one item or an array) or .cborseq (a CBOR sequence)`);
+  throw new UsageError(`${file}: cannot tell its encoding from the name: use .json (one reading or an array), .cbor (one item or an array), .cborseq (a CBOR sequence), .senml.json or .senml.cbor (a SenML pack)`);
 }
 
 /** `outpost test HANDLER --reading FILE [--reading FILE…] [--attempt N] [--expect OUTCOME] [--json]`. */
@@ -66,25 +65,31 @@ export async function testCommand(args: string[]): Promise<number> {
   const isolation = String(f.isolation);
   if (isolation !== "auto" && isolation !== "wasm") throw new UsageError(`--isolation must be auto or wasm, got ${JSON.stringify(isolation)}`);
 
-  const readings: { source: string; value: unknown; raw: Uint8Array }[] = [];
+  const inputs: { file: string; type: string; bytes: Uint8Array }[] = [];
   for (const r of files) {
     const type = _mediaType(r);
-    let bytes: Uint8Array;
     try {
-      bytes = await readFile(r);
+      inputs.push({ file: r, type, bytes: await readFile(r) });
     } catch (e) {
       throw new ConfigError(`Cannot read ${r}: ${(e as Error).message}`);
     }
+  }
+  /** The readings of every file, decoded as ingest would for this handler (SenML by its `senml`). */
+  const decodeAll = (senml: "records" | "pack" | undefined) => inputs.flatMap(({ file: r, type, bytes }) => {
     let decoded;
     try {
-      decoded = decodeBody(type, bytes, DEFAULT_CBOR_LIMITS);
+      decoded = decodeBody(type, bytes, DEFAULT_CBOR_LIMITS, { senml });
     } catch (e) {
       throw new ConfigError(`${r}: ${(e as Error).message}`);
     }
-    decoded.readings.forEach((value, i) => {
-      readings.push({ source: decoded.readings.length > 1 ? `${basename(r)}#${i}` : basename(r), value, raw: decoded.raw?.[i] ?? encodeCbor(value) });
-    });
-  }
+    return decoded.readings.map((value, i) => ({
+      source: decoded.readings.length > 1 ? `${basename(r)}#${i}` : basename(r),
+      value,
+      raw: decoded.raw?.[i] ?? encodeCbor(value),
+    }));
+  });
+  // Files that cannot be read as readings fail before anything is built.
+  decodeAll(undefined);
 
   const dir = await mkdtemp(join(tmpdir(), "outpost-test-"));
   const quiet = createLogger("error", () => {}, "test");
@@ -116,6 +121,7 @@ export async function testCommand(args: string[]): Promise<number> {
       else await validator.load(built.name, built.schemaUrl);
     }
     if (!f.json) writeOut(`${built.name}: ${info.isolation} tier, ${_policy(info)}\n`);
+    const readings = decodeAll(info.senml);
     const subject = info.subjects[0]!.replace(/\.>$/, ".test").replace(/\*/g, "test");
     for (const [i, r] of readings.entries()) {
       const run: _Run = { source: r.source, issues: [], published: [], emitted: [], logs: [], outcome: "ack", pass: false };

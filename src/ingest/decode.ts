@@ -1,7 +1,24 @@
 import { CborError, decodeCbor, scanCbor, type CborLimits } from "../codec/cbor.ts";
+import { resolveSenml, SenmlError } from "../codec/senml.ts";
+
+export { SenmlError };
 
 /** Content types accepted by ingest. */
-export const MEDIA_TYPES = { cbor: "application/cbor", cborSeq: "application/cbor-seq", json: "application/json" } as const;
+export const MEDIA_TYPES = {
+  cbor: "application/cbor",
+  cborSeq: "application/cbor-seq",
+  json: "application/json",
+  senmlJson: "application/senml+json",
+  senmlCbor: "application/senml+cbor",
+} as const;
+
+/** How a body is read beyond its media type. */
+export interface DecodeOptions {
+  /** SenML: one reading per resolved record (default), or the resolved pack as one reading. */
+  senml?: "records" | "pack" | undefined;
+  /** Epoch ms that relative SenML times count from (default: now). */
+  now?: number | undefined;
+}
 
 /** A request body that cannot be decoded; `index` names the reading when known. */
 export class MalformedBodyError extends Error {
@@ -47,19 +64,23 @@ export interface Decoded {
   raw: Uint8Array[] | undefined;
 }
 
+function _parseJson(body: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+  } catch (e) {
+    throw new MalformedBodyError(`Malformed JSON: ${(e as Error).message}`);
+  }
+}
+
 /**
  * Decode a body into readings.
  * @param mediaType one of {@link MEDIA_TYPES}
- * @throws MalformedBodyError
+ * @throws MalformedBodyError, or SenmlError for a SenML pack that is well-formed but not valid SenML
  */
-export function decodeBody(mediaType: string, body: Uint8Array, limits: CborLimits): Decoded {
+export function decodeBody(mediaType: string, body: Uint8Array, limits: CborLimits, opts: DecodeOptions = {}): Decoded {
+  if (mediaType === MEDIA_TYPES.senmlJson || mediaType === MEDIA_TYPES.senmlCbor) return _senml(mediaType, body, limits, opts);
   if (mediaType === MEDIA_TYPES.json) {
-    let v: unknown;
-    try {
-      v = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
-    } catch (e) {
-      throw new MalformedBodyError(`Malformed JSON: ${(e as Error).message}`);
-    }
+    const v = _parseJson(body);
     let readings: unknown[];
     if (Array.isArray(v)) readings = v;
     else if (v !== null && typeof v === "object") readings = [v];
@@ -84,4 +105,23 @@ export function decodeBody(mediaType: string, body: Uint8Array, limits: CborLimi
     }
   });
   return { readings, raw };
+}
+
+/** A SenML pack, bounded as any reading is, then resolved (RFC 8428 §4.6). */
+function _senml(mediaType: string, body: Uint8Array, limits: CborLimits, opts: DecodeOptions): Decoded {
+  let pack: unknown;
+  if (mediaType === MEDIA_TYPES.senmlJson) {
+    pack = _parseJson(body);
+    _checkJson(pack, 0, 0, { items: 0 }, limits);
+  } else {
+    try {
+      scanCbor(body, false, limits);
+      pack = decodeCbor(body);
+    } catch (e) {
+      if (e instanceof CborError) throw new MalformedBodyError(e.message);
+      throw e;
+    }
+  }
+  const records = resolveSenml(pack, { now: (opts.now ?? Date.now()) / 1000, format: mediaType === MEDIA_TYPES.senmlJson ? "json" : "cbor" });
+  return { readings: opts.senml === "pack" ? [records] : records, raw: undefined };
 }

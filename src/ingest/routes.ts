@@ -4,7 +4,7 @@ import type { CborLimits } from "../codec/cbor.ts";
 import { BodyLimitError, BodyTimeoutError, readBody } from "../http/body.ts";
 import { ProblemError } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
-import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "./decode.ts";
+import { decodeBody, MalformedBodyError, MEDIA_TYPES, SenmlError } from "./decode.ts";
 import type { IngestGuard } from "../sensors/ingest_auth.ts";
 import { clientCertificateName } from "../runtime/serve.ts";
 import { childSpan, formatTraceparent, parseTraceparent, TRACEPARENT_HEADER, TRACESTATE_HEADER } from "../util/trace.ts";
@@ -54,7 +54,7 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     const mediaType = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (!Object.values(MEDIA_TYPES).includes(mediaType as never)) {
       throw new ProblemError(415, "unsupported_media_type",
-        `Content-Type ${JSON.stringify(mediaType || "(none)")} is not supported; use application/cbor, application/cbor-seq or application/json`);
+        `Content-Type ${JSON.stringify(mediaType || "(none)")} is not supported; use ${Object.values(MEDIA_TYPES).join(", ")}`);
     }
     let body: Uint8Array;
     try {
@@ -69,9 +69,12 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     let readings: unknown[];
     let raw: Uint8Array[] | undefined;
     try {
-      ({ readings, raw } = decodeBody(mediaType, body, deps.cborLimits));
+      ({ readings, raw } = decodeBody(mediaType, body, deps.cborLimits, { senml: route.senml }));
     } catch (e) {
       if (e instanceof MalformedBodyError) throw new ProblemError(400, "malformed_body", e.message, e.index !== undefined ? { index: e.index } : {});
+      if (e instanceof SenmlError) {
+        throw new ProblemError(400, "invalid_senml", `${e.message}; nothing was stored`, { index: e.index, ...(e.label !== undefined ? { label: e.label } : {}) });
+      }
       throw e;
     }
     if (readings.length === 0) throw new ProblemError(400, "no_readings", "The body holds no readings");

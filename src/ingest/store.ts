@@ -17,6 +17,8 @@ export interface TopicRoute {
   schemaKeys: string[];
   /** Field that gives each reading of a batch its idempotency key. */
   idField: string | undefined;
+  /** How a SenML body becomes readings: one per resolved record, or the pack as one. */
+  senml?: "records" | "pack" | undefined;
   /** Set when every handler of the topic serves a high-priority lane; `field` marks a reading high. */
   priority: { field: string | undefined } | undefined;
 }

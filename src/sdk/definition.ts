@@ -56,6 +56,7 @@ const _FIELDS = v.looseObject({
     return !!std && std.vendor === "valibot" && typeof std.validate === "function";
   }, '`schema` must be a valibot schema (use `v` from "outpost/handler")')),
   idField: v.optional(v.string("`idField` must be a string")),
+  senml: v.optional(v.picklist(["records", "pack"], (i) => `\`senml\` must be "records" or "pack", got ${JSON.stringify(i.input)}`)),
   isolation: v.optional(v.picklist(["worker", "wasm"], (i) => `\`isolation\` must be "worker" or "wasm", got ${JSON.stringify(i.input)}`)),
   timeoutMs: v.optional(_int(1, 3_600_000, "`timeoutMs` must be an integer from 1 to 3600000")),
   concurrency: v.optional(_int(1, 1_000, "`concurrency` must be an integer from 1 to 1000")),
@@ -136,6 +137,8 @@ export interface HandlerInfo {
   subjects: string[];
   hasSchema: boolean;
   idField: string | undefined;
+  /** SenML bodies (`application/senml+json`, `+cbor`): each resolved record a reading, or the pack as one. */
+  senml: "records" | "pack" | undefined;
   timeoutMs: number;
   concurrency: number;
   memoryMb: number;
@@ -180,6 +183,7 @@ export function handlerInfo(def: Record<string, unknown>): HandlerInfo {
     subjects: topic !== undefined ? [ingestSubject(topic)] : (def.subjects as string[]).map(ingestSubject),
     hasSchema: def.schema !== undefined,
     idField: def.idField as string | undefined,
+    senml: def.senml as "records" | "pack" | undefined,
     timeoutMs: (def.timeoutMs as number | undefined) ?? DEFAULTS.timeoutMs,
     concurrency: (def.concurrency as number | undefined) ?? DEFAULTS.concurrency,
     memoryMb: (def.memoryMb as number | undefined) ?? (wasm ? WASM_DEFAULTS.memoryMb : DEFAULTS.memoryMb),

@@ -4,6 +4,7 @@
  */
 import type { GenericSchema, GenericSchemaAsync, InferOutput } from "valibot";
 import { checkDefinition } from "./definition.ts";
+import { SenmlRecord as _SenmlRecord, type SenmlRecord as _SenmlRecordType } from "./senml.ts";
 import { isSimple as _isSimple, isTag as _isTag, Simple as _Simple, Tag as _Tag } from "../codec/cbor_data.ts";
 
 export * as v from "valibot";
@@ -21,6 +22,13 @@ export type Simple = _Simple;
 export const isTag = _isTag;
 /** Whether a value is a {@link Simple}. */
 export const isSimple = _isSimple;
+
+/**
+ * The valibot schema of one resolved SenML record (RFC 8428): `n`, absolute `t` in epoch seconds,
+ * optional `u`, one of `v`, `vs`, `vb`, `vd` (or a sum `s`), optional `ut`.
+ */
+export const SenmlRecord = _SenmlRecord;
+export type SenmlRecord = _SenmlRecordType;
 
 /**
  * What a CBOR reading can hold, as the handler gets it (docs/cbor.md has the table): maps whose
@@ -121,6 +129,13 @@ export interface HandlerDefinition<S extends Schema | undefined = Schema | undef
   schema?: S;
   /** Field whose value becomes the reading's idempotency key in batches. */
   idField?: string;
+  /**
+   * A SenML body (`application/senml+json` or `application/senml+cbor`, RFC 8428) is resolved
+   * (base name, base time, base unit…), then stored as one reading per record (`"records"`, the
+   * default: validation, `ctx` and retries per record) or as one reading, the array of resolved
+   * records (`"pack"`). Validate a record with `SenmlRecord`.
+   */
+  senml?: "records" | "pack";
   /**
    * Isolation tier: `"worker"` (default; a worker isolate, V8 JIT) or `"wasm"` (QuickJS compiled to
    * WebAssembly: hard memory, CPU and stack caps, nothing but `ctx` and standard JavaScript).

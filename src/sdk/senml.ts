@@ -31,7 +31,7 @@ const _VALUE_LABELS = ["v", "vs", "vb", "vd"] as const;
  * v.parse(SenmlRecord, { n: "urn:dev:ow:10e2073a01080063", t: 1.276020076e9, u: "Cel", v: 23.1 });
  * ```
  */
-export const SenmlRecord = v.pipe(
+const _record = v.pipe(
   v.looseObject({}),
   v.check(
     (r) => _VALUE_LABELS.filter((l) => r[l] !== undefined).length <= 1,
@@ -46,5 +46,25 @@ export const SenmlRecord = v.pipe(
   ]),
 );
 
-/** One resolved SenML record (the output of {@link SenmlRecord}). */
-export type SenmlRecord = v.InferOutput<typeof SenmlRecord>;
+/**
+ * One resolved SenML record, as a handler reads it. One flat type rather than the schema's union
+ * of five, so `record.v` needs no narrowing (it is `undefined` in a string record).
+ */
+export interface SenmlRecord {
+  /** Name: base name + name. */
+  n: string;
+  /** Epoch seconds; relative times were resolved against the time of ingest. */
+  t: number;
+  u?: string;
+  v?: number;
+  vs?: string;
+  vb?: boolean;
+  vd?: Uint8Array;
+  s?: number;
+  ut?: number;
+  /** The pack's version, only when it is not 10. */
+  bver?: number;
+}
+
+/** The schema of one resolved record: valibot's own checks, typed as the flat {@link SenmlRecord}. */
+export const SenmlRecord = _record as unknown as v.GenericSchema<SenmlRecord, SenmlRecord>;
