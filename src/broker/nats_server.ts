@@ -1,11 +1,12 @@
 import { nkeys } from "@nats-io/nats-core";
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { NatsServerNotFoundError, NatsServerStartError } from "../errors.ts";
 import type { Logger } from "../util/log.ts";
 import { STREAMS } from "./streams.ts";
 import { hostPermissions, localSubjects } from "./subjects.ts";
 import { env, isAlive, run, signalPid, spawn } from "../runtime/process.ts";
+import { HOST_ACCOUNT, mqttServerBlocks, type MqttServerConfig } from "../mqtt/server_config.ts";
 
 /** Options for {@link startNatsServer}. */
 export interface EmbeddedServerOptions {
@@ -25,6 +26,8 @@ export interface EmbeddedServerOptions {
   leafnode?: { url: string; credsFile?: string | undefined } | undefined;
   /** Called with each error line the server writes about a damaged store (a message it cannot read). */
   onStoreError?: ((line: string) => void) | undefined;
+  /** Turn on the MQTT listener for sensors (then the host's user lives in the `OUTPOST` account). */
+  mqtt?: MqttServerConfig | undefined;
   log: Logger;
 }
 
@@ -45,6 +48,8 @@ export interface EmbeddedServer {
   kill(): void;
   /** Resolves when the server exits for any reason. */
   exited: Promise<number | null>;
+  /** Rewrite the config with new MQTT users (a changed sensor registry) and have the server reload it. */
+  reconfigure(mqtt: MqttServerConfig): Promise<void>;
 }
 
 /** The file in `<data-dir>/nats/` that holds the host's nkey seed (mode 0600). */
@@ -122,20 +127,22 @@ export async function startNatsServer(opts: EmbeddedServerOptions): Promise<Embe
   await rm(join(dir, CLIENT_KEY_FILE), { force: true });
   if (env().OUTPOST_EXPOSE_NATS_KEY === "1") await writeFile(join(dir, CLIENT_KEY_FILE), `${seed}\n`, { mode: 0o600 });
   const syncLine = versionAtLeast(version, 2, 10) ? `  sync_interval: ${JSON.stringify(opts.fsync)}\n` : "";
-  const conf = `# Written by outpost at every start; edits are overwritten.
+  await _placeStore(resolve(opts.dataDir, "jetstream"), opts.mqtt !== undefined, opts.log);
+  const config = (mqtt: MqttServerConfig | undefined) => {
+    const user = `{ nkey: ${JSON.stringify(publicKey)}, permissions: ${_permissions()} }`;
+    return `# Written by outpost at every start; edits are overwritten.
 listen: "127.0.0.1:${opts.pin?.port ?? -1}"
 server_name: ${JSON.stringify(opts.domain ? `outpost-${opts.domain}` : "outpost")}
 pid_file: ${JSON.stringify(join(dir, "nats-server.pid"))}
 ports_file_dir: ${JSON.stringify(portsDir)}
-authorization {
-  users: [ { nkey: ${JSON.stringify(publicKey)}, permissions: ${_permissions()} } ]
-}
-jetstream {
+${mqtt ? mqttServerBlocks(user, mqtt) : `authorization {\n  users: [ ${user} ]\n}\n`}jetstream {
   store_dir: ${JSON.stringify(resolve(opts.dataDir, "jetstream"))}
   max_file_store: ${opts.maxFileStore}
   max_memory_store: 67108864
 ${opts.domain ? `  domain: ${JSON.stringify(opts.domain)}\n` : ""}${syncLine}}
-${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
+${opts.leafnode ? _leafnodeBlock(opts.leafnode, mqtt ? HOST_ACCOUNT : undefined) : ""}`;
+  };
+  const conf = config(opts.mqtt);
   const confPath = join(dir, "nats-server.conf");
   await writeFile(confPath, conf, { mode: 0o600 });
   opts.log.info(`starting nats-server ${version} (${bin}), max_file_store ${opts.maxFileStore} bytes`);
@@ -153,7 +160,9 @@ ${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
   child.onLine((l) => {
     tail.push(l);
     if (tail.length > 20) tail.shift();
-    if (/\[(ERR|FTL|WRN)\]/.test(l)) {
+    // The anonymous MQTT user of open ingest must have a clear-text password (nats-server 2.9 cannot
+    // match a bcrypt one for no_auth_user); it guards nothing, so the warning is only noise.
+    if (/\[(ERR|FTL|WRN)\]/.test(l) && !/Plaintext passwords detected/.test(l)) {
       const text = l.replace(/^\[\d+\] \S+ \S+ /, "");
       warn(text);
       if (_STORE_ERROR.test(text)) opts.onStoreError?.(text);
@@ -189,7 +198,25 @@ ${opts.leafnode ? _leafnodeBlock(opts.leafnode) : ""}`;
     kill: () => {
       if (!exitedEarly) child.kill("SIGKILL");
     },
+    reconfigure: async (mqtt) => {
+      await writeFile(confPath, config(mqtt), { mode: 0o600 });
+      if (!exitedEarly) child.kill("SIGHUP");
+    },
   };
+}
+
+/**
+ * With MQTT on, the host's streams live in the `OUTPOST` account, whose JetStream directory is
+ * `jetstream/OUTPOST` instead of the global account's `jetstream/$G`: move the store to where
+ * this start needs it, in either direction, so turning MQTT on or off keeps every stream.
+ */
+async function _placeStore(storeDir: string, mqtt: boolean, log: Logger): Promise<void> {
+  const base = join(storeDir, "jetstream");
+  const [from, to] = mqtt ? ["$G", HOST_ACCOUNT] : [HOST_ACCOUNT, "$G"];
+  const exists = async (p: string) => stat(p).then(() => true, () => false);
+  if (!(await exists(join(base, from))) || (await exists(join(base, to)))) return;
+  await rename(join(base, from), join(base, to));
+  log.info(`moved the JetStream store from account ${from} to ${to} (MQTT ${mqtt ? "on" : "off"})`);
 }
 
 /**
@@ -255,14 +282,14 @@ async function _stopStale(pidFile: string, log: Logger): Promise<void> {
  */
 export const LOCAL_SUBJECTS: readonly string[] = localSubjects([STREAMS.ingest, STREAMS.dlq]);
 
-function _leafnodeBlock(l: { url: string; credsFile?: string | undefined }): string {
+function _leafnodeBlock(l: { url: string; credsFile?: string | undefined }, account: string | undefined): string {
   const deny = JSON.stringify(LOCAL_SUBJECTS);
   const creds = l.credsFile ? `      credentials: ${JSON.stringify(resolve(l.credsFile))}\n` : "";
   return `leafnodes {
   remotes = [
     {
       url: ${JSON.stringify(l.url)}
-${creds}      deny_exports: ${deny}
+${creds}${account ? `      account: ${JSON.stringify(account)}\n` : ""}      deny_exports: ${deny}
       deny_imports: ${deny}
     }
   ]

@@ -108,7 +108,8 @@ export function isPublishSubject(s: string): boolean {
 export function hostPermissions(): { publish: string[]; subscribe: string[] } {
   const streams = Object.values(SUBJECTS).map(streamFilter);
   return {
-    publish: [...streams, "$JS.>", "$KV.>", "$O.>", "_INBOX.>"],
+    // mqtt.>: a dead-lettered MQTT reading is replayed through the MQTT bridge again.
+    publish: [...streams, "mqtt.>", "$JS.>", "$KV.>", "$O.>", "_INBOX.>"],
     subscribe: ["_INBOX.>", "$KV.>", "$O.>"],
   };
 }

@@ -40,6 +40,8 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "nats-domain", kind: "string", arg: "NAME", help: "JetStream domain of the embedded broker (unique per device; needed with --nats-leafnode)" },
   { name: "nats-leafnode", kind: "string", arg: "URL", help: "connect the embedded broker to a hub as a leafnode (nats-leaf://[user:pass@]hub:7422); INGEST, OUTBOX and DLQ stay local", secret: true },
   { name: "nats-leafnode-creds", kind: "string", arg: "FILE", help: "credentials file (JWT + NKey) for the leafnode connection" },
+  { name: "mqtt-port", kind: "int", arg: "PORT", help: "turn on the embedded broker's MQTT listener (MQTT 3.1.1, QoS 0 and 1) on --host:PORT; sensors publish to <prefix>/<topic>" },
+  { name: "mqtt-prefix", kind: "string", default: "ingest", arg: "PREFIX", help: "MQTT topic prefix readings are published under (ingest/temperature is topic temperature)" },
   { name: "max-file-store", kind: "size", default: "1G", arg: "SIZE", help: "JetStream disk limit of the embedded broker (INGEST gets 1/2, OUTBOX 1/4, DLQ 1/8)" },
   { name: "fsync", kind: "string", default: "1s", arg: "INTERVAL", help: "nats-server >= 2.10: sync_interval (a duration, or 'always')" },
   { name: "body-limit", kind: "size", default: "1M", arg: "SIZE", help: "largest request body accepted by ingest" },

@@ -108,6 +108,7 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     natsDomain: f["nats-domain"] as string | undefined,
     natsLeafnode: f["nats-leafnode"] as string | undefined,
     natsLeafnodeCreds: f["nats-leafnode-creds"] as string | undefined,
+    ...(f["mqtt-port"] !== undefined ? { mqtt: { port: f["mqtt-port"] as number, prefix: String(f["mqtt-prefix"]) } } : {}),
     ...(f.fleet ? { fleet: { domain: String(f.fleet), kv: String(f["fleet-kv"]), key: String(f["fleet-key"]) } } : {}),
     maxFileStore: f["max-file-store"] as number,
     fsync: String(f.fsync),

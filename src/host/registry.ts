@@ -353,7 +353,7 @@ export class HandlerRegistry {
     return {
       schemaKeys: consumers.filter((r) => r.definition.hasSchema).map((r) => this.#schemaKey(r)),
       idField: consumers.map((r) => r.definition.idField).find((f) => f !== undefined),
-      senml: consumers.map((r) => r.definition.senml).find((f) => f !== undefined) ?? "records",
+      senml: consumers.map((r) => r.definition.senml).find((f) => f !== undefined),
       // High-priority lanes only where every consumer of the topic has one.
       priority: consumers.every((r) => r.definition.priority)
         ? { field: consumers.map((r) => r.definition.priority?.field).find((f) => f !== undefined) }

@@ -33,6 +33,8 @@ import { bundleRoutes } from "../ota/routes.ts";
 import { loadTrustStore } from "../ota/trust.ts";
 import { DlqStore } from "../dlq/store.ts";
 import { Scheduler } from "../dispatch/scheduler.ts";
+import { ensureMqttStream, MqttBridge } from "../mqtt/bridge.ts";
+import { MQTT_STREAM_SHARE, mqttServerConfig, prefixSubject, prepareMqttStore } from "../mqtt/host.ts";
 import { Backpressure } from "../dispatch/backpressure.ts";
 import { dlqRoutes } from "../dlq/routes.ts";
 import { ConfigError } from "../errors.ts";
@@ -62,6 +64,8 @@ export interface OutpostOptions {
   natsServer?: string | undefined;
   /** JetStream domain of the embedded nats-server (unique per device). */
   natsDomain?: string | undefined;
+  /** MQTT ingest through the embedded nats-server's MQTT listener: port, and topic prefix (`ingest`). */
+  mqtt?: { port: number; prefix: string } | undefined;
   /** Make the embedded nats-server a leafnode of this hub URL (`nats-leaf://…`). */
   natsLeafnode?: string | undefined;
   natsLeafnodeCreds?: string | undefined;
@@ -214,10 +218,16 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       "add a sensor (outpost sensors add ID --topics T) to require credentials");
   } else if (guard.required) log.info(`ingest needs a sensor credential (${sensors.sensors.length} sensor(s) in ${sensors.file})`);
   let embedded: EmbeddedServer | undefined;
+  let stopMqttRefresh = () => {};
+  let mqttBridge: MqttBridge | undefined;
   let stopping = false;
   let integrity: StoreIntegrity | undefined;
   let broker: Broker;
   if (o.nats) {
+    if (o.mqtt) {
+      throw new ConfigError("--mqtt-port turns on the embedded nats-server's MQTT listener; with --nats, enable MQTT on that server " +
+        "and route it to the host as docs/mqtt.md shows");
+    }
     broker = await connectBroker({ servers: o.nats, user: o.natsUser, pass: o.natsPass, token: o.natsToken, credsFile: o.natsCreds }, log, o.natsTimeoutMs ?? 10_000);
     log.info(`connected to external nats-server ${broker.nc.info?.version ?? "?"} at ${o.nats}`);
   } else {
@@ -226,6 +236,24 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       leafnode: o.natsLeafnode ? { url: o.natsLeafnode, credsFile: o.natsLeafnodeCreds } : undefined,
       onStoreError: (line) => integrity?.reportReadError(line),
     };
+    if (o.mqtt) {
+      const m = o.mqtt;
+      const anonymousPassword = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(24))));
+      const mqttConfig = () => mqttServerConfig({ host: o.host, port: m.port, prefix: m.prefix, sensors, required: guard.required, tls: o.tls, anonymousPassword, log });
+      serverOpts.mqtt = mqttConfig();
+      await prepareMqttStore(serverOpts, Math.floor(o.maxFileStore * MQTT_STREAM_SHARE), o.bodyLimit, log);
+      // The MQTT users follow the registry: a sensor added, rotated or revoked is in force within seconds.
+      sensors.onReload = () => {
+        serverOpts.mqtt = mqttConfig();
+        void embedded?.reconfigure(serverOpts.mqtt).then(
+          () => log.info(`MQTT logins follow the sensor registry: ${serverOpts.mqtt!.sensors.length} sensor(s); nats-server reloaded`),
+          (e: Error) => log.error(`cannot reload nats-server with the new MQTT logins: ${e.message}`),
+        );
+      };
+      const refresh = setInterval(() => void sensors.refresh(), 2_000);
+      (refresh as { unref?: () => void }).unref?.();
+      stopMqttRefresh = () => clearInterval(refresh);
+    }
     embedded = await startNatsServer(serverOpts);
     try {
       broker = await connectBroker({ servers: embedded.url, nkeySeed: embedded.seed }, log);
@@ -235,7 +263,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     }
     log.info(`embedded nats-server ${embedded.version} ready at ${embedded.url} (pid ${embedded.pid})` +
       `${o.natsDomain ? `, JetStream domain ${o.natsDomain}` : ""}${o.natsLeafnode ? `, leafnode of ${o.natsLeafnode.replace(/\/\/[^@/]*@/, "//***@")}` : ""}`);
-    const supervise = (srv: EmbeddedServer, serverOpts: Parameters<typeof startNatsServer>[0]) => void srv.exited.then(async (code) => {
+    const supervise = (srv: EmbeddedServer) => void srv.exited.then(async (code) => {
       if (stopping) return;
       log.error(`embedded nats-server exited unexpectedly (code ${code}); restarting it, readings are refused with 503 meanwhile`);
       // Same port and client key: the client reconnects by itself; the store on disk is the same.
@@ -246,14 +274,14 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
         try {
           embedded = await startNatsServer(pinned);
           log.info(`embedded nats-server restarted (pid ${embedded.pid})`);
-          supervise(embedded, pinned);
+          supervise(embedded);
           return;
         } catch (e) {
           log.error(`restarting nats-server failed: ${(e as Error).message}`);
         }
       }
     });
-    supervise(embedded, serverOpts);
+    supervise(embedded);
   }
   const bundleDir = join(dataDir, "build");
   let metrics: HostMetrics | undefined;
@@ -271,6 +299,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
   });
   try {
     await ensureStreams(broker.jsm, o.maxFileStore, log);
+    if (o.mqtt) await ensureMqttStream(broker, Math.floor(o.maxFileStore * MQTT_STREAM_SHARE), o.bodyLimit);
     integrity = new StoreIntegrity({
       jsm: broker.jsm, file: join(dataDir, "store-marks.json"), streams: Object.values(STREAMS),
       // Only on our own server does nothing else consume INGEST while this host is stopped.
@@ -332,6 +361,16 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 50);
     await registry.loadAll();
     await bundles.attach(registry);
+    if (o.mqtt) {
+      const m = metrics;
+      mqttBridge = new MqttBridge({
+        broker: () => broker, prefix: prefixSubject(o.mqtt.prefix), route: (t) => registry.route(t), store: (req) => storeReadings(storeDeps, req),
+        bodyLimit: o.bodyLimit, maxReadings: o.maxReadings, cborLimits: DEFAULT_CBOR_LIMITS, log: log.child("mqtt"),
+        onOutcome: m ? (outcome, topic) => m.mqtt(topic, outcome) : undefined,
+      });
+      await mqttBridge.start();
+      log.info(`MQTT ingest on ${o.host}:${o.mqtt.port}: publish to ${o.mqtt.prefix}/<topic>; ${guard.required ? "sensors log in with their id and token" : "open: no credentials needed (ingest auth is off)"}`);
+    }
     if (o.fleet) {
       // The hub's KV and object store are reached through its domain; the host's own streams stay
       // on the local JetStream ($JS.API never crosses a leafnode between different domains).
@@ -443,6 +482,8 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     await integrity?.stop().catch(() => {});
     await fleet?.stop();
     bundles?.stop();
+    stopMqttRefresh();
+    await mqttBridge?.stop();
     await scheduler?.stop();
     await registry!?.stopAll().catch(() => {});
     await validator?.stop().catch(() => {});
@@ -464,6 +505,8 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       await server.close().catch(() => {});
       await fleet?.stop();
       bundles?.stop();
+      stopMqttRefresh();
+      await mqttBridge?.stop();
       await scheduler!.stop();
       await registry.stopAll();
       await validator!.stop();

@@ -5,7 +5,7 @@ export interface Child {
   readonly pid: number;
   /** Resolves with the exit code (or null when killed by a signal). */
   readonly exited: Promise<number | null>;
-  kill(signal?: "SIGTERM" | "SIGKILL" | "SIGINT"): void;
+  kill(signal?: "SIGTERM" | "SIGKILL" | "SIGINT" | "SIGHUP"): void;
   /** Called with each line the child writes to stdout or stderr. */
   onLine(cb: (line: string) => void): void;
 }

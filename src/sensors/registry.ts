@@ -11,6 +11,7 @@
 import { chmod, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as v from "valibot";
+import bcrypt from "bcryptjs";
 import { subjectMatches } from "../broker/subjects.ts";
 import { ConfigError } from "../errors.ts";
 import { isTopic } from "../sdk/definition.ts";
@@ -23,7 +24,8 @@ export function registryFile(dataDir: string): string {
 const _ID = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, "a sensor id is 1 to 64 letters, digits, _ . : -, starting with a letter or digit"));
 const _PATTERN = v.pipe(v.string(), v.check((t) => _isPattern(t), "a topic pattern is dot-separated tokens, * for one token, > for the rest"));
 const _CREDENTIAL = v.variant("kind", [
-  v.object({ id: v.string(), kind: v.literal("token"), salt: v.string(), hash: v.string(), created: v.string() }),
+  // bcrypt: the same token as nats-server checks an MQTT password (tokens made before MQTT have none).
+  v.object({ id: v.string(), kind: v.literal("token"), salt: v.string(), hash: v.string(), bcrypt: v.optional(v.string()), created: v.string() }),
   v.object({ id: v.string(), kind: v.literal("hmac"), key: v.string(), created: v.string() }),
 ]);
 const _SENSOR = v.object({
@@ -131,9 +133,11 @@ export async function newToken(): Promise<{ token: string; credential: Credentia
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const salt = crypto.getRandomValues(new Uint8Array(16));
   const hash = await _sha256(salt, new TextEncoder().encode(b64url(secret)));
+  const token = `opt_${id}_${b64url(secret)}`;
   return {
-    token: `opt_${id}_${b64url(secret)}`,
-    credential: { id, kind: "token", salt: b64url(salt), hash: b64url(hash), created: new Date().toISOString() },
+    token,
+    // nats-server takes an MQTT password only in clear or as bcrypt; cost 10 is ~0.1 s per connect.
+    credential: { id, kind: "token", salt: b64url(salt), hash: b64url(hash), bcrypt: await bcrypt.hash(token, 10), created: new Date().toISOString() },
   };
 }
 
@@ -231,11 +235,15 @@ export class SensorRegistry implements CredentialIndex {
       this.#use(await readRegistry(this.file));
       this.#error = undefined;
       this.#onChange(`sensor registry ${this.file} reloaded: ${this.sensors.length} sensor(s)`, "info");
+      this.onReload?.();
     } catch (e) {
       this.#error = (e as Error).message;
       this.#onChange(`${this.#error}; the previous registry stays in force`, "error");
     }
   }
+
+  /** Called after every reload that took effect (the MQTT users follow the registry). */
+  onReload: (() => void) | undefined;
 
   #use(reg: RegistryFile | undefined): void {
     this.#reg = reg;
@@ -251,4 +259,20 @@ async function _mtime(file: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+/**
+ * The sensors that can log in over MQTT: each with the bcrypt hash of its newest token.
+ * @returns them, and the ids of sensors that cannot (no token made since MQTT support: rotate)
+ */
+export function mqttLogins(sensors: readonly Sensor[]): { logins: { id: string; topics: string[]; bcrypt: string }[]; without: string[] } {
+  const logins: { id: string; topics: string[]; bcrypt: string }[] = [];
+  const without: string[] = [];
+  for (const s of sensors) {
+    const tokens = s.credentials.filter((c): c is Credential & { kind: "token"; bcrypt: string } => c.kind === "token" && typeof c.bcrypt === "string");
+    const newest = tokens.sort((a, b) => b.created.localeCompare(a.created))[0];
+    if (newest) logins.push({ id: s.id, topics: [...s.topics], bcrypt: newest.bcrypt });
+    else without.push(s.id);
+  }
+  return { logins, without };
 }
