@@ -20,6 +20,12 @@ export default defineHandler({
 });
 `;
 
+/** {@link PARK_HANDLER} for SenML packs: each resolved record a reading, checked by `SenmlRecord`. */
+export const PARK_SENML_HANDLER = PARK_HANDLER
+  .replace('topic: "park"', 'topic: "parksenml",\n  senml: "records"')
+  .replace(`schema: ${READING_SCHEMA_SRC}`, "schema: SenmlRecord")
+  .replace("import { defineHandler, v }", "import { defineHandler, SenmlRecord, v }");
+
 /** The trivial handler of the end-to-end sections. */
 export function sinkHandler(topic: string, concurrency = SINK_CONCURRENCY): string {
   return `import { defineHandler, v } from "outpost/handler";

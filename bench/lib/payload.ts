@@ -30,3 +30,14 @@ export function cborSeq(n: number): Uint8Array {
 export function jsonArray(n: number): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(Array.from({ length: n }, (_, i) => reading(i))));
 }
+
+/** A SenML pack of `n` records (a base name, base unit and base time, then one value each), as JSON or CBOR. */
+export function senmlPack(n: number, format: "json" | "cbor"): Uint8Array {
+  const records = Array.from({ length: n }, (_, i) => (i === 0
+    ? { bn: "urn:dev:ow:10e2073a01080063:", bt: 1_732_345_678, bu: "Cel", n: "temp", v: 21.53 }
+    : { n: "temp", t: i, v: 21.53 + i / 100 }));
+  if (format === "json") return new TextEncoder().encode(JSON.stringify(records));
+  // RFC 8428 §6 integer labels.
+  const label: Record<string, number> = { bn: -2, bt: -3, bu: -4, n: 0, v: 2, t: 6 };
+  return encodeCbor(records.map((r) => new Map(Object.entries(r).map(([k, v]) => [label[k]!, v]))));
+}

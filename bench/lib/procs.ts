@@ -149,12 +149,12 @@ export async function startRedis(procs: Procs): Promise<Proc & { port: number }>
 /** The admin token of the bench's hosts (written where a host looks for its own, so no flag shows it). */
 export const BENCH_ADMIN_TOKEN = "bench-admin-token";
 
-export async function startHost(procs: Procs, rt: Runtime, workersDir: string, natsUrl: string, extraArgs: string[] = []): Promise<Proc & { url: string; auth: Record<string, string> }> {
+export async function startHost(procs: Procs, rt: Runtime, workersDir: string, natsUrl: string | undefined, extraArgs: string[] = []): Promise<Proc & { url: string; auth: Record<string, string> }> {
   const dataDir = await procs.tempDir("data");
   await writeFile(join(dataDir, "admin.token"), `${BENCH_ADMIN_TOKEN}\n`, { mode: 0o600 });
   const [cmd, ...pre] = hostCommand(rt);
   const p = procs.spawn(`host-${rt}`, [cmd!, ...pre, "run", "--host", "127.0.0.1", "--port", "0", "--workers", workersDir,
-    "--data-dir", dataDir, "--nats", natsUrl, "--log-level", "info",
+    "--data-dir", dataDir, ...(natsUrl ? ["--nats", natsUrl] : []), "--log-level", "info",
     // The ingest sections park one handler on purpose: measure storing, not back-pressure.
     "--max-backlog", "100000000", ...extraArgs]);
   let m: RegExpExecArray | null = null;

@@ -5,10 +5,10 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { Runtime } from "./args.ts";
 import type { TierFigures } from "./wasm_measure.ts";
-import { PARK_HANDLER, SINK_CONCURRENCY, sinkHandler } from "./handlers.ts";
+import { PARK_HANDLER, PARK_SENML_HANDLER, SINK_CONCURRENCY, sinkHandler } from "./handlers.ts";
 import { openLoop, type LatencyResult } from "./openloop.ts";
-import { cborReading, cborSeq, jsonArray } from "./payload.ts";
-import { Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
+import { cborReading, cborSeq, jsonArray, senmlPack } from "./payload.ts";
+import { freePort, Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
 import { runWrk, type WrkResult } from "./wrk.ts";
 import { writeFile } from "node:fs/promises";
 
@@ -39,7 +39,12 @@ export interface IngestResult {
 export interface RuntimeResult {
   runtime: Runtime;
   ceilings: { publishPerSec: number; httpPerSec: number; pubsubPerSec: number; publishWindow: number };
-  ingest: { single: IngestResult; cborBatch: IngestResult; jsonBatch: IngestResult };
+  ingest: { single: IngestResult; cborBatch: IngestResult; jsonBatch: IngestResult; senmlJson: IngestResult; senmlCbor: IngestResult };
+  /**
+   * MQTT ingest (QoS 1, the mqtt npm client) on a host with an embedded nats-server and
+   * `--mqtt-port`, next to single-reading HTTP ingest on that same host.
+   */
+  mqtt: { storedPerSec: number; pubackPerSec: number; messages: number; window: number; httpSameHostPerSec: number; ratioToHttp: number };
   /** Single-reading ingest on the host with metrics and on one started `--no-metrics`, A B A B: requests/s each, and their ratios pair by pair. */
   metricsCost: { withMetrics: number[]; without: number[]; ratios: number[]; medianRatio: number };
   endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult };
@@ -68,6 +73,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
     const workers = await procs.tempDir("workers");
     await writeFile(join(workers, "park.ts"), PARK_HANDLER);
     await writeFile(join(workers, "sink.ts"), sinkHandler("sink"));
+    await writeFile(join(workers, "parksenml.ts"), PARK_SENML_HANDLER);
     say(`${rt}: starting host`);
     const host = await startHost(procs, rt, workers, nats.url);
     await waitFor(async () => (await fetch(`${host.url}/readyz`)).ok, 30_000, "host ready");
@@ -101,12 +107,12 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
 
       // Ingest, the handler parked so that nothing is dispatched meanwhile.
       const lastSeq = async () => (await jsm.streams.info("INGEST")).state.last_seq;
-      const ingest = async (body: Uint8Array, type: string, ceiling: number): Promise<IngestResult> => {
+      const ingest = async (body: Uint8Array, type: string, ceiling: number, topic = "park"): Promise<IngestResult> => {
         // Each section starts from an empty stream: what the ceiling or an earlier section stored
         // would otherwise count as the parked handler's backlog (and trip back-pressure).
         await jsm.streams.purge("INGEST");
         const before = await lastSeq();
-        const w = await runWrk({ url: `${host.url}/v1/ingest/park`, body, contentType: type, seconds: plan.seconds, connections: c, dir });
+        const w = await runWrk({ url: `${host.url}/v1/ingest/${topic}`, body, contentType: type, seconds: plan.seconds, connections: c, dir });
         const stored = (await lastSeq()) - before;
         if (w.non2xx > 0) say(`${rt}: ${w.non2xx} answers were not 202 (kept as non2xx)`);
         return { readingsPerSec: stored / w.seconds, requestsPerSec: w.requestsPerSec, stored, ceilingPerSec: ceiling, ratio: stored / w.seconds / ceiling, non2xx: w.non2xx + w.socketErrors, latencyMs: w.latencyMs };
@@ -116,6 +122,20 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       say(`${rt}: ingest, ${plan.batch} readings per request`);
       const cborBatch = await ingest(cborSeq(plan.batch), "application/cbor-seq", pub.publishPerSec);
       const jsonBatch = await ingest(jsonArray(plan.batch), "application/json", pub.publishPerSec);
+      say(`${rt}: ingest, SenML packs of ${plan.batch} records (JSON and CBOR)`);
+      const senmlJson = await ingest(senmlPack(plan.batch, "json"), "application/senml+json", pub.publishPerSec, "parksenml");
+      const senmlCbor = await ingest(senmlPack(plan.batch, "cbor"), "application/senml+cbor", pub.publishPerSec, "parksenml");
+
+      // MQTT: a host of its own with an embedded nats-server (the listener is the embedded one's).
+      say(`${rt}: MQTT ingest, QoS 1, next to HTTP on the same host`);
+      const mqttPort = await freePort();
+      const mq = await startHost(procs, rt, workers, undefined, ["--mqtt-port", String(mqttPort)]);
+      await waitFor(async () => (await fetch(`${mq.url}/readyz`)).ok, 30_000, "the MQTT host ready");
+      const httpSame = await runWrk({ url: `${mq.url}/v1/ingest/park`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
+      const mqttRun = await runProbe<{ storedPerSec: number; pubackPerSec: number; messages: number; window: number }>(procs, "node", "mqtt.ts",
+        { mqttPort, hostUrl: mq.url, auth: mq.auth, topic: "park", messages: plan.coldRuns === 1 ? 2_000 : 20_000, window: c }, 300_000);
+      await mq.stop();
+      const mqttResult: RuntimeResult["mqtt"] = { ...mqttRun, httpSameHostPerSec: httpSame.requestsPerSec, ratioToHttp: mqttRun.storedPerSec / httpSame.requestsPerSec };
 
       // What counting metrics costs ingest: the same host started with --no-metrics, alternately.
       say(`${rt}: ingest with and without metrics, alternately`);
@@ -174,7 +194,8 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       return {
         runtime: rt,
         ceilings: { publishPerSec: pub.publishPerSec, httpPerSec: http.requestsPerSec, pubsubPerSec: pubsub.consumedPerSec, publishWindow: pub.window },
-        ingest: { single, cborBatch, jsonBatch },
+        ingest: { single, cborBatch, jsonBatch, senmlJson, senmlCbor },
+        mqtt: mqttResult,
         metricsCost,
         endToEnd: {
           sustainedPerSec: sustained,

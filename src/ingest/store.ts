@@ -45,6 +45,8 @@ export interface StoreRequest {
   raw?: Uint8Array[] | undefined;
   /** The `Idempotency-Key` (suffixed by index in a batch); the route's `idField` takes precedence. */
   key?: string | null | undefined;
+  /** An idempotency key per reading instead (the MQTT bridge's, from each message's sequence). */
+  keys?: readonly string[] | undefined;
   /** Epoch ms before which the readings must not be handled. */
   notBefore?: number | undefined;
   /** The request asked for the high-priority lane (`Outpost-Priority: high`). */
@@ -95,7 +97,7 @@ export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise
   const pressure = deps.pressure?.(topic);
   if (pressure) throw _refused(pressure);
   // Ids are scoped by the sensor: one sensor cannot pre-claim another's Idempotency-Key or id field.
-  const ids = _messageIds(req.key ?? null, req.sensor ? `${req.sensor}:${topic}` : topic, readings, route.idField);
+  const ids = _messageIds(req.key ?? null, req.keys, req.sensor ? `${req.sensor}:${topic}` : topic, readings, route.idField);
   const delayed = req.notBefore !== undefined && req.notBefore > Date.now();
   // Everything is encoded and sized before the first publish: a request is stored whole or not at all.
   const maxPayload = broker.nc.info?.max_payload ?? 1024 * 1024;
@@ -176,7 +178,7 @@ function _stored(index: number, ack: PubAck): StoredReading {
 }
 
 /** Nats-Msg-Id per reading: the id field, else the Idempotency-Key (suffixed by index in a batch). */
-function _messageIds(key: string | null, topic: string, readings: unknown[], idField: string | undefined): (string | undefined)[] {
+function _messageIds(key: string | null, keys: readonly string[] | undefined, topic: string, readings: unknown[], idField: string | undefined): (string | undefined)[] {
   return readings.map((r, i) => {
     if (idField && r && typeof r === "object") {
       const v = (r as Record<string, unknown>)[idField];
@@ -187,6 +189,7 @@ function _messageIds(key: string | null, topic: string, readings: unknown[], idF
         return `${topic}:${String(v)}`;
       }
     }
+    if (keys?.[i] !== undefined) return `${topic}:${keys[i]}`;
     if (key) return readings.length === 1 ? `${topic}:${key}` : `${topic}:${key}:${i}`;
     return undefined;
   });

@@ -87,6 +87,7 @@ export class MqttBridge {
   #deps: MqttBridgeDeps;
   #stopping = false;
   #loop: Promise<void> | undefined;
+  #stopConsume = () => {};
   /** Counts since start, by outcome. */
   readonly counts = { stored: 0, dead_lettered: 0, retried: 0 };
 
@@ -117,21 +118,88 @@ export class MqttBridge {
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#stopConsume();
     await this.#loop?.catch(() => {});
   }
 
   async #run(consumer: Consumer): Promise<void> {
     while (!this.#stopping) {
       try {
-        // One at a time: what a sensor published in order is stored in that order.
-        const batch = await consumer.fetch({ max_messages: 128, expires: 1_000 });
-        for await (const m of batch) await this.#one(m);
+        // What arrived while the last group was being stored is the next group: batches grow with
+        // the load, and a lone reading waits for nothing.
+        const messages = await consumer.consume({ max_messages: 512 });
+        this.#stopConsume = () => void messages.stop();
+        const queue: JsMsg[] = [];
+        let draining: Promise<void> | undefined;
+        const drain = async () => {
+          while (queue.length) await this.#batch(queue.splice(0, 256));
+          draining = undefined;
+        };
+        for await (const m of messages) {
+          queue.push(m);
+          draining ??= drain();
+        }
+        await draining;
       } catch (e) {
         if (this.#stopping) break;
-        this.#deps.log.warn(`MQTT bridge fetch failed: ${(e as Error).message}; retrying in 1 s`);
+        this.#deps.log.warn(`MQTT bridge consumer failed: ${(e as Error).message}; retrying in 1 s`);
         await new Promise((r) => setTimeout(r, 1_000));
       }
     }
+  }
+
+  /**
+   * A batch of messages, in order. Consecutive readings of one sensor and topic are stored together:
+   * one validation and one round of publishes (in order on the wire), then every ack. A group
+   * with a refused reading is taken apart, one message at a time, so only that one is
+   * dead-lettered; a refusal that passes naks the whole group.
+   */
+  async #batch(msgs: JsMsg[]): Promise<void> {
+    let group: { m: JsMsg; req: StoreRequest }[] = [];
+    const flush = async () => {
+      const g = group;
+      group = [];
+      if (!g.length) return;
+      if (g.length === 1) return await this.#one(g[0]!.m, g[0]!.req);
+      const first = g[0]!.req;
+      const req: StoreRequest = {
+        topic: first.topic, route: first.route, sensor: first.sensor,
+        readings: g.flatMap((x) => x.req.readings),
+        // A JSON reading has no bytes of its own (encoded at store): a hole the store fills.
+        raw: g.flatMap((x) => x.req.raw ?? x.req.readings.map(() => undefined)) as Uint8Array[],
+        keys: g.flatMap((x) => x.req.keys!),
+      };
+      try {
+        await this.#deps.store(req);
+      } catch (e) {
+        if (e instanceof ProblemError && (e.status === 400 || e.status === 404 || e.status === 413)) {
+          for (const x of g) await this.#one(x.m, x.req);
+          return;
+        }
+        for (const x of g) this.#retry(x.m, x.req.topic, e);
+        return;
+      }
+      for (const x of g) {
+        x.m.ack();
+        this.#count("stored", x.req.topic);
+      }
+    };
+    for (const m of msgs) {
+      const { sensor, topic } = this.#parse(m.subject);
+      let req: StoreRequest;
+      try {
+        req = this.#request(m, topic, sensor);
+      } catch (e) {
+        await flush();
+        if (e instanceof _Refusal) await this.#deadLetter(m, topic, sensor, e);
+        else this.#retry(m, topic, e);
+        continue;
+      }
+      const last = group[group.length - 1]?.req;
+      if (last && (last.topic !== req.topic || last.sensor !== req.sensor || group.length >= 128)) await flush();
+      group.push({ m, req });
+    }
+    await flush();
   }
 
   /** `mqtt.<sensor token>.<prefix…>.<topic…>` → sensor and topic. */
@@ -144,26 +212,27 @@ export class MqttBridge {
     return { sensor: sensorOfToken(token), topic };
   }
 
-  async #one(m: JsMsg): Promise<void> {
-    const { sensor, topic } = this.#parse(m.subject);
+  async #one(m: JsMsg, req: StoreRequest): Promise<void> {
     try {
-      const req = this.#request(m, topic, sensor);
       await this.#deps.store(req);
       m.ack();
-      this.#count("stored", topic);
+      this.#count("stored", req.topic);
     } catch (e) {
-      if (e instanceof _Refusal) return await this.#deadLetter(m, topic, sensor, e);
       if (e instanceof ProblemError && (e.status === 400 || e.status === 404 || e.status === 413)) {
-        return await this.#deadLetter(m, topic, sensor, new _Refusal(e.code, e.message.replace(/; nothing was stored$/, ""), e.extra));
+        return await this.#deadLetter(m, req.topic, req.sensor, new _Refusal(e.code, e.message.replace(/; nothing was stored$/, ""), e.extra));
       }
-      // Broker busy, store full, back-pressure: the reading waits in MQTT_IN and is tried again.
-      const wait = e instanceof ProblemError ? Math.max(1, Number(e.headers["retry-after"] ?? 2)) * 1_000 : 2_000;
-      if (m.info.deliveryCount === 1 || m.info.deliveryCount % 30 === 0) {
-        this.#deps.log.warn(`MQTT reading ${m.seq} on ${topic || m.subject} not stored yet (${(e as Error).message}); retrying in ${wait} ms`);
-      }
-      m.nak(wait);
-      this.#count("retried", topic);
+      this.#retry(m, req.topic, e);
     }
+  }
+
+  /** Broker busy, store full, back-pressure: the reading waits in MQTT_IN and is tried again. */
+  #retry(m: JsMsg, topic: string, e: unknown): void {
+    const wait = e instanceof ProblemError ? Math.max(1, Number(e.headers["retry-after"] ?? 2)) * 1_000 : 2_000;
+    if (m.info.deliveryCount === 1 || m.info.deliveryCount % 30 === 0) {
+      this.#deps.log.warn(`MQTT reading ${m.seq} on ${topic || m.subject} not stored yet (${(e as Error).message}); retrying in ${wait} ms`);
+    }
+    m.nak(wait);
+    this.#count("retried", topic);
   }
 
   #request(m: JsMsg, topic: string, sensor: string | undefined): StoreRequest {
@@ -183,7 +252,8 @@ export class MqttBridge {
     }
     if (!decoded.readings.length) throw new _Refusal("no_readings", "The payload holds no readings");
     if (decoded.readings.length > d.maxReadings) throw new _Refusal("too_many_readings", `${decoded.readings.length} readings; at most ${d.maxReadings} are accepted`);
-    return { topic, route, readings: decoded.readings, raw: decoded.raw, key: `mqtt:${m.seq}`, sensor };
+    const keys = decoded.readings.length === 1 ? [`mqtt:${m.seq}`] : decoded.readings.map((_, i) => `mqtt:${m.seq}:${i}`);
+    return { topic, route, readings: decoded.readings, raw: decoded.raw, keys, sensor };
   }
 
   async #deadLetter(m: JsMsg, topic: string, sensor: string | undefined, r: _Refusal): Promise<void> {

@@ -39,10 +39,12 @@ test("bench --quick writes a results file and a chart with every section measure
       ["ceilings.publishPerSec", node.ceilings.publishPerSec],
       ["ceilings.httpPerSec", node.ceilings.httpPerSec],
       ["ceilings.pubsubPerSec", node.ceilings.pubsubPerSec],
-      ...["single", "cborBatch", "jsonBatch"].flatMap((k): [string, unknown][] => [
+      ...["single", "cborBatch", "jsonBatch", "senmlJson", "senmlCbor"].flatMap((k): [string, unknown][] => [
         [`ingest.${k}.readingsPerSec`, node.ingest[k].readingsPerSec],
         [`ingest.${k}.ratio`, node.ingest[k].ratio],
       ]),
+      ["mqtt.storedPerSec", node.mqtt.storedPerSec],
+      ["mqtt.ratioToHttp", node.mqtt.ratioToHttp],
       ["endToEnd.sustainedPerSec", node.endToEnd.sustainedPerSec],
       ["endToEnd.ratio", node.endToEnd.ratio],
       ["endToEnd.latency.p50", node.endToEnd.latency.p50],

@@ -16,7 +16,7 @@ const WORKERS = {
 export default defineHandler({
   topic: "temp",
   schema: v.object({ n: v.number(), celsius: v.number() }),
-  async handle(r, ctx) { await ctx.publish("temp.seen", { n: r.n, celsius: r.celsius, sensor: ctx.sensor ?? null }); },
+  async handle(r, ctx) { await ctx.publish("temp.seen", { n: r.n, celsius: r.celsius, sensor: ctx.sensor ?? null, seq: ctx.seq }); },
 });
 `,
   "meter.ts": `import { defineHandler, SenmlRecord } from "outpost/handler";
@@ -72,7 +72,7 @@ describe("MQTT ingest, open (no sensor registry)", () => {
     assert.equal((await mosquittoPub(["-p", String(port), "-t", "ingest/temp", "-q", "0", "-m", '{"n":1,"celsius":21.5}'])).code, 0);
     assert.equal((await mosquittoPub(["-p", String(port), "-t", "ingest/temp", "-q", "1", "-s"], encodeCbor({ n: 2, celsius: -3.25 }))).code, 0);
     const out = await seen(dataDir, "temp.seen", 2);
-    assert.deepEqual(out.map((m) => m.value).sort((a, b) => a.n - b.n), [{ n: 1, celsius: 21.5, sensor: null }, { n: 2, celsius: -3.25, sensor: null }]);
+    assert.deepEqual(out.map(({ value: { seq: _, ...v } }) => v).sort((a, b) => a.n - b.n), [{ n: 1, celsius: 21.5, sensor: null }, { n: 2, celsius: -3.25, sensor: null }]);
     const { nc, jsm } = await embeddedJsm(dataDir);
     try {
       // Nothing a sensor sends reaches INGEST but through the bridge, under the topic's subject.
@@ -124,6 +124,21 @@ describe("MQTT ingest, open (no sensor registry)", () => {
     assert.equal(del.status, 200);
   });
 
+  test("a refused reading among good ones published back to back: only it is dead-lettered, the others are stored in order", async () => {
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 });
+    const payloads = [{ n: 20, celsius: 1 }, { n: 21, celsius: "x" }, { n: 22, celsius: 2 }, { n: 23, celsius: 3 }];
+    await Promise.all(payloads.map((p) => c.publishAsync("ingest/temp", JSON.stringify(p), { qos: 1 })));
+    await c.endAsync();
+    const out = await waitFor(async () => {
+      const m = (await seen(dataDir, "temp.seen", 0)).filter((x) => x.value.n >= 20 && x.value.n < 30);
+      return m.length >= 3 ? m : undefined;
+    }, 15_000, "the three good readings");
+    assert.deepEqual(out.map((m) => m.value.n), [20, 22, 23]);
+    assert.ok(out[0]!.value.seq < out[1]!.value.seq && out[1]!.value.seq < out[2]!.value.seq, "stored in the order published");
+    const r = await (await host.api("/v1/dlq?handler=~mqtt")).json() as { entries: { payload: { bytes: number[] } }[] };
+    assert.ok(r.entries.some((e) => Buffer.from(e.payload.bytes).toString() === JSON.stringify(payloads[1])));
+  });
+
   test("QoS 1: 2,000 readings whose PUBACK arrived survive a kill -9 of the host, and so do 100 published while it is down", async () => {
     const before = (await seen(dataDir, "temp.seen", 0)).length;
     const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 });
@@ -135,11 +150,17 @@ describe("MQTT ingest, open (no sensor registry)", () => {
     await Promise.all(Array.from({ length: 100 }, (_, i) => c.publishAsync("ingest/temp", Buffer.from(encodeCbor({ n: 5_000 + i, celsius: i })), { qos: 1 })));
     await c.endAsync();
     host = await start();
-    const out = await seen(dataDir, "temp.seen", before + N + 100, 120_000);
-    const ns = new Set(out.map((m) => m.value.n));
-    for (let i = 0; i < N; i++) assert.ok(ns.has(1_000 + i), `reading ${1_000 + i}`);
-    for (let i = 0; i < 100; i++) assert.ok(ns.has(5_000 + i), `reading ${5_000 + i}`);
-    assert.equal(out.length, before + N + 100, "each stored once");
+    // A handler killed between its publish and its ack runs again (at least once): the same
+    // INGEST sequence twice is that. A reading stored twice would have two sequences.
+    const out = await waitFor(async () => {
+      const m = await seen(dataDir, "temp.seen", before + N + 100, 120_000);
+      return new Set(m.map((x) => x.value.n)).size >= before + N + 100 ? m : undefined;
+    }, 120_000, "every reading handled");
+    const seqs = new Map<number, Set<number>>();
+    for (const m of out) seqs.set(m.value.n, (seqs.get(m.value.n) ?? new Set()).add(m.value.seq));
+    for (let i = 0; i < N; i++) assert.ok(seqs.has(1_000 + i), `reading ${1_000 + i}`);
+    for (let i = 0; i < 100; i++) assert.ok(seqs.has(5_000 + i), `reading ${5_000 + i}`);
+    assert.deepEqual([...seqs].filter(([, s]) => s.size > 1), [], "each reading stored once (one INGEST sequence)");
   });
 });
 
@@ -171,7 +192,7 @@ describe("MQTT ingest with the sensor registry", () => {
   test("the sensor's id and token: stored with its id (ctx.sensor); a topic it may not post to stores nothing", async () => {
     assert.equal((await mosquittoPub(["-p", String(port), "-t", "ingest/temp", "-q", "1", "-m", '{"n":7,"celsius":7}', "-u", "meter-1", "-P", token])).code, 0);
     const [m] = await seen(dataDir, "temp.seen", 1);
-    assert.deepEqual(m!.value, { n: 7, celsius: 7, sensor: "meter-1" });
+    assert.deepEqual(m!.value, { n: 7, celsius: 7, sensor: "meter-1", seq: m!.value.seq });
     // nats-server refuses the publish (its permissions), and still sends the PUBACK: MQTT 3.1.1 has no refusal.
     const r = await mosquittoPub(["-p", String(port), "-t", "ingest/site/meter", "-q", "1", "-m", '[{"n":"x","v":1}]', "-u", "meter-1", "-P", token]);
     assert.equal(r.code, 0);
