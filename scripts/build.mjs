@@ -24,7 +24,7 @@ async function sdkModule(entry, minify, plugins = []) {
     platform: "neutral",
     target: "es2022",
     mainFields: ["module", "main"],
-    external: ["node:*"],
+    external: ["node:*", "bun:*"],
     minify,
     legalComments: "none",
     logLevel: "warning",

@@ -84,7 +84,7 @@ const _common = (root: string): esbuild.BuildOptions => ({
   platform: "neutral",
   target: "es2022",
   mainFields: ["module", "main"],
-  external: ["node:*"],
+  external: ["node:*", "bun:*"],
   nodePaths: [join(root, "node_modules")],
   logLevel: "silent",
   legalComments: "none",

@@ -13,7 +13,7 @@ import { HandlerError, type Invocation, type Isolate } from "../sandbox/isolate.
 import { mapErrorData } from "../sandbox/source_map.ts";
 import type { OutputLimits } from "../sandbox/budget.ts";
 import { selectIsolate } from "../sandbox/select.ts";
-import { workerPermissionsSupported } from "../runtime/worker.ts";
+import { workerPermissionsMatter } from "../runtime/worker.ts";
 import { decodeCbor } from "../codec/cbor.ts";
 import { backoffDelay } from "./backoff.ts";
 import { Batcher } from "./batcher.ts";
@@ -209,7 +209,7 @@ export class HandlerRunner {
       );
     }
     // (A wasm-tier sandbox applies its own definition's limits as it loads.)
-    if (this.#info.isolation === "worker" && ((this.#info.permissions && workerPermissionsSupported()) || this.#info.memoryMb !== DEFAULTS.memoryMb)) {
+    if (this.#info.isolation === "worker" && (workerPermissionsMatter(this.#info.permissions) || this.#info.memoryMb !== DEFAULTS.memoryMb)) {
       // Limits and permissions are part of the definition, known only once it loaded (under the
       // defaults, with no permissions): start again with them.
       await this.#isolate.terminate();

@@ -310,14 +310,14 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     health.start();
     scheduler = new Scheduler(broker, log.child("scheduler"));
     await scheduler.start();
-    if (runtime === "node" && o.handlerProcess !== false) {
+    if ((runtime === "node" || runtime === "bun") && o.handlerProcess !== false) {
       // Handler code (and schemas, which run handler modules) reads only the handler builds.
       stopHandlerProcess = useHandlerProcess({
         entry: await buildHandlerProcess(bundleDir),
         readable: [bundleDir, resolve(o.workersDir), join(dataDir, "bundles", "releases")],
         log: log.child("handlers"),
       });
-      log.info("worker-tier handlers run in a handler process that reads only the handler builds (Node permission model)");
+      log.info(`worker-tier handlers run in a handler process that reads only the handler builds (${runtime === "node" ? "Node permission model" : "Landlock"})`);
     }
     validator = new Validator(await buildValidator(bundleDir), log.child("schemas"));
     await validator.start();

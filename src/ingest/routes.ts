@@ -54,7 +54,7 @@ export function ingestRoutes(deps: IngestDeps): Hono {
     const mediaType = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
     if (!Object.values(MEDIA_TYPES).includes(mediaType as never)) {
       throw new ProblemError(415, "unsupported_media_type",
-        `Content-Type ${JSON.stringify(mediaType || "(none)")} is not supported; use ${Object.values(MEDIA_TYPES).join(", ")}`);
+        `Content-Type ${JSON.stringify(mediaType || "(none)")} is not supported; use ${Object.values(MEDIA_TYPES).slice(0, -1).join(", ")} or ${Object.values(MEDIA_TYPES).at(-1)}`);
     }
     let body: Uint8Array;
     try {

@@ -19,6 +19,16 @@ export function workerPermissionsSupported(): boolean {
   return runtime === "deno" && _denoPermissionsOk !== false;
 }
 
+/**
+ * Whether starting a worker with these permissions differs from starting it without: on Deno
+ * (per-worker permissions), and on Bun behind the handler process when `net` is asked for (it then
+ * runs in the process that keeps TCP).
+ */
+export function workerPermissionsMatter(p: WorkerPermissions | undefined): boolean {
+  if (!p) return false;
+  return workerPermissionsSupported() || (runtime === "bun" && _boundary !== undefined && !!p.net);
+}
+
 /** Options for {@link spawnWorker}. */
 export interface WorkerOptions {
   name: string;
@@ -67,7 +77,7 @@ export function workerEnv(p: WorkerPermissions | undefined): Record<string, stri
 }
 
 export async function spawnWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle> {
-  if (runtime === "node" && _boundary) return await _boundary.spawn(url, opts);
+  if ((runtime === "node" || runtime === "bun") && _boundary) return await _boundary.spawn(url, opts);
   if (runtime === "node") return await _nodeWorker(url, opts);
   const WebWorker = (globalThis as unknown as { Worker: new (u: URL, o: object) => _WebWorker }).Worker;
   let w: _WebWorker;
@@ -201,15 +211,49 @@ export interface HandlerProcessOptions {
   log: { warn(m: string): void; error(m: string): void; info(m: string): void };
 }
 
-let _boundary: HandlerProcess | undefined;
+/** What a handler process may do beyond reading `readable` (Bun: its Landlock policy). */
+interface _ProcessPolicy {
+  /** TCP connect and bind (Bun: a handler that asks for `permissions.net` runs in a process that keeps them). */
+  net: boolean;
+}
+
+// Files every Bun handler process may read besides the builds: time zones, and what name
+// resolution reads (only the net process resolves names). Nothing of Outpost's.
+const _BUN_READ_DIRS = ["/usr/share/zoneinfo"];
+const _BUN_READ_FILES = ["/etc/localtime", "/dev/urandom", "/dev/null"];
+const _BUN_NET_FILES = ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf"];
+const _BUN_NET_DIRS = ["/etc/ssl/certs", "/usr/share/ca-certificates", "/etc/pki"];
+
+/** The handler processes of a host: one on Node; on Bun one without TCP and one with, by the handler's `permissions.net`. */
+class _Boundary {
+  #o: HandlerProcessOptions;
+  #procs = new Map<boolean, HandlerProcess>();
+  constructor(o: HandlerProcessOptions) {
+    this.#o = o;
+  }
+  spawn(url: URL, opts: WorkerOptions): Promise<WorkerHandle> {
+    const net = runtime !== "bun" || !!opts.permissions?.net;
+    let p = this.#procs.get(net);
+    if (!p) this.#procs.set(net, (p = new HandlerProcess(this.#o, { net })));
+    return p.spawn(url, opts);
+  }
+  async stop(): Promise<void> {
+    await Promise.all([...this.#procs.values()].map((p) => p.stop()));
+  }
+}
+
+let _boundary: _Boundary | undefined;
 
 /**
- * On Node, run every worker from now on in a child process behind Node's permission model (file
- * reads limited to `readable`, no child processes, an empty environment), reached over IPC.
- * @returns a function that stops the child
+ * Run every worker from now on in a child process, reached over IPC, with an empty environment:
+ * on Node behind its permission model (file reads limited to `readable`, no child processes); on
+ * Bun, which has none, behind Landlock, which the child applies to itself before any handler
+ * runs (file reads limited to `readable`, no writes, no TCP unless the handler asks for net, no
+ * signals out).
+ * @returns a function that stops the children
  */
 export function useHandlerProcess(o: HandlerProcessOptions): () => Promise<void> {
-  const hp = new HandlerProcess(o);
+  const hp = new _Boundary(o);
   _boundary = hp;
   return async () => {
     if (_boundary === hp) _boundary = undefined;
@@ -226,19 +270,21 @@ function _permissionFlags(readable: string[]): string[] {
     : ["--experimental-permission", `--allow-fs-read=${paths.map((d) => `${d}/*`).join(",")}`, "--allow-worker", "--no-warnings"];
 }
 
-type _ChildMsg = { t: "ready" } | { t: "msg"; id: number; m: unknown } | { t: "exit"; id: number; reason: string };
+type _ChildMsg = { t: "ready"; boundary?: string } | { t: "msg"; id: number; m: unknown } | { t: "exit"; id: number; reason: string };
 type _Child = { send(m: unknown): boolean; on(e: string, f: (...a: any[]) => void): void; kill(sig?: string): boolean; connected: boolean; exitCode: number | null };
 
 /** The host's side of the handler process: one child, many workers multiplexed over its IPC channel. */
 class HandlerProcess {
   #o: HandlerProcessOptions;
+  #policy: _ProcessPolicy;
   #child: Promise<_Child> | undefined;
   #next = 1;
   #workers = new Map<number, { onMessage?: (m: unknown) => void; onExit?: (r: string) => void; dead: boolean }>();
   #stopping = false;
 
-  constructor(o: HandlerProcessOptions) {
+  constructor(o: HandlerProcessOptions, policy: _ProcessPolicy) {
     this.#o = o;
+    this.#policy = policy;
   }
 
   async spawn(url: URL, opts: WorkerOptions): Promise<WorkerHandle> {
@@ -281,8 +327,16 @@ class HandlerProcess {
 
   async #start(): Promise<_Child> {
     const { fork } = await import("node:child_process");
-    const child = fork(this.#o.entry, [], {
-      execArgv: _permissionFlags(this.#o.readable),
+    const bun = runtime === "bun";
+    const landlock = bun
+      ? {
+        readDirs: [...this.#o.readable, ..._BUN_READ_DIRS, ...(this.#policy.net ? _BUN_NET_DIRS : [])],
+        readFiles: [..._BUN_READ_FILES, ...(this.#policy.net ? _BUN_NET_FILES : [])],
+        net: this.#policy.net,
+      }
+      : undefined;
+    const child = fork(this.#o.entry, landlock ? [JSON.stringify({ landlock })] : [], {
+      execArgv: bun ? [] : _permissionFlags(this.#o.readable),
       env: {},
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -292,6 +346,10 @@ class HandlerProcess {
       child.on("message", (raw: _ChildMsg) => {
         if (raw.t === "ready") {
           clearTimeout(t);
+          if (raw.boundary) {
+            if (raw.boundary.startsWith("none")) this.#o.log.warn(`Bun handler process${this.#policy.net ? " (net)" : ""}: ${raw.boundary}`);
+            else this.#o.log.info(`Bun handler process${this.#policy.net ? " for handlers that ask for net" : ""}: ${raw.boundary}`);
+          }
           resolve();
         } else if (raw.t === "msg") this.#workers.get(raw.id)?.onMessage?.(raw.m);
         else if (raw.t === "exit") {

@@ -124,9 +124,15 @@ for (const tier of ["worker", "wasm"]) {
     const usage = await outpost(["test", "kit.ts"], 30_000, dir);
     assert.equal(usage.code, 2);
     assert.equal(usage.out, "outpost: outpost test needs at least one --reading FILE\n");
-    const senml = await outpost(["test", "kit.ts", "-r", "x.senml.json"], 30_000, dir);
-    assert.equal(senml.code, 2);
-    assert.match(senml.out, /SenML files are not read yet/);
+    // A SenML file is resolved as ingest would: each record a reading (here the schema wants {n: number}).
+    await writeFile(join(dir, "pack.senml.json"), JSON.stringify([{ bn: "dev:", n: "t", v: 1 }, { n: "h", v: 2 }]));
+    const senml = await outpost(["test", "kit.ts", "-r", "pack.senml.json", "--expect", "rejected"], 30_000, dir);
+    assert.equal(senml.code, 0, senml.out);
+    assert.match(senml.out, /reading pack\.senml\.json#0: schema failed\n  schema: n: Invalid type: Expected number but received "dev:t"/);
+    assert.match(senml.out, /2 of 2 readings ended as expected \(rejected\)/);
+    const broken = await outpost(["test", "kit.ts", "-r", "broken.senml.json"], 30_000, dir);
+    assert.equal(broken.code, 1);
+    assert.match(broken.out, /Cannot read broken\.senml\.json/);
   });
 }
 

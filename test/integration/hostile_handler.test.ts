@@ -1,9 +1,9 @@
 /**
  * A hostile worker-tier handler looks for secrets, on each runtime: the host's environment, the
  * data directory's credentials and the embedded nats-server itself. It writes what it found to its
- * log; the test asserts it found nothing it could use. What it can still read on Bun (files the
- * host process can read, such as admin.token) is asserted too, so the gap that docs/security.md
- * states is measured, not assumed.
+ * log; the test asserts it found nothing it could use: on Node the handler process is behind the
+ * permission model, on Bun behind Landlock (file reads, TCP, signals), on Deno workers have no
+ * permissions.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -60,16 +60,49 @@ for (const runtime of RUNTIMES) {
       const conf = await readFile(join(dataDir, "nats", "nats-server.conf"), "utf8");
       assert.doesNotMatch(conf, /\bSU[A-Z2-7]{50,}/, "no nkey seed in the server config");
       // Deno: workers without permissions; Node: the handler process may read only the handler
-      // builds (permission model). The known gap: a Bun worker reads what the host can read.
+      // builds (permission model); Bun: the same, by Landlock, and no TCP at all.
       if (runtime === "deno") assert.match(found.adminToken, /^ERR NotCapable/, "Deno: no file access");
       else if (runtime === "node") assert.match(found.adminToken, /^ERR ERR_ACCESS_DENIED/, "Node: the handler process cannot read the data directory");
-      else assert.equal(found.adminToken, await host.adminToken(), "Bun: a worker reads the files the host can read (docs/security.md)");
+      else {
+        assert.equal(found.adminToken, "ERR EACCES", "Bun: Landlock keeps the data directory out of reach");
+        assert.equal(found.broker, "ERR EACCES", "Bun: Landlock refuses the TCP connection itself");
+        assert.match(host.logs(), /Bun handler process: Landlock ABI \d+: reads limited to the handler builds, no file writes, no TCP/);
+      }
       console.log(`${runtime}: env ${found.envKeys.length} keys; client.nk ${found.clientKey.slice(0, 10)}; broker: ${found.broker.slice(0, 60)}; admin.token ${found.adminToken.startsWith("ERR") ? found.adminToken : "READABLE"}`);
     } finally {
       await host.stop();
     }
   });
 }
+
+test("on Bun, a handler that asks for net runs where TCP is allowed; one that does not, where it is not", async () => {
+  const probe = (name: string, net: boolean) => `
+import { defineHandler } from "outpost/handler";
+export default defineHandler({
+  topic: "${name}",
+  ${net ? "permissions: { net: true }," : ""}
+  async handle(r, ctx) {
+    const net = await import("node:net");
+    const got = await new Promise((resolve) => {
+      const s = net.connect(r.port, "127.0.0.1", () => { s.destroy(); resolve("connected"); });
+      s.on("error", (e) => resolve("ERR " + (e.code ?? e.name)));
+    });
+    ctx.log("${name.toUpperCase()} " + got);
+  },
+});
+`;
+  const host = await startHost({ runtime: "bun", workers: { "withnet.mjs": probe("withnet", true), "nonet.mjs": probe("nonet", false) } });
+  try {
+    const port = Number(new URL(host.url).port);
+    for (const t of ["withnet", "nonet"]) assert.equal((await ingest(host.url, t, JSON.stringify({ port }), "application/json")).status, 202);
+    await waitFor(() => /WITHNET \S+/.test(host.logs()) && /NONET \S+/.test(host.logs()), 20_000, "both probes");
+    assert.match(host.logs(), /WITHNET connected/);
+    assert.match(host.logs(), /NONET ERR EACCES/);
+    assert.match(host.logs(), /Bun handler process for handlers that ask for net: Landlock ABI \d+: reads limited to the handler builds, no file writes, no signals/);
+  } finally {
+    await host.stop();
+  }
+});
 
 test("the host's own broker user may do only what the host needs: no $SYS, nothing outside Outpost's subjects", async () => {
   const host = await startHost({ workers: { "probe.mjs": `import { defineHandler } from "outpost/handler"; export default defineHandler({ topic: "probe", async handle() {} });` } });

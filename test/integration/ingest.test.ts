@@ -120,7 +120,7 @@ describe("ingest over HTTP (Node host, real nats-server)", () => {
       assert.equal(r.status, 415);
       assert.deepEqual(r.json, {
         error: "unsupported_media_type",
-        message: 'Content-Type "text/plain" is not supported; use application/cbor, application/cbor-seq or application/json',
+        message: 'Content-Type "text/plain" is not supported; use application/cbor, application/cbor-seq, application/json, application/senml+json or application/senml+cbor',
       });
     });
   });

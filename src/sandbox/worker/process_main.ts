@@ -1,12 +1,15 @@
 /**
- * The handler process: the child the host starts (on Node) to run worker-tier handlers and the
- * schema isolate behind Node's permission model. It reads only the handler builds it is allowed
- * to (`--allow-fs-read`), starts no programs, has an empty environment and no secret in its
- * command line; its worker threads inherit all of that. It multiplexes the host's workers over
- * the IPC channel: spawn, post, kill in; message and exit out.
+ * The handler process: the child the host starts to run worker-tier handlers and the schema
+ * isolate behind a boundary. On Node it is the permission model: it reads only the handler builds
+ * (`--allow-fs-read`) and starts no programs. On Bun it restricts itself with Landlock before
+ * anything else (the policy is its only argument): file reads limited to the builds, no writes, no
+ * TCP unless its handlers asked for net, no signals out. Either way it has an empty environment
+ * and no secret in its command line, and its worker threads inherit all of that. It multiplexes
+ * the host's workers over the IPC channel: spawn, post, kill in; message and exit out.
  * @module
  */
 import { Worker } from "node:worker_threads";
+import { restrictSelf, type LandlockPolicy } from "./landlock.ts";
 
 type _In =
   | { t: "spawn"; id: number; url: string; name: string; memoryMb?: number; env: Record<string, string> }
@@ -55,4 +58,17 @@ process.on("message", (raw) => {
 });
 // The host went away: so does this process (and every handler in it).
 process.on("disconnect", () => process.exit(0));
-_send({ t: "ready" });
+
+const _config = JSON.parse(process.argv[2] ?? "{}") as { landlock?: LandlockPolicy };
+let _boundaryText: string | undefined;
+if (_config.landlock) {
+  try {
+    const r = await restrictSelf(_config.landlock);
+    _boundaryText = `Landlock ABI ${r.abi}: reads limited to the handler builds, no file writes` +
+      (r.net ? ", no TCP" : _config.landlock.net ? "" : ", TCP not restricted (kernel older than 6.7)") +
+      (r.scoped ? ", no signals to other processes" : "");
+  } catch (e) {
+    _boundaryText = `none: ${(e as Error).message}; worker-tier handlers can read what the host can (use isolation: "wasm" for code you did not write)`;
+  }
+}
+_send({ t: "ready", ...(_boundaryText ? { boundary: _boundaryText } : {}) });
