@@ -7,7 +7,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DEFAULT_CBOR_LIMITS, encodeCbor } from "../../src/codec/cbor.ts";
-import { decodeBody, MalformedBodyError, MEDIA_TYPES } from "../../src/ingest/decode.ts";
+import { decodeBody, MalformedBodyError, MEDIA_TYPES, SenmlError } from "../../src/ingest/decode.ts";
+import { resolveSenml } from "../../src/codec/senml.ts";
+import { SenmlRecord } from "../../src/sdk/senml.ts";
+import * as v from "valibot";
 
 const LIMITS = { ...DEFAULT_CBOR_LIMITS, maxItems: 10_000 };
 // Each property runs at most this long in the suite (more runs where the machine is fast).
@@ -21,7 +24,7 @@ function outcome(mediaType: string, body: Uint8Array): "ok" | "refused" {
     for (const r of readings) encodeCbor(r); // what was accepted can be stored
     return "ok";
   } catch (e) {
-    if (e instanceof MalformedBodyError) return "refused";
+    if (e instanceof MalformedBodyError || e instanceof SenmlError) return "refused";
     throw e;
   }
 }
@@ -93,6 +96,44 @@ test("fuzz: a valid body with bytes flipped, cut or spliced is decoded or refuse
         else b[at] = e.byte;
       }
       outcome(MEDIA_TYPES.cborSeq, b);
+    }),
+    BUDGET,
+  );
+});
+
+// SenML: packs built from the RFC's labels (and some it does not have), with values of every type.
+const LABELS = ["bn", "bt", "bu", "bv", "bs", "bver", "n", "u", "v", "vs", "vb", "vd", "s", "t", "ut", "x", "x_"] as const;
+const CBOR_LABEL: Record<string, number | string> = { bver: -1, bn: -2, bt: -3, bu: -4, bv: -5, bs: -6, n: 0, u: 1, v: 2, vs: 3, vb: 4, s: 5, t: 6, ut: 7, vd: 8, x: "x", x_: "x_" };
+const senmlValue = fc.oneof(
+  fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer({ min: -5, max: 2 ** 31 }), fc.boolean(),
+  fc.constantFrom("urn:dev:", "temp", "Cel", "aGkgCg", "", "bad name", "a/b"), fc.constant(null),
+);
+const senmlPack = fc.array(fc.dictionary(fc.constantFrom(...LABELS), senmlValue, { maxKeys: 5 }), { minLength: 0, maxLength: 6 });
+
+test("fuzz: SenML packs resolve to records that pass SenmlRecord, or are refused with SenmlError naming a record; JSON and CBOR agree", () => {
+  const NOW = 1_700_000_000;
+  const run = (pack: unknown, format: "json" | "cbor") => {
+    try {
+      const records = resolveSenml(pack, { now: NOW, format });
+      for (const r of records) assert.ok(v.is(SenmlRecord, r), `resolved record fails SenmlRecord: ${JSON.stringify(r)}`);
+      return { ok: records };
+    } catch (e) {
+      if (!(e instanceof SenmlError)) throw e;
+      assert.ok(e.index >= -1 && e.index < (Array.isArray(pack) ? pack.length : 1), `index ${e.index}`);
+      assert.match(e.message, /^SenML (record \d+|pack)/);
+      return { refused: e.message };
+    }
+  };
+  fc.assert(
+    fc.property(senmlPack, (pack) => {
+      const json = run(pack, "json");
+      // The same pack in CBOR: integer labels, vd as the bytes its base64url names.
+      const asCbor = pack.map((r) => new Map(Object.entries(r).map(([k, x]) => [CBOR_LABEL[k]!, k === "vd" && x === "aGkgCg" ? new Uint8Array([0x68, 0x69, 0x20, 0x0a]) : x])));
+      const cbor = run(asCbor, "cbor");
+      if ("ok" in json && "ok" in cbor) assert.deepEqual(cbor.ok, json.ok);
+      // Through ingest, too: the same answer, in both media types, never another error.
+      outcome(MEDIA_TYPES.senmlJson, new TextEncoder().encode(JSON.stringify(pack)));
+      outcome(MEDIA_TYPES.senmlCbor, encodeCbor(asCbor));
     }),
     BUDGET,
   );
