@@ -23,7 +23,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "workers", kind: "string", default: "./workers", arg: "DIR", help: "directory of handler modules (or the first positional argument)" },
   { name: "watch", kind: "boolean", default: "true", help: "reload handlers when files in --workers change (--no-watch to turn off)" },
   { name: "watch-debounce", kind: "int", default: "50", arg: "MS", help: "how long a changed handler file must stay unchanged before it is loaded" },
-  { name: "handler-process", kind: "boolean", default: "true", help: "Node: run worker-tier handlers in a child process that may read only the handler builds (--no-handler-process: in the host's process)" },
+  { name: "handler-process", kind: "boolean", default: "true", help: "Node and Bun: run worker-tier handlers in a child process that may read only the handler builds (Node: permission model; Bun: Landlock, and no TCP unless a handler asks for net; --no-handler-process: in the host's process)" },
   { name: "isolation", kind: "string", default: "auto", arg: "TIER", help: "auto: each handler's definition picks its tier; wasm: every handler runs in the wasm tier (for code you do not trust)" },
   { name: "port", kind: "port", default: "8080", arg: "N", help: "HTTP port (0 picks a free one)", short: "p" },
   { name: "host", kind: "string", default: "0.0.0.0", arg: "ADDR", help: "HTTP address to listen on (sensors are on the LAN)" },

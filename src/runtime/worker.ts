@@ -302,7 +302,8 @@ class HandlerProcess {
         this.#workers.delete(id);
         if (child.connected) child.send({ t: "kill", id });
       },
-      heapLimitEnforced: opts.memoryMb !== undefined,
+      // Bun's worker_threads take resourceLimits but do not enforce them.
+      heapLimitEnforced: runtime === "node" && opts.memoryMb !== undefined,
       sandboxed: false,
     };
   }

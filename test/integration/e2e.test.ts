@@ -168,9 +168,10 @@ for (const runtime of RUNTIMES) {
         const m = await streamMessages(nats.jsm, "OUTBOX", "out.probe");
         return m.length ? m : undefined;
       }, 10_000, "the probe's report");
-      // Deno workers run with every permission denied; Node and Bun workers reach the network, but
-      // their environment is empty (none of the host's secrets).
-      const expected = runtime === "deno" ? { fetch: "NotCapable", env: "NotCapable" } : { fetch: "reached", env: "empty" };
+      // Deno workers run with every permission denied; Bun's handler process has no TCP (Landlock)
+      // for a handler that does not ask for net; Node workers reach the network. The environment is
+      // empty everywhere (none of the host's secrets).
+      const expected = runtime === "deno" ? { fetch: "NotCapable", env: "NotCapable" } : runtime === "bun" ? { fetch: "TypeError", env: "empty" } : { fetch: "reached", env: "empty" };
       assert.deepEqual(probe!.value, expected);
       const { handlers } = await (await host.api("/v1/handlers")).json();
       assert.equal(handlers.find((h: { name: string }) => h.name === "probe").sandboxed, runtime === "deno");
