@@ -3,6 +3,7 @@
  * @module
  */
 import * as v from "valibot";
+import type { SenmlResolved } from "../codec/senml.ts";
 
 // §4.5.1: a letter or digit, then letters, digits and - : . / _
 const _name = v.pipe(
@@ -47,24 +48,10 @@ const _record = v.pipe(
 );
 
 /**
- * One resolved SenML record, as a handler reads it. One flat type rather than the schema's union
- * of five, so `record.v` needs no narrowing (it is `undefined` in a string record).
+ * One resolved SenML record, as a handler reads it: the resolver's own type. One flat type rather
+ * than the schema's union of five, so `record.v` needs no narrowing (it is `undefined` in a
+ * string record).
  */
-export interface SenmlRecord {
-  /** Name: base name + name. */
-  n: string;
-  /** Epoch seconds; relative times were resolved against the time of ingest. */
-  t: number;
-  u?: string;
-  v?: number;
-  vs?: string;
-  vb?: boolean;
-  vd?: Uint8Array;
-  s?: number;
-  ut?: number;
-  /** The pack's version, only when it is not 10. */
-  bver?: number;
-}
-
+export type SenmlRecord = SenmlResolved;
 /** The schema of one resolved record: valibot's own checks, typed as the flat {@link SenmlRecord}. */
 export const SenmlRecord = _record as unknown as v.GenericSchema<SenmlRecord, SenmlRecord>;
