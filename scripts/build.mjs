@@ -129,7 +129,9 @@ export async function buildSdkPackage() {
     const path = join(dist, "types", f);
     const text = await readFile(path, "utf8");
     const out = text.replace(/^import (?:type )?\{([^}]*)\} from (["'])(\.\.?\/[^"']+)\.ts\2;$/gm, (_m, names, q, path) =>
-      `import type {${names.replace(/\btype\s+/g, "")}} from ${q}${path}.d.ts${q};`);
+      `import type {${names.replace(/\btype\s+/g, "")}} from ${q}${path}.d.ts${q};`)
+      // Types tsc inlines as import("./x.ts").Name.
+      .replace(/\bimport\((["'])(\.\.?\/[^"']+)\.ts\1\)/g, (_m, q, path) => `import(${q}${path}.d.ts${q})`);
     if (/from\s+["']\.\.?\/[^"']+\.ts["']/.test(out.replace(/\.d\.ts(["'])/g, "$1"))) throw new Error(`${f}: a relative import the declaration rewrite does not know`);
     await writeFile(path, out);
     files++;
