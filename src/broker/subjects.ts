@@ -6,8 +6,8 @@
  * - `ingest.~hi.<topic>`: high-priority readings (a second consumer per handler, served first);
  * - `ingest.~delay.<topic>`: readings not to be handled before their time (the scheduler's).
  */
-/** Subject prefixes of the three streams. */
-export const SUBJECTS = { ingest: "ingest", outbox: "out", dlq: "dlq" } as const;
+/** Subject prefixes of the streams: the three, and the recordings (`record.<topic>`, one stream per topic). */
+export const SUBJECTS = { ingest: "ingest", outbox: "out", dlq: "dlq", record: "record" } as const;
 
 export const PRIORITY_TOKEN = "~hi";
 export const DELAY_TOKEN = "~delay";
@@ -60,6 +60,11 @@ export function ingestSubject(pattern: string): string {
 export function patternOf(subject: string): string {
   const prefix = `${SUBJECTS.ingest}.`;
   return subject.startsWith(prefix) ? subject.slice(prefix.length) : subject;
+}
+
+/** Where a recorded topic's readings are kept as well: `record.<topic>`. */
+export function recordSubject(topic: string): string {
+  return `${SUBJECTS.record}.${topic}`;
 }
 
 /** Where `ctx.publish(subject)` stores: `out.<subject>`. */

@@ -40,6 +40,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "nats-domain", kind: "string", arg: "NAME", help: "JetStream domain of the embedded broker (unique per device; needed with --nats-leafnode)" },
   { name: "nats-leafnode", kind: "string", arg: "URL", help: "connect the embedded broker to a hub as a leafnode (nats-leaf://[user:pass@]hub:7422); INGEST, OUTBOX and DLQ stay local", secret: true },
   { name: "nats-leafnode-creds", kind: "string", arg: "FILE", help: "credentials file (JWT + NKey) for the leafnode connection" },
+  { name: "record", kind: "string", arg: "TOPICS", help: "also keep these topics' readings (comma-separated) in recordings of 16 MiB / 7 days each, for outpost record export and outpost replay" },
   { name: "mqtt-port", kind: "int", arg: "PORT", help: "turn on the embedded broker's MQTT listener (MQTT 3.1.1, QoS 0 and 1) on --host:PORT; sensors publish to <prefix>/<topic>" },
   { name: "mqtt-prefix", kind: "string", default: "ingest", arg: "PREFIX", help: "MQTT topic prefix readings are published under (ingest/temperature is topic temperature)" },
   { name: "max-file-store", kind: "size", default: "1G", arg: "SIZE", help: "JetStream disk limit of the embedded broker (INGEST gets 1/2, OUTBOX 1/4, DLQ 1/8)" },

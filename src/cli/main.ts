@@ -5,6 +5,8 @@ import { buildCommand } from "./build_command.ts";
 import { configCommand } from "./config_command.ts";
 import { doctorCommand } from "./doctor.ts";
 import { dlqCommand } from "./dlq.ts";
+import { recordCommand } from "./record_command.ts";
+import { replayCommand } from "./replay_command.ts";
 import { UsageError } from "./flags.ts";
 import { publishCommand } from "./publish_command.ts";
 import { runCommand } from "./run_command.ts";
@@ -24,6 +26,8 @@ const _RUN: Record<string, (args: string[]) => Promise<number>> = {
   new: newCommand,
   sensors: sensorsCommand,
   test: testCommand,
+  replay: replayCommand,
+  record: recordCommand,
   tls: tlsCommand,
   tail: tailCommand,
   dlq: dlqCommand,

@@ -1,3 +1,4 @@
+import { isTopic } from "../sdk/definition.ts";
 import type { IngestAuthMode } from "../sensors/ingest_auth.ts";
 import { readFile } from "node:fs/promises";
 import { startOutpost, type OutpostOptions } from "../host/start.ts";
@@ -108,6 +109,7 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     natsDomain: f["nats-domain"] as string | undefined,
     natsLeafnode: f["nats-leafnode"] as string | undefined,
     natsLeafnodeCreds: f["nats-leafnode-creds"] as string | undefined,
+    ...(f.record !== undefined ? { record: _topics(String(f.record)) } : {}),
     ...(f["mqtt-port"] !== undefined ? { mqtt: { port: f["mqtt-port"] as number, prefix: String(f["mqtt-prefix"]) } } : {}),
     ...(f.fleet ? { fleet: { domain: String(f.fleet), kv: String(f["fleet-kv"]), key: String(f["fleet-key"]) } } : {}),
     maxFileStore: f["max-file-store"] as number,
@@ -146,6 +148,13 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     },
     log,
   };
+}
+
+function _topics(list: string): string[] {
+  const topics = list.split(",").map((t) => t.trim()).filter(Boolean);
+  const bad = topics.find((t) => !isTopic(t));
+  if (bad !== undefined) throw new UsageError(`--record ${JSON.stringify(bad)}: a topic is dot-separated words of letters, digits, _ and -`);
+  return topics;
 }
 
 function _tls(f: FlagValues): OutpostOptions["tls"] {

@@ -10,6 +10,7 @@ import { HandlerRunner, type HandlerCounts, type HandlerMetrics, type HandlerSta
 import type { Logger } from "../util/log.ts";
 import type { Validator } from "../schemas/validator.ts";
 import { decodeCbor, scanCbor } from "../codec/cbor.ts";
+import { ensureRecordStream } from "../record/streams.ts";
 import { ingestSubject, patternOf, subjectMatches } from "../broker/subjects.ts";
 import { watchDir, type DirWatch } from "../runtime/watch.ts";
 import { buildHandler } from "../bundler/bundle.ts";
@@ -71,6 +72,9 @@ export class HandlerRegistry {
   #metrics: HandlerMetrics | undefined;
 
   #store: (req: StoreRequest) => Promise<StoredReading[]>;
+  /** Topics recorded whatever their definitions say (`--record`). */
+  #recorded: Set<string>;
+  #recordBudget: number;
 
   /**
    * @param opts.store the one path that stores readings (ingest's), which `ctx.emit` takes too
@@ -84,7 +88,11 @@ export class HandlerRegistry {
     faults?: RunnerFaults | undefined;
     /** Where every handler counts its outcomes (/metrics). */
     metrics?: HandlerMetrics | undefined;
+    /** Topics recorded by the operator (`--record`), and the bytes all recordings may take. */
+    recording?: { topics: readonly string[]; budget: number } | undefined;
   }) {
+    this.#recorded = new Set(opts.recording?.topics ?? []);
+    this.#recordBudget = opts.recording?.budget ?? 64 * 1024 * 1024;
     this.#metrics = opts.metrics;
     this.#isolation = opts.isolation ?? "auto";
     this.#faults = opts.faults ?? {};
@@ -199,6 +207,10 @@ export class HandlerRegistry {
         policy: this.#policy, faults: this.#faults, forceWasm: this.#isolation === "wasm", metrics: this.#metrics,
       });
       const info = await next.load();
+      if (info.record) {
+        if (!info.topic) throw new Error(`Handler ${built.name}: \`record\` needs \`topic\` (a recording is per topic, not per subject pattern)`);
+        await ensureRecordStream(this.#broker.jsm, info.topic, info.record, this.#recordBudget);
+      }
       if (info.hasSchema) {
         // A wasm-tier handler's code never runs in a V8 worker: its schema is checked in QuickJS too.
         if (info.isolation === "wasm") await this.#validator.loadWasm(this.#schemaKey(next), built.guestUrl, info);
@@ -354,6 +366,7 @@ export class HandlerRegistry {
       schemaKeys: consumers.filter((r) => r.definition.hasSchema).map((r) => this.#schemaKey(r)),
       idField: consumers.map((r) => r.definition.idField).find((f) => f !== undefined),
       senml: consumers.map((r) => r.definition.senml).find((f) => f !== undefined),
+      record: this.#recorded.has(topic) || consumers.some((r) => r.definition.record !== undefined && r.definition.topic === topic),
       // High-priority lanes only where every consumer of the topic has one.
       priority: consumers.every((r) => r.definition.priority)
         ? { field: consumers.map((r) => r.definition.priority?.field).find((f) => f !== undefined) }

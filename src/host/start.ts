@@ -32,6 +32,8 @@ import { BundleManager } from "../ota/manager.ts";
 import { bundleRoutes } from "../ota/routes.ts";
 import { loadTrustStore } from "../ota/trust.ts";
 import { DlqStore } from "../dlq/store.ts";
+import { recordRoutes } from "../record/routes.ts";
+import { ensureRecordStream, RECORD_DEFAULTS, RECORD_SHARE } from "../record/streams.ts";
 import { Scheduler } from "../dispatch/scheduler.ts";
 import { ensureMqttStream, MqttBridge } from "../mqtt/bridge.ts";
 import { MQTT_STREAM_SHARE, mqttServerConfig, prefixSubject, prepareMqttStore } from "../mqtt/host.ts";
@@ -64,6 +66,8 @@ export interface OutpostOptions {
   natsServer?: string | undefined;
   /** JetStream domain of the embedded nats-server (unique per device). */
   natsDomain?: string | undefined;
+  /** Topics to record whatever their handlers' definitions say (`--record`). */
+  record?: string[] | undefined;
   /** MQTT ingest through the embedded nats-server's MQTT listener: port, and topic prefix (`ingest`). */
   mqtt?: { port: number; prefix: string } | undefined;
   /** Make the embedded nats-server a leafnode of this hub URL (`nats-leaf://…`). */
@@ -300,6 +304,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
   try {
     await ensureStreams(broker.jsm, o.maxFileStore, log);
     if (o.mqtt) await ensureMqttStream(broker, Math.floor(o.maxFileStore * MQTT_STREAM_SHARE), o.bodyLimit);
+    for (const t of o.record ?? []) await ensureRecordStream(broker.jsm, t, RECORD_DEFAULTS, o.maxFileStore * RECORD_SHARE);
     integrity = new StoreIntegrity({
       jsm: broker.jsm, file: join(dataDir, "store-marks.json"), streams: Object.values(STREAMS),
       // Only on our own server does nothing else consume INGEST while this host is stopped.
@@ -356,6 +361,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     registry = new HandlerRegistry({
       dir: bundles.handlerDir, bundleDir, broker, validator, log, store: (req) => storeReadings(storeDeps, req),
       isolation: o.isolation, faults: o.faults, metrics,
+      recording: { topics: o.record ?? [], budget: o.maxFileStore * RECORD_SHARE },
       policy: { limits: o.outputLimits ?? DEFAULT_OUTPUT_LIMITS, maxMemoryMb: o.maxHandlerMemoryMb ?? 512 },
     });
     if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 50);
@@ -449,6 +455,8 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     const admin = adminAuth(tokens, "admin", sessions);
     const audit = auditLog(log.child("audit"));
     for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*", "/v1/store/*"]) app.use(path, admin, audit);
+    app.use("/v1/record/*", admin);
+    app.route("/", recordRoutes(() => broker));
     app.use("/v1/events", admin);
     app.route("/", eventRoutes(events));
     app.route("/", uiRoutes({

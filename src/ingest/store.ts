@@ -2,7 +2,7 @@ import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { PubAck } from "@nats-io/jetstream";
 import type { Broker } from "../broker/connect.ts";
 import type { BrokerState } from "../broker/health.ts";
-import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject, SENSOR_HEADER } from "../broker/subjects.ts";
+import { delayedSubject, NOT_BEFORE_HEADER, PRIORITY_HEADER, readingSubject, recordSubject, SENSOR_HEADER } from "../broker/subjects.ts";
 import { encodeCbor } from "../codec/cbor.ts";
 import { formatTraceparent, TRACEPARENT_HEADER, TRACESTATE_HEADER, type TraceContext } from "../util/trace.ts";
 import type { Pressure } from "../dispatch/backpressure.ts";
@@ -17,6 +17,8 @@ export interface TopicRoute {
   schemaKeys: string[];
   /** Field that gives each reading of a batch its idempotency key. */
   idField: string | undefined;
+  /** The topic is recorded: each reading is also kept under `record.<topic>`. */
+  record?: boolean | undefined;
   /** How a SenML body becomes readings: one per resolved record, or the pack as one. */
   senml?: "records" | "pack" | undefined;
   /** Set when every handler of the topic serves a high-priority lane; `field` marks a reading high. */
@@ -131,6 +133,8 @@ export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise
         if (req.trace.tracestate) opts.headers.set(TRACESTATE_HEADER, req.trace.tracestate);
       }
     }
+    // A recorded topic keeps the reading in its recording too (same id: a resend is no second copy).
+    if (route.record) void broker.js.publish(recordSubject(topic), payloads[i]!, opts).catch((e: Error) => _recordFailed(deps.log, topic, e));
     return broker.js.publish(delayed ? delayedSubject(topic) : readingSubject(topic, high), payloads[i]!, opts);
   }));
   const stored: StoredReading[] = [];
@@ -141,6 +145,14 @@ export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise
   });
   if (failed.length) throw _failed(deps.log, topic, readings.length, stored, failed, ids.some((id) => id !== undefined));
   return stored;
+}
+
+let _recordWarnedAt = 0;
+/** A recording that could not take a reading: the reading is stored all the same (said at most once a minute). */
+function _recordFailed(log: Logger, topic: string, e: Error): void {
+  if (Date.now() - _recordWarnedAt < 60_000) return;
+  _recordWarnedAt = Date.now();
+  log.warn(`recording of ${topic} missed a reading: ${e.message}`);
 }
 
 async function _validate(validator: Validator, keys: string[], readings: unknown[]): Promise<void> {

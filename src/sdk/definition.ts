@@ -56,6 +56,13 @@ const _FIELDS = v.looseObject({
     return !!std && std.vendor === "valibot" && typeof std.validate === "function";
   }, '`schema` must be a valibot schema (use `v` from "outpost/handler")')),
   idField: v.optional(v.string("`idField` must be a string")),
+  record: v.optional(v.message(v.union([
+    v.literal(true),
+    v.object({
+      maxBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1024 * 1024), v.maxValue(2 ** 40))),
+      maxAge: v.optional(v.pipe(v.number(), v.minValue(1_000), v.maxValue(366 * 86_400_000))),
+    }),
+  ]), "`record` must be true or { maxBytes?: bytes (at least 1 MiB), maxAge?: ms (at least 1000) }")),
   senml: v.optional(v.picklist(["records", "pack"], (i) => `\`senml\` must be "records" or "pack", got ${JSON.stringify(i.input)}`)),
   isolation: v.optional(v.picklist(["worker", "wasm"], (i) => `\`isolation\` must be "worker" or "wasm", got ${JSON.stringify(i.input)}`)),
   timeoutMs: v.optional(_int(1, 3_600_000, "`timeoutMs` must be an integer from 1 to 3600000")),
@@ -137,6 +144,8 @@ export interface HandlerInfo {
   subjects: string[];
   hasSchema: boolean;
   idField: string | undefined;
+  /** Keep the topic's readings in a recording too (`outpost record export`, `outpost replay`); bounds with defaults applied. */
+  record: { maxBytes: number; maxAgeMs: number } | undefined;
   /** SenML bodies (`application/senml+json`, `+cbor`): each resolved record a reading, or the pack as one. */
   senml: "records" | "pack" | undefined;
   timeoutMs: number;
@@ -184,6 +193,7 @@ export function handlerInfo(def: Record<string, unknown>): HandlerInfo {
     hasSchema: def.schema !== undefined,
     idField: def.idField as string | undefined,
     senml: def.senml as "records" | "pack" | undefined,
+    record: _record(def.record),
     timeoutMs: (def.timeoutMs as number | undefined) ?? DEFAULTS.timeoutMs,
     concurrency: (def.concurrency as number | undefined) ?? DEFAULTS.concurrency,
     memoryMb: (def.memoryMb as number | undefined) ?? (wasm ? WASM_DEFAULTS.memoryMb : DEFAULTS.memoryMb),
@@ -202,6 +212,13 @@ export function handlerInfo(def: Record<string, unknown>): HandlerInfo {
   };
 }
 
+
+/** `record` with defaults: 16 MiB, 7 days. */
+function _record(r: unknown): HandlerInfo["record"] {
+  if (r === undefined) return undefined;
+  const o = r === true ? {} : (r as { maxBytes?: number; maxAge?: number });
+  return { maxBytes: o.maxBytes ?? 16 * 1024 * 1024, maxAgeMs: o.maxAge ?? 7 * 86_400_000 };
+}
 
 /** `rateLimit`, `priority`, `dedupe` and `batch` with defaults applied. */
 function _queuePolicy(d: _Def): Pick<HandlerInfo, "rateLimit" | "priority" | "dedupe" | "batch"> {

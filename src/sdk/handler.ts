@@ -130,6 +130,12 @@ export interface HandlerDefinition<S extends Schema | undefined = Schema | undef
   /** Field whose value becomes the reading's idempotency key in batches. */
   idField?: string;
   /**
+   * Keep this topic's readings in a recording as well (a stream of their own, oldest out first,
+   * bounded by `maxBytes`, default 16 MiB, and `maxAge` in ms, default 7 days), to export them
+   * (`outpost record export`) and replay them against a new version (`outpost replay`).
+   */
+  record?: true | { maxBytes?: number; maxAge?: number };
+  /**
    * A SenML body (`application/senml+json` or `application/senml+cbor`, RFC 8428) is resolved
    * (base name, base time, base unit…), then stored as one reading per record (`"records"`, the
    * default: validation, `ctx` and retries per record) or as one reading, the array of resolved
