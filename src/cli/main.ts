@@ -7,6 +7,7 @@ import { doctorCommand } from "./doctor.ts";
 import { dlqCommand } from "./dlq.ts";
 import { recordCommand } from "./record_command.ts";
 import { replayCommand } from "./replay_command.ts";
+import { shadowCommand } from "./shadow_command.ts";
 import { UsageError } from "./flags.ts";
 import { publishCommand } from "./publish_command.ts";
 import { runCommand } from "./run_command.ts";
@@ -28,6 +29,7 @@ const _RUN: Record<string, (args: string[]) => Promise<number>> = {
   test: testCommand,
   replay: replayCommand,
   record: recordCommand,
+  shadow: shadowCommand,
   tls: tlsCommand,
   tail: tailCommand,
   dlq: dlqCommand,

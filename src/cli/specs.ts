@@ -114,6 +114,25 @@ export const COMMANDS: readonly CommandSpec[] = [
     env: false,
   },
   {
+    name: "shadow",
+    summary: "run a candidate version beside a running handler on live readings: outputs compared, never stored",
+    usage: [
+      "outpost shadow start NAME FILE [--readings N] [--for 1h]   the candidate gets a copy of every reading; stops by itself",
+      "outpost shadow status [NAME] [--json]                     agreement, new failures, latency next to the active version",
+      "outpost shadow stop NAME",
+    ],
+    flags: [
+      { name: "readings", kind: "int", default: "1000", arg: "N", help: "start: end after comparing N readings" },
+      { name: "for", kind: "string", default: "1h", arg: "DURATION", help: "start: end after this long (90s, 15m, 2h, 1d; at most 7d)" },
+      _URL,
+      _TOKEN,
+      _TOKEN_FILE,
+      _DATA_DIR,
+      _JSON,
+    ],
+    env: true,
+  },
+  {
     name: "record",
     summary: "export a topic's recorded readings from a running host as a CBOR sequence (for outpost test and outpost replay)",
     usage: ["outpost record export TOPIC [--since 2h] [--limit N] [--out FILE] [--url URL]   (writes to stdout without --out)"],

@@ -54,6 +54,19 @@ export interface RunnerOptions {
   faults?: RunnerFaults | undefined;
   /** Where outcomes are counted for /metrics (they outlive a version: a swap keeps counting). */
   metrics?: HandlerMetrics | undefined;
+  /**
+   * Run as a shadow: a durable consumer of its own from now on, outputs handed to `tap` and never
+   * stored, every outcome acked (no retry, no DLQ, no dedupe keys remembered).
+   */
+  shadow?: RunnerTap | undefined;
+}
+
+/** Where a runner reports each reading's outputs and outcome (shadow runs compare them). */
+export interface RunnerTap {
+  /** An output of the reading stored at INGEST sequence `seq`. */
+  output(seq: number, op: "publish" | "emit", subject: string, data: Uint8Array): void;
+  /** The reading's first attempt ended: acked, or failed (`error`), after `ms`. */
+  done(seq: number, outcome: { ok: boolean; error?: string; ms: number }): void;
 }
 
 /** What a runner reports to the host's metrics. */
@@ -134,6 +147,9 @@ export class HandlerRunner {
   #policy: RunnerPolicy;
   #forceWasm: boolean;
   #faults: RunnerFaults;
+  #shadow: RunnerTap | undefined;
+  /** Told about the active version's readings while a shadow runs beside it. */
+  tap: RunnerTap | undefined;
 
   constructor(o: RunnerOptions) {
     this.built = o.built;
@@ -144,6 +160,7 @@ export class HandlerRunner {
     this.#policy = o.policy ?? {};
     this.#forceWasm = o.forceWasm ?? false;
     this.#faults = o.faults ?? {};
+    this.#shadow = o.shadow;
   }
 
   /** The handler's definition, with defaults applied; known once {@link load} resolved. */
@@ -183,7 +200,12 @@ export class HandlerRunner {
 
   /** The durable consumer's name. */
   get durable(): string {
-    return `outpost-${this.built.name.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    return `outpost-${this.built.name.replace(/[^A-Za-z0-9_-]/g, "_")}${this.#shadow ? "-shadow" : ""}`;
+  }
+
+  /** Delete this runner's consumers (a shadow's, when it ends: INGEST keeps nothing for it). */
+  async deleteConsumers(): Promise<void> {
+    for (const d of [this.durable, this.durableHigh]) await this.#broker.jsm.consumers.delete(STREAMS.ingest, d).catch(() => false);
   }
 
   /** Messages being handled right now. */
@@ -232,7 +254,7 @@ export class HandlerRunner {
     const info = this.definition;
     const lanes: Consumer[] = [await this.#ensureConsumer(this.durable, info.subjects)];
     if (info.priority) lanes.push(await this.#ensureConsumer(this.durableHigh, info.subjects.map(priorityFilter)));
-    if (info.dedupe) {
+    if (info.dedupe && !this.#shadow) {
       this.#dedupe = new DedupeStore(this.#broker.jsm, this.#broker.js, this.built.name, info.dedupe.ttlMs);
       await this.#dedupe.open();
     }
@@ -287,6 +309,13 @@ export class HandlerRunner {
 
   async #call(op: "publish" | "emit", subject: string, data: Uint8Array, delayMs?: number, inv?: Invocation): Promise<void> {
     // Outputs carry the trace on: a new span in the handler's trace.
+    if (this.#shadow) {
+      // Captured, never stored (checked as the host would, so a bad subject fails here too).
+      if (op === "publish" && !isPublishSubject(subject)) throw new TypeError(`ctx.publish: invalid subject ${JSON.stringify(subject)} (dot-separated tokens, no wildcards)`);
+      if (inv) this.#shadow.output(inv.seq, op, subject, data);
+      return;
+    }
+    if (inv && inv.attempt === 1) this.tap?.output(inv.seq, op, subject, data);
     const parent = parseTraceparent(inv?.traceparent, inv?.tracestate);
     const span = parent ? childSpan(parent) : undefined;
     if (op === "emit") return await this.#emit(subject, data, delayMs, span);
@@ -355,9 +384,10 @@ export class HandlerRunner {
     const jsm = this.#broker.jsm;
     const cfg = {
       durable_name: durable,
-      description: `outpost handler ${this.built.name}`,
+      description: `outpost handler ${this.built.name}${this.#shadow ? " (shadow)" : ""}`,
       ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+      // A shadow sees the readings from the moment it starts, not the backlog.
+      deliver_policy: this.#shadow ? DeliverPolicy.New : DeliverPolicy.All,
       // ack_wait covers one invocation plus the time to record its outcome; messages held while
       // the isolate restarts or a slot frees are kept with `working()`. After a crash of the
       // host, this is how long its unfinished messages wait before they are delivered again.
@@ -475,6 +505,12 @@ export class HandlerRunner {
   }
 
   async #succeeded(m: JsMsg, key: string | undefined | null, seconds?: number): Promise<void> {
+    if (m.info.deliveryCount === 1) (this.#shadow ?? this.tap)?.done(m.seq, { ok: true, ms: (seconds ?? 0) * 1000 });
+    if (this.#shadow) {
+      m.ack();
+      this.#counts.acked++;
+      return;
+    }
     if (key) {
       // Remember before acking: a crash in between redelivers a reading that is then skipped.
       await this.#dedupe!.remember(key).catch((e: Error) => this.#log.warn(`cannot remember dedupe key of ${m.seq}: ${e.message}`));
@@ -505,6 +541,13 @@ export class HandlerRunner {
     // What the handler threw: its frames pointed back at the author's file and line (the bundle's
     // source map). A timeout or a crash is the host's own error, with the host's frames.
     const error = e instanceof HandlerError ? await mapErrorData(e.data, this.built.bundleFiles ?? []) : toErrorData(e);
+    if (attempt === 1) (this.#shadow ?? this.tap)?.done(m.seq, { ok: false, error: `${error.name}: ${error.message}`, ms: (seconds ?? 0) * 1000 });
+    if (this.#shadow) {
+      // A shadow's failure is counted, never retried, never dead-lettered.
+      this.#counts.failed++;
+      m.ack();
+      return;
+    }
     this.#counts.failed++;
     // One set of fields for every line and event about this failure.
     const fields = this.#fields(m, attempt, seconds);

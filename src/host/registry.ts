@@ -11,6 +11,8 @@ import type { Logger } from "../util/log.ts";
 import type { Validator } from "../schemas/validator.ts";
 import { decodeCbor, scanCbor } from "../codec/cbor.ts";
 import { ensureRecordStream } from "../record/streams.ts";
+import { STREAMS } from "../broker/streams.ts";
+import { ShadowSession, type ShadowLimits, type ShadowVerdict, type ShadowView } from "../release/shadow.ts";
 import { ingestSubject, patternOf, subjectMatches } from "../broker/subjects.ts";
 import { watchDir, type DirWatch } from "../runtime/watch.ts";
 import { buildHandler } from "../bundler/bundle.ts";
@@ -40,6 +42,8 @@ export interface HandlerView {
   swaps: number;
   /** The last swap: versions, when, and the pause between the old version's last ack and the new one's first. */
   lastSwap: { from: string; to: string; at: string; pauseMs: number | null } | null;
+  /** A candidate running in shadow beside this version (the last one, once it finished). */
+  shadow: ShadowView | null;
 }
 
 
@@ -52,6 +56,8 @@ interface _Entry {
   lastSwap: { from: string; to: string; at: Date; oldLastAck: number | undefined; next: HandlerRunner } | undefined;
   /** Operations on one handler run one after another. */
   chain: Promise<void>;
+  /** A shadow run beside the active version, and its runner while it runs. */
+  shadow?: { session: ShadowSession; runner: HandlerRunner | undefined } | undefined;
 }
 
 /**
@@ -136,7 +142,19 @@ export class HandlerRegistry {
   }
 
   /** Load every handler file in the directory. */
+  /** A host killed during a shadow run left its consumer: remove it, or INGEST keeps every reading for it. */
+  async #dropStaleShadows(): Promise<void> {
+    try {
+      for await (const c of this.#broker.jsm.consumers.list(STREAMS.ingest)) {
+        if (/-shadow(-hi)?$/.test(c.name)) await this.#broker.jsm.consumers.delete(STREAMS.ingest, c.name).catch(() => false);
+      }
+    } catch (e) {
+      this.#log.warn(`cannot look for consumers of ended shadow runs: ${(e as Error).message}`);
+    }
+  }
+
   async loadAll(): Promise<void> {
+    await this.#dropStaleShadows();
     let files: string[];
     try {
       files = (await readdir(this.#dir)).filter(isHandlerFile).sort();
@@ -178,6 +196,8 @@ export class HandlerRegistry {
   async stopAll(graceMs = 10_000): Promise<void> {
     this.#watch?.close();
     await Promise.all([...this.#entries.values()].map((e) => e.chain));
+    // A shadow ends with the host: its consumer goes, so INGEST keeps nothing for it.
+    await Promise.all([...this.#entries.values()].map((e) => this.stopShadow(e.name, "the host stopped")));
     await Promise.all(this.runners().map((r) => r.stop(Math.min(r.definition.timeoutMs + 1_000, graceMs))));
   }
 
@@ -237,6 +257,8 @@ export class HandlerRegistry {
       return;
     }
     const info = next.definition;
+    // A shadow compares with the version it started beside.
+    if (e.shadow?.runner) await this.stopShadow(e.name, "the active version changed");
     if (old) {
       // Blue/green: the new version is loaded; now the old one stops fetching and drains.
       await old.stop(old.definition.timeoutMs + 1_000);
@@ -388,6 +410,60 @@ export class HandlerRegistry {
   }
 
   /** Every handler, loaded or failed. */
+  /**
+   * Run a candidate version of handler `name` in shadow beside its active version, until `limits`.
+   * @param file the candidate's source
+   * @throws Error when the handler is not running, a shadow runs already, or the candidate does not load
+   */
+  async startShadow(name: string, file: string, limits: ShadowLimits, onVerdict?: (v: ShadowVerdict) => void): Promise<ShadowView> {
+    const e = this.#entries.get(name);
+    const active = e?.runner;
+    if (!e || !active) throw Object.assign(new Error(`No handler named ${name} is running`), { status: 404 });
+    if (e.shadow && !e.shadow.session.ended) throw Object.assign(new Error(`A shadow of ${name} runs already; stop it first`), { status: 409 });
+    const built = await buildHandler(file, join(this.#bundleDir, "shadow"));
+    const session = new ShadowSession(built.hash, limits, {
+      judged: (v) => onVerdict?.(v),
+      limit: (reason) => void this.stopShadow(name, reason),
+    });
+    const taps = session.taps();
+    const runner = new HandlerRunner({
+      built: { ...built, name }, broker: this.#broker, log: this.#log.child("shadow"), emit: async () => {},
+      policy: this.#policy, forceWasm: this.#isolation === "wasm", shadow: taps.shadow,
+    });
+    try {
+      const info = await runner.load();
+      const want = active.definition.subjects.join(",");
+      if (info.subjects.join(",") !== want) throw new Error(`The candidate consumes ${info.subjects.join(", ")}, the active version ${want}: a shadow must see the same readings`);
+      await runner.run();
+    } catch (err) {
+      await runner.stop(0).catch(() => {});
+      await runner.deleteConsumers();
+      session.end("did not start");
+      throw Object.assign(new Error(`The candidate does not run: ${(err as Error).message}`), { status: 400 });
+    }
+    active.tap = taps.active;
+    e.shadow = { session, runner };
+    this.#log.info(`shadow of ${name}: candidate ${built.hash} beside ${active.built.hash}, until ${limits.readings} readings or ${limits.ms} ms`);
+    return session.view();
+  }
+
+  /** End a shadow run: its runner stops, its consumer goes; the comparison stays visible. */
+  async stopShadow(name: string, reason = "stopped by the operator"): Promise<ShadowView | undefined> {
+    const e = this.#entries.get(name);
+    const sh = e?.shadow;
+    if (!e || !sh) return undefined;
+    sh.session.end(reason);
+    if (e.runner?.tap) e.runner.tap = undefined;
+    const r = sh.runner;
+    sh.runner = undefined;
+    if (r) {
+      await r.stop(1_000).catch(() => {});
+      await r.deleteConsumers();
+      this.#log.info(`shadow of ${name} ended (${reason}): ${JSON.stringify(sh.session.view().counts)}`);
+    }
+    return sh.session.view();
+  }
+
   view(): HandlerView[] {
     const rows: HandlerView[] = [];
     for (const e of this.#entries.values()) {
@@ -416,6 +492,7 @@ export class HandlerRegistry {
         lastError: st?.lastError ?? null,
         loadError: e.loadError ? { message: e.loadError.message, at: e.loadError.at.toISOString() } : null,
         swaps: e.swaps,
+        shadow: e.shadow?.session.view() ?? null,
         lastSwap: swap
           ? {
             from: swap.from,

@@ -33,6 +33,7 @@ import { bundleRoutes } from "../ota/routes.ts";
 import { loadTrustStore } from "../ota/trust.ts";
 import { DlqStore } from "../dlq/store.ts";
 import { recordRoutes } from "../record/routes.ts";
+import { shadowRoutes } from "../release/routes.ts";
 import { ensureRecordStream, RECORD_DEFAULTS, RECORD_SHARE } from "../record/streams.ts";
 import { Scheduler } from "../dispatch/scheduler.ts";
 import { ensureMqttStream, MqttBridge } from "../mqtt/bridge.ts";
@@ -457,6 +458,9 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     for (const path of ["/v1/dlq", "/v1/dlq/*", "/v1/bundles", "/v1/bundles/*", "/v1/store/*"]) app.use(path, admin, audit);
     app.use("/v1/record/*", admin);
     app.route("/", recordRoutes(() => broker));
+    // Starting and ending shadow runs change things: admin token (GET /v1/handlers stays readable).
+    app.on(["POST", "DELETE"], "/v1/handlers/*", admin, audit);
+    app.route("/", shadowRoutes({ registry: () => registry, dataDir, onVerdict: metrics ? (h, v) => metrics!.shadow(h, v) : undefined }));
     app.use("/v1/events", admin);
     app.route("/", eventRoutes(events));
     app.route("/", uiRoutes({

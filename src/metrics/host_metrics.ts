@@ -44,6 +44,7 @@ export class HostMetrics implements HandlerMetrics {
   #handleSeconds;
   #restarts;
   #mqtt;
+  #shadow;
   #streams: _Stream[] = [];
   #consumers: _Consumer[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -59,6 +60,7 @@ export class HostMetrics implements HandlerMetrics {
     this.#outcomes = r.counter("outpost_handler_messages_total", "Messages a handler finished, by outcome: acked, failed (an attempt failed), retried, dead_lettered, deduped.");
     this.#handleSeconds = r.histogram("outpost_handler_duration_seconds", "Time a handler took for one message, by handler.");
     this.#restarts = r.counter("outpost_handler_restarts_total", "Isolate restarts (crash or timeout), by handler.");
+    this.#shadow = r.counter("outpost_shadow_readings_total", "Readings a shadow run compared with the active version, by handler and verdict: agreed, different output, new failure, fixed failure, both failed.");
     this.#mqtt = r.counter("outpost_mqtt_messages_total", "MQTT messages the bridge took from MQTT_IN, by topic and outcome: stored (in INGEST), dead_lettered (could not be stored as sent), retried (broker busy or full).");
     r.gauge("outpost_handler_in_flight", "Messages a handler is handling now.", () => src.runners().map((x) => [{ handler: x.built.name }, x.stats().inFlight]));
     r.gauge("outpost_handler_status", "1 for each handler's current status (loading, running, restarting, crashing, failed, stopped).", function* () {
@@ -102,6 +104,10 @@ export class HostMetrics implements HandlerMetrics {
   ingest(topic: string, status: number, seconds: number): void {
     this.#requests.inc({ topic, status: String(status) });
     this.#requestSeconds.observe({ topic }, seconds);
+  }
+
+  shadow(handler: string, verdict: string): void {
+    this.#shadow.inc({ handler, verdict });
   }
 
   mqtt(topic: string, outcome: "stored" | "dead_lettered" | "retried"): void {

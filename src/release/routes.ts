@@ -1,0 +1,57 @@
+import { Hono } from "hono";
+import { mkdir, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { readBody } from "../http/body.ts";
+import { ProblemError } from "../http/problem.ts";
+import { reply } from "../http/reply.ts";
+import type { HandlerRegistry } from "../host/registry.ts";
+import type { ShadowVerdict } from "./shadow.ts";
+
+const _MAX_SOURCE = 4 * 1024 * 1024;
+
+/**
+ * `POST /v1/handlers/:name/shadow?readings=N&for=DURATION` with the candidate's source as the
+ * body (`Outpost-File-Name` names it: its extension says TypeScript or JavaScript): run it in
+ * shadow. `DELETE /v1/handlers/:name/shadow` ends it. The comparison is in `GET /v1/handlers`.
+ */
+export function shadowRoutes(o: { registry: () => HandlerRegistry; dataDir: string; onVerdict?: ((handler: string, v: ShadowVerdict) => void) | undefined }): Hono {
+  const app = new Hono();
+  app.post("/v1/handlers/:name/shadow", async (c) => {
+    const name = c.req.param("name");
+    if (!/^[A-Za-z0-9_.-]{1,100}$/.test(name)) throw new ProblemError(400, "invalid_name", "A handler name is its file name without the extension");
+    const readings = Number(c.req.query("readings") ?? "1000");
+    if (!Number.isInteger(readings) || readings < 1 || readings > 10_000_000) throw new ProblemError(400, "invalid_limit", "readings must be an integer from 1 to 10000000");
+    const ms = _duration(c.req.query("for") ?? "1h");
+    if (ms === undefined) throw new ProblemError(400, "invalid_duration", "for must be a duration such as 90s, 15m, 2h or 1d (at most 7d)");
+    const file = basename(c.req.header("outpost-file-name") ?? `${name}.ts`);
+    if (!/\.(ts|mts|js|mjs)$/.test(file)) throw new ProblemError(400, "invalid_file_name", "Outpost-File-Name must end in .ts, .mts, .js or .mjs");
+    const source = await readBody(c.req.raw, _MAX_SOURCE, c.env);
+    if (!source.length) throw new ProblemError(400, "no_source", "The body must be the candidate handler's source");
+    const dir = join(o.dataDir, "shadow", name);
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, file);
+    await writeFile(path, source);
+    try {
+      const view = await o.registry().startShadow(name, path, { readings, ms }, (v) => o.onVerdict?.(name, v));
+      return reply(c.req.raw, 201, { handler: name, shadow: view });
+    } catch (e) {
+      const status = (e as { status?: number }).status;
+      if (status === 404) throw new ProblemError(404, "unknown_handler", (e as Error).message);
+      if (status === 409) throw new ProblemError(409, "shadow_running", (e as Error).message);
+      throw new ProblemError(400, "candidate_failed", (e as Error).message);
+    }
+  });
+  app.delete("/v1/handlers/:name/shadow", async (c) => {
+    const view = await o.registry().stopShadow(c.req.param("name"));
+    if (!view) throw new ProblemError(404, "no_shadow", `Handler ${c.req.param("name")} has no shadow run`);
+    return reply(c.req.raw, 200, { handler: c.req.param("name"), shadow: view });
+  });
+  return app;
+}
+
+function _duration(s: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s.trim());
+  if (!m) return undefined;
+  const ms = Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s"];
+  return ms >= 1 && ms <= 7 * 86_400_000 ? ms : undefined;
+}
