@@ -8,6 +8,7 @@ import { dlqCommand } from "./dlq.ts";
 import { recordCommand } from "./record_command.ts";
 import { replayCommand } from "./replay_command.ts";
 import { shadowCommand } from "./shadow_command.ts";
+import { canaryCommand } from "./canary_command.ts";
 import { UsageError } from "./flags.ts";
 import { publishCommand } from "./publish_command.ts";
 import { runCommand } from "./run_command.ts";
@@ -30,6 +31,7 @@ const _RUN: Record<string, (args: string[]) => Promise<number>> = {
   replay: replayCommand,
   record: recordCommand,
   shadow: shadowCommand,
+  canary: canaryCommand,
   tls: tlsCommand,
   tail: tailCommand,
   dlq: dlqCommand,

@@ -61,6 +61,31 @@ export interface RunnerOptions {
   shadow?: RunnerTap | undefined;
 }
 
+/** A canary version inside a runner: a share of the readings, chosen stably by reading id. */
+export interface CanaryHooks {
+  /** One attempt of a reading ended on `version`: acked, failed (and whether that sent it to DLQ), after `ms`. */
+  result(version: "active" | "canary", r: { ok: boolean; deadLettered: boolean; ms: number }): void;
+  /** The canary's isolate died. */
+  crashed(reason: string): void;
+}
+
+interface _Canary {
+  built: BuiltHandler;
+  info: HandlerInfo;
+  iso: Isolate;
+  /** 0..1: the share of readings (by id) it takes. */
+  share: number;
+  inFlight: number;
+  hooks: CanaryHooks;
+}
+
+/** Where a reading falls in 0..1, from its message id (or sequence): the same on every delivery. */
+export function canaryPoint(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
+  return h / 0x100000000;
+}
+
 /** Where a runner reports each reading's outputs and outcome (shadow runs compare them). */
 export interface RunnerTap {
   /** An output of the reading stored at INGEST sequence `seq`. */
@@ -148,6 +173,7 @@ export class HandlerRunner {
   #forceWasm: boolean;
   #faults: RunnerFaults;
   #shadow: RunnerTap | undefined;
+  #canary: _Canary | undefined;
   /** Told about the active version's readings while a shadow runs beside it. */
   tap: RunnerTap | undefined;
 
@@ -196,6 +222,58 @@ export class HandlerRunner {
    */
   holdDeadLetters(on: boolean): void {
     this.#holdDeadLetters = on;
+  }
+
+  /**
+   * Give a canary version a share of this handler's readings: the same consumer and fetch loop, a
+   * second isolate. A reading goes to the canary when its point (its id, stable across retries)
+   * is below `share`; each delivered reading is handled by exactly one version.
+   * @returns the canary's definition
+   */
+  async startCanary(built: BuiltHandler, share: number, hooks: CanaryHooks): Promise<HandlerInfo> {
+    const active = this.definition;
+    if (this.#canary) throw new Error(`A canary of ${this.built.name} runs already`);
+    if (active.batch) throw new Error(`${this.built.name} handles batches: a canary splits single readings`);
+    const make = (info: HandlerInfo | undefined) => selectIsolate(built, info, {
+      name: `${this.built.name}~canary`,
+      url: built.handlerUrl,
+      memoryMb: info?.memoryMb ?? DEFAULTS.memoryMb,
+      permissions: info?.permissions,
+      limits: this.#policy.limits,
+      onLog: (level, msg, inv) => this.#log[level](`[canary] ${msg}`, inv ? { topic: topicOf(inv.subject), seq: inv.seq, attempt: inv.attempt } : undefined),
+      onCall: (op, subject, data, opts, inv) => this.#call(op, subject, data, opts?.delayMs, inv),
+      onCrash: (reason) => hooks.crashed(reason),
+    }, this.#forceWasm);
+    let iso = make(undefined);
+    let info = await iso.start();
+    if (info.isolation === "worker" && (workerPermissionsMatter(info.permissions) || info.memoryMb !== DEFAULTS.memoryMb)) {
+      await iso.terminate();
+      iso = make(info);
+      info = await iso.start();
+    }
+    if (info.subjects.join(",") !== active.subjects.join(",") || info.batch) {
+      await iso.terminate();
+      throw new Error(`The canary consumes ${info.subjects.join(", ")}${info.batch ? " in batches" : ""}, the active version ${active.subjects.join(", ")}: a canary must take the same single readings`);
+    }
+    this.#canary = { built, info, iso, share, inFlight: 0, hooks };
+    return info;
+  }
+
+  /** The share of readings a canary takes now (0 without one). */
+  get canaryShare(): number {
+    return this.#canary?.share ?? 0;
+  }
+
+  /** Send no more readings to the canary; let what it holds finish (up to its timeout), then stop it. */
+  async endCanary(): Promise<void> {
+    const c = this.#canary;
+    if (!c) return;
+    this.#canary = undefined;
+    const until = Date.now() + c.info.timeoutMs + 1_000;
+    while (c.inFlight > 0 && Date.now() < until) await _sleep(5);
+    c.iso.cancelAll();
+    await c.iso.terminate().catch(() => {});
+    while (c.inFlight > 0) await _sleep(5); // cancelled ones are nak'd: the active version takes them
   }
 
   /** The durable consumer's name. */
@@ -286,6 +364,11 @@ export class HandlerRunner {
     while (this.#inFlight > 0 && Date.now() < until) await _sleep(10);
     this.#isolate?.cancelAll();
     await this.#isolate?.terminate();
+    // A canary still inside ends with its runner (the registry decides about it before this).
+    const c = this.#canary;
+    this.#canary = undefined;
+    c?.iso.cancelAll();
+    await c?.iso.terminate().catch(() => {});
     while (this.#inFlight > 0) await _sleep(5); // the failures above are nak'd
     this.#status = "stopped";
   }
@@ -420,26 +503,34 @@ export class HandlerRunner {
 
   async #handle(m: JsMsg): Promise<void> {
     this.#inFlight++;
-    const info = this.definition;
     const attempt = m.info.deliveryCount;
+    // A canary takes the readings whose point falls below its share, on every delivery.
+    const c = this.#canary && canaryPoint(m.headers?.get("Nats-Msg-Id") || String(m.seq)) < this.#canary.share ? this.#canary : undefined;
+    if (c) c.inFlight++;
     try {
       // While the isolate restarts, hold the message (a restart is not an attempt of its own).
-      if (this.#status !== "running") await this.#whileDown(m);
-      const iso = this.#isolate;
-      if (!iso || this.#status !== "running") {
+      if (!c && this.#status !== "running") await this.#whileDown(m);
+      const iso = c ? c.iso : this.#isolate;
+      if (!iso || (!c && this.#status !== "running")) {
         m.nak(); // stopping while the isolate was down: straight back to the stream
         return;
       }
+      const info = c ? c.info : this.definition;
       const key = await this.#seen(m);
       if (key === null) return;
       const t0 = performance.now();
       try {
         await iso.invoke({ subject: m.subject, seq: m.seq, attempt, data: m.data, sensor: m.headers?.get(SENSOR_HEADER) || undefined, ...this.#span(m) }, info.timeoutMs);
-        await this.#succeeded(m, key, (performance.now() - t0) / 1000);
+        const seconds = (performance.now() - t0) / 1000;
+        await this.#succeeded(m, key, seconds);
+        (c ?? this.#canary)?.hooks.result(c ? "canary" : "active", { ok: true, deadLettered: false, ms: seconds * 1000 });
       } catch (e) {
-        await this.#failed(m, attempt, e, (performance.now() - t0) / 1000);
+        const seconds = (performance.now() - t0) / 1000;
+        const dead = await this.#failed(m, attempt, e, seconds, c);
+        (c ?? this.#canary)?.hooks.result(c ? "canary" : "active", { ok: false, deadLettered: dead, ms: seconds * 1000 });
       }
     } finally {
+      if (c) c.inFlight--;
       this.#inFlight--;
       this.#slots?.release(1);
     }
@@ -536,17 +627,19 @@ export class HandlerRunner {
     }
   }
 
-  async #failed(m: JsMsg, attempt: number, e: unknown, seconds?: number): Promise<void> {
-    const info = this.definition;
+  /** @returns whether the message went to DLQ */
+  async #failed(m: JsMsg, attempt: number, e: unknown, seconds?: number, canary?: _Canary): Promise<boolean> {
+    const info = canary?.info ?? this.definition;
+    const built = canary?.built ?? this.built;
     // What the handler threw: its frames pointed back at the author's file and line (the bundle's
     // source map). A timeout or a crash is the host's own error, with the host's frames.
-    const error = e instanceof HandlerError ? await mapErrorData(e.data, this.built.bundleFiles ?? []) : toErrorData(e);
+    const error = e instanceof HandlerError ? await mapErrorData(e.data, built.bundleFiles ?? []) : toErrorData(e);
     if (attempt === 1) (this.#shadow ?? this.tap)?.done(m.seq, { ok: false, error: `${error.name}: ${error.message}`, ms: (seconds ?? 0) * 1000 });
     if (this.#shadow) {
       // A shadow's failure is counted, never retried, never dead-lettered.
       this.#counts.failed++;
       m.ack();
-      return;
+      return false;
     }
     this.#counts.failed++;
     // One set of fields for every line and event about this failure.
@@ -555,9 +648,10 @@ export class HandlerRunner {
     this.#metrics?.outcome(this.built.name, "failed", seconds, detail);
     // A crash keeps the restart's own lastError ("isolate crashed: …").
     if (!(e instanceof IsolateCrashedError)) this.#lastError = `${error.name}: ${error.message}${error.at ? ` (at ${error.at})` : ""}`;
-    if (this.#stopping && e instanceof IsolateCrashedError) {
+    if ((this.#stopping || canary) && e instanceof IsolateCrashedError) {
+      // Stopping, or the canary died (it is rolled back): the reading goes back whole.
       m.nak();
-      return;
+      return false;
     }
     if (!this.#firstErrors.has(m.seq)) this.#firstErrors.set(m.seq, error);
     const permanent = e instanceof HandlerError && e.permanent;
@@ -566,7 +660,7 @@ export class HandlerRunner {
       try {
         await deadLetter(this.#broker.js, m, {
           handler: this.built.name,
-          version: this.built.hash,
+          version: built.hash,
           subject: m.subject,
           seq: m.seq,
           attempts: attempt,
@@ -582,18 +676,20 @@ export class HandlerRunner {
         this.#counts.deadLettered++;
         this.#metrics?.outcome(this.built.name, "dead_lettered", undefined, detail);
         this.#firstErrors.delete(m.seq);
-        this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; moved to DLQ`, fields);
+        this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}${permanent ? " (permanent)" : ""}${canary ? " (canary)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; moved to DLQ`, fields);
+        return true;
       } catch (dlqErr) {
         this.#log.error(`cannot write message ${m.seq} to DLQ (${(dlqErr as Error).message}); it stays in INGEST`);
         m.nak(backoffDelay(info.backoff, attempt, info.jitter));
       }
-      return;
+      return false;
     }
     const delay = backoffDelay(info.backoff, attempt, info.jitter);
     this.#counts.retried++;
     this.#metrics?.outcome(this.built.name, "retried", undefined, detail);
-    this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; retrying in ${delay} ms`, fields);
+    this.#log.warn(`message ${m.seq} ${kind} on attempt ${attempt}/${info.maxAttempts}${canary ? " (canary)" : ""}: ${error.message}${error.at ? ` (at ${error.at})` : ""}; retrying in ${delay} ms`, fields);
     m.nak(delay);
+    return false;
   }
 }
 

@@ -1,5 +1,6 @@
 import { readdir } from "node:fs/promises";
-import { basename, extname, join, resolve } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { isHandlerFile } from "../bundler/handler_files.ts";
 import type { StoredReading, StoreRequest, TopicRoute } from "../ingest/store.ts";
 import { ProblemError } from "../http/problem.ts";
@@ -13,6 +14,7 @@ import { decodeCbor, scanCbor } from "../codec/cbor.ts";
 import { ensureRecordStream } from "../record/streams.ts";
 import { STREAMS } from "../broker/streams.ts";
 import { ShadowSession, type ShadowLimits, type ShadowVerdict, type ShadowView } from "../release/shadow.ts";
+import { CanarySession, type CanaryPolicy, type CanaryView } from "../release/canary.ts";
 import { ingestSubject, patternOf, subjectMatches } from "../broker/subjects.ts";
 import { watchDir, type DirWatch } from "../runtime/watch.ts";
 import { buildHandler } from "../bundler/bundle.ts";
@@ -44,6 +46,8 @@ export interface HandlerView {
   lastSwap: { from: string; to: string; at: string; pauseMs: number | null } | null;
   /** A candidate running in shadow beside this version (the last one, once it finished). */
   shadow: ShadowView | null;
+  /** A canary of a new version taking a share of the readings (the last one, once decided). */
+  canary: CanaryView | null;
 }
 
 
@@ -58,6 +62,8 @@ interface _Entry {
   chain: Promise<void>;
   /** A shadow run beside the active version, and its runner while it runs. */
   shadow?: { session: ShadowSession; runner: HandlerRunner | undefined } | undefined;
+  /** A canary in the active runner, and the candidate's source to promote. */
+  canary?: { session: CanarySession; source: string } | undefined;
 }
 
 /**
@@ -196,6 +202,7 @@ export class HandlerRegistry {
   async stopAll(graceMs = 10_000): Promise<void> {
     this.#watch?.close();
     await Promise.all([...this.#entries.values()].map((e) => e.chain));
+    for (const e of this.#entries.values()) if (e.canary?.session.running) e.canary.session.abort("the host stopped");
     // A shadow ends with the host: its consumer goes, so INGEST keeps nothing for it.
     await Promise.all([...this.#entries.values()].map((e) => this.stopShadow(e.name, "the host stopped")));
     await Promise.all(this.runners().map((r) => r.stop(Math.min(r.definition.timeoutMs + 1_000, graceMs))));
@@ -257,8 +264,9 @@ export class HandlerRegistry {
       return;
     }
     const info = next.definition;
-    // A shadow compares with the version it started beside.
+    // A shadow compares with the version it started beside; a canary competes with it.
     if (e.shadow?.runner) await this.stopShadow(e.name, "the active version changed");
+    if (e.canary?.session.running) e.canary.session.abort("the active version changed");
     if (old) {
       // Blue/green: the new version is loaded; now the old one stops fetching and drains.
       await old.stop(old.definition.timeoutMs + 1_000);
@@ -447,6 +455,60 @@ export class HandlerRegistry {
     return session.view();
   }
 
+  /**
+   * Release a new version of handler `name` as a canary: it takes `policy.share` of the readings
+   * until the budget promotes it (its file replaces the handler's, swapped in as a drop-in) or
+   * rolls it back.
+   * @param file the candidate's source
+   */
+  async startCanary(name: string, file: string, policy: CanaryPolicy, onDecided?: (promoted: boolean, reason: string) => void): Promise<CanaryView> {
+    const e = this.#entries.get(name);
+    const active = e?.runner;
+    if (!e || !active) throw Object.assign(new Error(`No handler named ${name} is running`), { status: 404 });
+    if (e.canary?.session.running) throw Object.assign(new Error(`A canary of ${name} runs already; stop it first`), { status: 409 });
+    const built = await buildHandler(file, join(this.#bundleDir, "canary"));
+    if (built.hash === active.built.hash) throw Object.assign(new Error(`The candidate is the version running (${built.hash})`), { status: 400 });
+    let runner = active;
+    const session = new CanarySession(built.hash, active.built.hash, policy, (promoted, reason) => {
+      void this.#decided(name, runner, promoted, reason).catch((err: Error) => this.#log.error(`canary of ${name}: ${err.message}`));
+      onDecided?.(promoted, reason);
+    });
+    try {
+      await active.startCanary(built, policy.share, { result: (v, r) => session.result(v, r), crashed: (reason) => session.crashed(reason) });
+    } catch (err) {
+      throw Object.assign(new Error(`The candidate does not run: ${(err as Error).message}`), { status: 400 });
+    }
+    runner = active;
+    e.canary = { session, source: file };
+    this.#log.info(`canary of ${name}: ${built.hash} takes ${Math.round(policy.share * 1000) / 10} % of the readings beside ${active.built.hash}`);
+    return session.view();
+  }
+
+  /** End a canary by hand: rolled back. */
+  stopCanary(name: string, reason = "stopped by the operator"): CanaryView | undefined {
+    const e = this.#entries.get(name);
+    if (!e?.canary) return undefined;
+    e.canary.session.abort(reason);
+    return e.canary.session.view();
+  }
+
+  async #decided(name: string, runner: HandlerRunner, promoted: boolean, reason: string): Promise<void> {
+    const e = this.#entries.get(name);
+    if (!promoted || !e?.canary) {
+      await runner.endCanary();
+      this.#log.warn(`canary of ${name} rolled back: ${reason}`);
+      return;
+    }
+    // Promoted: the candidate replaces the handler's file in one rename (a crash leaves either
+    // version, never half of one), then swaps in blue/green as a drop-in does.
+    const tmp = join(dirname(e.file), `.${basename(e.file)}.canary`);
+    await writeFile(tmp, await readFile(e.canary.source));
+    await rename(tmp, e.file);
+    await runner.endCanary();
+    this.#log.info(`canary of ${name} promoted: ${reason}`);
+    await this.load(e.file);
+  }
+
   /** End a shadow run: its runner stops, its consumer goes; the comparison stays visible. */
   async stopShadow(name: string, reason = "stopped by the operator"): Promise<ShadowView | undefined> {
     const e = this.#entries.get(name);
@@ -493,6 +555,7 @@ export class HandlerRegistry {
         loadError: e.loadError ? { message: e.loadError.message, at: e.loadError.at.toISOString() } : null,
         swaps: e.swaps,
         shadow: e.shadow?.session.view() ?? null,
+        canary: e.canary?.session.view() ?? null,
         lastSwap: swap
           ? {
             from: swap.from,

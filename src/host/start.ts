@@ -460,7 +460,11 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     app.route("/", recordRoutes(() => broker));
     // Starting and ending shadow runs change things: admin token (GET /v1/handlers stays readable).
     app.on(["POST", "DELETE"], "/v1/handlers/*", admin, audit);
-    app.route("/", shadowRoutes({ registry: () => registry, dataDir, onVerdict: metrics ? (h, v) => metrics!.shadow(h, v) : undefined }));
+    app.route("/", shadowRoutes({
+      registry: () => registry, dataDir, releaseActive: () => bundles!.releaseActive,
+      onVerdict: metrics ? (h, v) => metrics!.shadow(h, v) : undefined,
+      onCanary: metrics ? (h, promoted) => metrics!.canary(h, promoted) : undefined,
+    }));
     app.use("/v1/events", admin);
     app.route("/", eventRoutes(events));
     app.route("/", uiRoutes({

@@ -45,6 +45,7 @@ export class HostMetrics implements HandlerMetrics {
   #restarts;
   #mqtt;
   #shadow;
+  #canary;
   #streams: _Stream[] = [];
   #consumers: _Consumer[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -61,6 +62,9 @@ export class HostMetrics implements HandlerMetrics {
     this.#handleSeconds = r.histogram("outpost_handler_duration_seconds", "Time a handler took for one message, by handler.");
     this.#restarts = r.counter("outpost_handler_restarts_total", "Isolate restarts (crash or timeout), by handler.");
     this.#shadow = r.counter("outpost_shadow_readings_total", "Readings a shadow run compared with the active version, by handler and verdict: agreed, different output, new failure, fixed failure, both failed.");
+    this.#canary = r.counter("outpost_canary_decisions_total", "Canary releases decided, by handler and outcome: promoted, rolled_back.");
+    r.gauge("outpost_canary_share", "The share of a handler's readings a running canary takes (0 when none runs).", () =>
+      src.runners().map((x) => [{ handler: x.built.name }, x.canaryShare]));
     this.#mqtt = r.counter("outpost_mqtt_messages_total", "MQTT messages the bridge took from MQTT_IN, by topic and outcome: stored (in INGEST), dead_lettered (could not be stored as sent), retried (broker busy or full).");
     r.gauge("outpost_handler_in_flight", "Messages a handler is handling now.", () => src.runners().map((x) => [{ handler: x.built.name }, x.stats().inFlight]));
     r.gauge("outpost_handler_status", "1 for each handler's current status (loading, running, restarting, crashing, failed, stopped).", function* () {
@@ -104,6 +108,10 @@ export class HostMetrics implements HandlerMetrics {
   ingest(topic: string, status: number, seconds: number): void {
     this.#requests.inc({ topic, status: String(status) });
     this.#requestSeconds.observe({ topic }, seconds);
+  }
+
+  canary(handler: string, promoted: boolean): void {
+    this.#canary.inc({ handler, outcome: promoted ? "promoted" : "rolled_back" });
   }
 
   shadow(handler: string, verdict: string): void {

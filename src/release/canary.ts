@@ -1,0 +1,149 @@
+/**
+ * Canary releases of a handler on one device: the new version takes a share of the topic's
+ * readings (chosen stably by reading id, so a retry goes to the same version) beside the active
+ * version, while a budget is watched: its error rate, its dead letters and its p99 latency next to
+ * the active version's. Within budget after N of its readings or T seconds, it is promoted (the
+ * handler file is replaced atomically and swapped in blue/green, as a drop-in is); past the budget
+ * at any point, it is rolled back, the reason recorded. Each reading is handled by one version.
+ * @module
+ */
+
+/** The budget of a canary and when it is judged. */
+export interface CanaryPolicy {
+  /** 0..1: the share of readings the canary takes. */
+  share: number;
+  /** Promote after the canary handled this many readings within budget. */
+  readings: number;
+  /** … or after this long, whichever comes first (with at least `minReadings`). */
+  ms: number;
+  /** Largest share of the canary's attempts that may fail (0..1). */
+  maxErrorRate: number;
+  /** Most readings the canary may dead-letter. */
+  maxDeadLetters: number;
+  /** Largest canary p99 ÷ active p99. */
+  maxP99Ratio: number;
+}
+
+export const CANARY_DEFAULTS: Omit<CanaryPolicy, "share"> = { readings: 100, ms: 600_000, maxErrorRate: 0.05, maxDeadLetters: 0, maxP99Ratio: 2 };
+/** Fewer canary attempts than this say nothing about its error rate yet. */
+const _MIN_SAMPLE = 5;
+
+interface _Side {
+  attempts: number;
+  failed: number;
+  deadLettered: number;
+  ms: number[];
+}
+
+/** What `/v1/handlers` shows of a canary. */
+export interface CanaryView {
+  candidate: string;
+  active: string;
+  state: "running" | "promoted" | "rolled back";
+  reason: string | null;
+  startedAt: string;
+  endedAt: string | null;
+  policy: CanaryPolicy;
+  canary: { attempts: number; failed: number; deadLettered: number; errorRate: number | null; p99Ms: number | null };
+  activeVersion: { attempts: number; failed: number; deadLettered: number; errorRate: number | null; p99Ms: number | null };
+}
+
+/** The budget's judge: fed every attempt's result; decides once, then is done. */
+export class CanarySession {
+  readonly candidate: string;
+  readonly active: string;
+  readonly policy: CanaryPolicy;
+  #started = Date.now();
+  #state: CanaryView["state"] = "running";
+  #reason: string | undefined;
+  #ended: number | undefined;
+  #sides: Record<"active" | "canary", _Side> = { active: _side(), canary: _side() };
+  #decide: (promote: boolean, reason: string) => void;
+  #timer: ReturnType<typeof setTimeout>;
+
+  constructor(candidate: string, active: string, policy: CanaryPolicy, decide: (promote: boolean, reason: string) => void) {
+    this.candidate = candidate;
+    this.active = active;
+    this.policy = policy;
+    this.#decide = decide;
+    this.#timer = setTimeout(() => this.#judge(true), policy.ms);
+    (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  get running(): boolean {
+    return this.#state === "running";
+  }
+
+  /** One attempt's result. */
+  result(version: "active" | "canary", r: { ok: boolean; deadLettered: boolean; ms: number }): void {
+    if (!this.running) return;
+    const s = this.#sides[version];
+    s.attempts++;
+    if (!r.ok) s.failed++;
+    if (r.deadLettered) s.deadLettered++;
+    s.ms.push(r.ms);
+    if (s.ms.length > 20_000) s.ms.shift();
+    if (version === "canary") this.#judge(false);
+  }
+
+  /** The canary's isolate died: rolled back at once. */
+  crashed(reason: string): void {
+    this.#end(false, `the canary crashed: ${reason}`);
+  }
+
+  /** The operator (or the host) ends it without promoting. */
+  abort(reason: string): void {
+    this.#end(false, reason);
+  }
+
+  /** Recorded as promoted or rolled back (the registry's own decision, once carried out). */
+  #end(promote: boolean, reason: string): void {
+    if (!this.running) return;
+    clearTimeout(this.#timer);
+    this.#state = promote ? "promoted" : "rolled back";
+    this.#reason = reason;
+    this.#ended = Date.now();
+    this.#decide(promote, reason);
+  }
+
+  /** Past the budget: roll back. At the end (readings or time) within it: promote. */
+  #judge(timeUp: boolean): void {
+    const c = this.#sides.canary;
+    const a = this.#sides.active;
+    const p = this.policy;
+    if (c.deadLettered > p.maxDeadLetters) return this.#end(false, `the canary dead-lettered ${c.deadLettered} reading(s); the budget allows ${p.maxDeadLetters}`);
+    const rate = c.attempts ? c.failed / c.attempts : 0;
+    if (c.attempts >= _MIN_SAMPLE && rate > p.maxErrorRate) {
+      return this.#end(false, `the canary's error rate ${_pct(rate)} (${c.failed} of ${c.attempts} attempts) is over the budget of ${_pct(p.maxErrorRate)}`);
+    }
+    if (!timeUp && c.attempts - c.failed < p.readings) return;
+    if (timeUp && c.attempts < _MIN_SAMPLE) return this.#end(false, `the canary handled ${c.attempts} reading(s) in ${p.ms} ms: too few to judge`);
+    const cp = _p99(c.ms);
+    const ap = _p99(a.ms);
+    if (cp !== null && ap !== null && a.ms.length >= _MIN_SAMPLE && ap > 0 && cp / ap > p.maxP99Ratio) {
+      return this.#end(false, `the canary's p99 ${cp.toFixed(1)} ms is ${(cp / ap).toFixed(2)}× the active version's ${ap.toFixed(1)} ms; the budget allows ${p.maxP99Ratio}×`);
+    }
+    this.#end(true, `within budget after ${c.attempts - c.failed} readings${timeUp ? ` and ${p.ms} ms` : ""}: error rate ${_pct(rate)}, ${c.deadLettered} dead letters, p99 ${cp?.toFixed(1) ?? "n/a"} ms vs ${ap?.toFixed(1) ?? "n/a"} ms`);
+  }
+
+  view(): CanaryView {
+    const side = (s: _Side) => ({ attempts: s.attempts, failed: s.failed, deadLettered: s.deadLettered, errorRate: s.attempts ? s.failed / s.attempts : null, p99Ms: _p99(s.ms) });
+    return {
+      candidate: this.candidate, active: this.active, state: this.#state, reason: this.#reason ?? null,
+      startedAt: new Date(this.#started).toISOString(), endedAt: this.#ended ? new Date(this.#ended).toISOString() : null,
+      policy: this.policy, canary: side(this.#sides.canary), activeVersion: side(this.#sides.active),
+    };
+  }
+}
+
+function _side(): _Side {
+  return { attempts: 0, failed: 0, deadLettered: 0, ms: [] };
+}
+
+function _p99(xs: number[]): number | null {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  return Math.round(s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]! * 1000) / 1000;
+}
+
+const _pct = (x: number) => `${(x * 100).toFixed(1)} %`;
