@@ -14,6 +14,8 @@ export default defineHandler({
   topic: "meter",
   schema: v.object({ n: v.number() }),
   concurrency: 4,
+  // A short timeout: after the kill -9, what the dead host held comes back after timeout + 5 s.
+  timeoutMs: 2_000,
   retry: { maxAttempts: 4, backoff: [300] },
   async handle(r, ctx) { ${extra} await ctx.publish("meter.out", { n: r.n, v: ${v} }); },
 });
@@ -50,7 +52,7 @@ describe("canary releases", () => {
       return await waitFor(async () => {
         const m = (await streamMessages(jsm, "OUTBOX", "out.meter.out")).map((x) => x.value as { n: number; v: number }).filter((x) => ns.includes(x.n));
         return new Set(m.map((x) => x.n)).size === ns.length ? m : undefined;
-      }, 30_000, `outputs of ${ns.length} readings`);
+      }, 45_000, `outputs of ${ns.length} readings`);
     } finally {
       await nc.close();
     }
