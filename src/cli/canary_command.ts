@@ -3,12 +3,9 @@
  * [--max-dead-letters 0] [--max-p99-ratio 2]`, `outpost canary status [NAME]`, `outpost canary stop NAME`.
  * @module
  */
-import { readFile } from "node:fs/promises";
-import { basename } from "node:path";
-import { ConfigError } from "../errors.ts";
 import { env, writeOut } from "../runtime/process.ts";
 import type { CanaryView } from "../release/canary.ts";
-import { adminHeaders, hostRequest } from "./client.ts";
+import { hostCaller, uploadCandidate } from "./client.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 import { COMMANDS } from "./specs.ts";
 
@@ -16,14 +13,7 @@ export async function canaryCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const spec = COMMANDS.find((c) => c.name === "canary")!;
   const { values: f, positional } = parseFlags(rest, env(), spec.flags);
-  const base = String(f.url).replace(/\/$/, "");
-  const auth = adminHeaders(f);
-  const call = async (method: string, path: string, init: RequestInit = {}): Promise<any> => {
-    const res = await hostRequest(base, path, { method, ...init, headers: { ...auth, ...(init.headers as Record<string, string> | undefined) } });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) throw new ConfigError(`${method} ${path}: ${res.status} ${body.message ?? res.statusText}`);
-    return body;
-  };
+  const call = hostCaller(f);
   const rate = (x: number | null) => (x === null ? "n/a" : `${(x * 100).toFixed(1)} %`);
   const show = (name: string, v: CanaryView) => {
     if (f.json) return writeOut(`${JSON.stringify({ handler: name, canary: v }, null, 2)}\n`);
@@ -35,17 +25,10 @@ export async function canaryCommand(args: string[]): Promise<number> {
     case "start": {
       const [name, file] = positional;
       if (!name || !file) throw new UsageError("outpost canary start NAME FILE: the running handler's name and the new version's source file");
-      let source: Uint8Array;
-      try {
-        source = await readFile(file);
-      } catch (e) {
-        throw new ConfigError(`Cannot read ${file}: ${(e as Error).message}`);
-      }
-      const q = new URLSearchParams({
+      const r = await uploadCandidate(call, "canary", name, file, {
         share: String(f.share), readings: String(f.readings), for: String(f.for),
         maxErrorRate: String(f["max-error-rate"]), maxDeadLetters: String(f["max-dead-letters"]), maxP99Ratio: String(f["max-p99-ratio"]),
       });
-      const r = await call("POST", `/v1/handlers/${encodeURIComponent(name)}/canary?${q}`, { body: source as BodyInit, headers: { "content-type": "text/plain", "outpost-file-name": basename(file) } });
       show(name, r.canary);
       return 0;
     }

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { ConfigError } from "../errors.ts";
 import type { FlagValues } from "./flags.ts";
 
 /**
@@ -38,4 +39,34 @@ export async function hostRequest(base: string, path: string, init: RequestInit 
       name: "HostUnreachableError",
     });
   }
+}
+
+/**
+ * JSON calls to a running host with the admin token: answers the body, throws ConfigError with
+ * the host's message for a status that is not 2xx.
+ */
+export function hostCaller(f: FlagValues): (method: string, path: string, init?: RequestInit) => Promise<any> {
+  const base = String(f.url).replace(/\/$/, "");
+  const auth = adminHeaders(f);
+  return async (method, path, init = {}) => {
+    const res = await hostRequest(base, path, { method, ...init, headers: { ...auth, ...(init.headers as Record<string, string> | undefined) } });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new ConfigError(`${method} ${path}: ${res.status} ${body.message ?? res.statusText}`);
+    return body;
+  };
+}
+
+/** Upload a candidate handler's source to `POST /v1/handlers/NAME/<kind>?query` (shadow runs, canaries). */
+export async function uploadCandidate(call: ReturnType<typeof hostCaller>, kind: "shadow" | "canary", name: string, file: string, query: Record<string, string>): Promise<any> {
+  let source: Uint8Array;
+  try {
+    source = readFileSync(file);
+  } catch (e) {
+    throw new ConfigError(`Cannot read ${file}: ${(e as Error).message}`);
+  }
+  const base = basename(file);
+  return await call("POST", `/v1/handlers/${encodeURIComponent(name)}/${kind}?${new URLSearchParams(query)}`, {
+    body: source as BodyInit,
+    headers: { "content-type": "text/plain", "outpost-file-name": base },
+  });
 }

@@ -1,7 +1,6 @@
-import { ConfigError } from "../errors.ts";
 import { env, writeOut } from "../runtime/process.ts";
 import { parseFlags, UsageError } from "./flags.ts";
-import { adminHeaders, hostRequest } from "./client.ts";
+import { hostCaller } from "./client.ts";
 import { commandHelp, COMMANDS } from "./specs.ts";
 
 /**
@@ -12,14 +11,7 @@ export async function dlqCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const spec = COMMANDS.find((c) => c.name === "dlq")!;
   const { values: f, positional } = parseFlags(rest, env(), spec.flags);
-  const base = String(f.url).replace(/\/$/, "");
-  const auth = adminHeaders(f);
-  const call = async (method: string, path: string): Promise<any> => {
-    const res = await hostRequest(base, path, { method, headers: auth });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) throw new ConfigError(`${method} ${path}: ${res.status} ${body.message ?? res.statusText}`);
-    return body;
-  };
+  const call = hostCaller(f);
   const out = (v: unknown) => writeOut(`${JSON.stringify(v, null, 2)}\n`);
   const id = positional[0];
   const handler = f.handler as string | undefined;

@@ -3,12 +3,9 @@
  * `outpost shadow status [NAME]`: a candidate version beside the active one on a running host.
  * @module
  */
-import { readFile } from "node:fs/promises";
-import { basename } from "node:path";
-import { ConfigError } from "../errors.ts";
 import { env, writeOut } from "../runtime/process.ts";
 import type { ShadowView } from "../release/shadow.ts";
-import { adminHeaders, hostRequest } from "./client.ts";
+import { hostCaller, uploadCandidate } from "./client.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 import { COMMANDS } from "./specs.ts";
 
@@ -16,14 +13,7 @@ export async function shadowCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const spec = COMMANDS.find((c) => c.name === "shadow")!;
   const { values: f, positional } = parseFlags(rest, env(), spec.flags);
-  const base = String(f.url).replace(/\/$/, "");
-  const auth = adminHeaders(f);
-  const call = async (method: string, path: string, init: RequestInit = {}): Promise<any> => {
-    const res = await hostRequest(base, path, { method, ...init, headers: { ...auth, ...(init.headers as Record<string, string> | undefined) } });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) throw new ConfigError(`${method} ${path}: ${res.status} ${body.message ?? res.statusText}`);
-    return body;
-  };
+  const call = hostCaller(f);
   const show = (name: string, v: ShadowView) => {
     if (f.json) return writeOut(`${JSON.stringify({ handler: name, shadow: v }, null, 2)}\n`);
     const pct = v.agreement === null ? "n/a" : `${(v.agreement * 100).toFixed(1)} %`;
@@ -36,14 +26,7 @@ export async function shadowCommand(args: string[]): Promise<number> {
     case "start": {
       const [name, file] = positional;
       if (!name || !file) throw new UsageError("outpost shadow start NAME FILE: the running handler's name and the candidate's source file");
-      let source: Uint8Array;
-      try {
-        source = await readFile(file);
-      } catch (e) {
-        throw new ConfigError(`Cannot read ${file}: ${(e as Error).message}`);
-      }
-      const q = new URLSearchParams({ readings: String(f.readings), for: String(f.for) });
-      const r = await call("POST", `/v1/handlers/${encodeURIComponent(name)}/shadow?${q}`, { body: source as BodyInit, headers: { "content-type": "text/plain", "outpost-file-name": basename(file) } });
+      const r = await uploadCandidate(call, "shadow", name, file, { readings: String(f.readings), for: String(f.for) });
       show(name, r.shadow);
       return 0;
     }

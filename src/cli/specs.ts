@@ -21,6 +21,8 @@ const _TOKEN: FlagSpec = { name: "admin-token", kind: "string", arg: "TOKEN", he
 const _TOKEN_FILE: FlagSpec = { name: "admin-token-file", kind: "string", arg: "FILE", help: "read the admin token from this file" };
 const _DATA_DIR: FlagSpec = { name: "data-dir", kind: "string", default: "./.outpost", arg: "DIR", help: "a local host's data directory, for its admin.token" };
 const _JSON: FlagSpec = { name: "json", kind: "boolean", default: "false", help: "print JSON instead of text" };
+/** The flags of a command that talks to a running host. */
+const _CLIENT: readonly FlagSpec[] = [_URL, _TOKEN, _TOKEN_FILE, _DATA_DIR];
 const _NATS: readonly FlagSpec[] = [
   { name: "nats", kind: "string", arg: "URL", help: "the hub's NATS server (comma-separated URLs)" },
   { name: "nats-user", kind: "string", arg: "USER", help: "user for --nats" },
@@ -105,10 +107,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: "against", kind: "string", arg: "FILE", help: "the version to compare with (default: the active version of the same handler on the host at --url)" },
       { name: "fail-on", kind: "string", default: "new-failures", arg: "RULE", help: "exit 1 when the candidate has new-failures (a reading the baseline acks fails), or any differences" },
       { name: "isolation", kind: "string", default: "auto", arg: "TIER", help: "auto (each definition's tier) or wasm" },
-      _URL,
-      _TOKEN,
-      _TOKEN_FILE,
-      _DATA_DIR,
+      ..._CLIENT,
       _JSON,
     ],
     env: false,
@@ -124,10 +123,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     flags: [
       { name: "readings", kind: "int", default: "1000", arg: "N", help: "start: end after comparing N readings" },
       { name: "for", kind: "string", default: "1h", arg: "DURATION", help: "start: end after this long (90s, 15m, 2h, 1d; at most 7d)" },
-      _URL,
-      _TOKEN,
-      _TOKEN_FILE,
-      _DATA_DIR,
+      ..._CLIENT,
       _JSON,
     ],
     env: true,
@@ -147,10 +143,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: "max-error-rate", kind: "string", default: "5", arg: "PERCENT", help: "start: roll back when more of the canary's attempts fail" },
       { name: "max-dead-letters", kind: "string", default: "0", arg: "N", help: "start: roll back when the canary dead-letters more readings" },
       { name: "max-p99-ratio", kind: "string", default: "2", arg: "X", help: "start: roll back when the canary's p99 is more than X times the active version's" },
-      _URL,
-      _TOKEN,
-      _TOKEN_FILE,
-      _DATA_DIR,
+      ..._CLIENT,
       _JSON,
     ],
     env: true,
@@ -163,10 +156,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: "since", kind: "string", arg: "WHEN", help: "readings stored since an ISO date, epoch ms, or 15m / 2h / 7d ago" },
       { name: "limit", kind: "int", default: "10000", arg: "N", help: "at most N readings, oldest first" },
       { name: "out", kind: "string", arg: "FILE", help: "write to this file instead of stdout" },
-      _URL,
-      _TOKEN,
-      _TOKEN_FILE,
-      _DATA_DIR,
+      ..._CLIENT,
     ],
     env: true,
   },
@@ -215,10 +205,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       "outpost dlq purge ID | --handler NAME        delete",
     ],
     flags: [
-      _URL,
-      _TOKEN,
-      _TOKEN_FILE,
-      _DATA_DIR,
+      ..._CLIENT,
       { name: "handler", kind: "string", arg: "NAME", help: "only this handler's dead letters" },
       { name: "topic", kind: "string", arg: "TOPIC", help: "only readings of this topic (ls)" },
       { name: "limit", kind: "int", default: "50", arg: "N", help: "entries per page (ls)" },
@@ -232,10 +219,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "follow a running host: every message's outcome and every log line, until Ctrl-C",
     usage: ["outpost tail [--handler NAME] [--level LEVEL] [--json] [--url URL]"],
     flags: [
-      _URL,
-      _TOKEN,
-      _TOKEN_FILE,
-      _DATA_DIR,
+      ..._CLIENT,
       { name: "handler", kind: "string", arg: "NAME", help: "only this handler's outcomes and log lines" },
       { name: "level", kind: "string", arg: "LEVEL", help: "log lines at or above debug, info, warn or error (outcomes always)" },
       _JSON,
