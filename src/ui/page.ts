@@ -88,6 +88,20 @@ async function refresh() {
     rows.push('<tr data-handler="' + esc(h.name) + '"><td>' + esc(h.name) + '</td><td class="' + (h.status === 'running' ? 'ok' : 'bad') + '">' + esc(h.status) + '</td><td>' + esc(h.version) +
       '</td><td>' + esc(h.isolation) + '</td><td class="acked">' + h.counts.acked + '</td><td>' + rate.toFixed(1) + '</td><td class="backlog">' + (h.backlog ?? '') +
       '</td><td>' + (h.p50Ms ?? '–') + ' / ' + (h.p99Ms ?? '–') + '</td><td>' + h.counts.failed + '</td><td>' + h.counts.deadLettered + '</td><td class="muted">' + esc(h.lastError ?? '') + '</td></tr>');
+    // A shadow run or a canary beside the active version: its comparison under the handler's row.
+    const pct = (x) => x === null || x === undefined ? 'n/a' : (x * 100).toFixed(1) + ' %';
+    if (h.shadow) {
+      const v = h.shadow;
+      rows.push('<tr class="release" data-shadow="' + esc(h.name) + '"><td></td><td colspan="10">shadow ' + esc(v.candidate) + ' ' + esc(v.state) + (v.endReason ? ' (' + esc(v.endReason) + ')' : '') +
+        ': ' + v.compared + ' of ' + v.limits.readings + ' compared, agreement ' + pct(v.agreement) + ', different output ' + v.counts['different output'] +
+        ', new failures ' + v.counts['new failure'] + ', median ms ' + (v.latencyMs.active ?? '–') + ' active / ' + (v.latencyMs.shadow ?? '–') + ' shadow</td></tr>');
+    }
+    if (h.canary) {
+      const v = h.canary;
+      rows.push('<tr class="release" data-canary="' + esc(h.name) + '"><td></td><td colspan="10">canary ' + esc(v.candidate) + ' ' + esc(v.state) + (v.reason ? ' (' + esc(v.reason) + ')' : '') +
+        ': ' + (v.policy.share * 100).toFixed(1) + ' % of readings; canary ' + v.canary.attempts + ' attempts, errors ' + pct(v.canary.errorRate) + ', p99 ' + (v.canary.p99Ms ?? '–') +
+        ' ms; active errors ' + pct(v.activeVersion.errorRate) + ', p99 ' + (v.activeVersion.p99Ms ?? '–') + ' ms</td></tr>');
+    }
   }
   document.querySelector('#handlers tbody').innerHTML = rows.join('');
   points.t.push(now);

@@ -79,6 +79,12 @@ test("the dashboard: sign in, handlers and moving counts, replay a dead letter b
     await page.waitForFunction(() => !document.querySelector("#dlq button.replay"), undefined, { timeout: 15_000 });
     assert.equal((await streamMessages(nats.jsm, "DLQ")).length, 0);
 
+    // A shadow run beside "rooms" shows under its row, with its comparison.
+    const shadow = await host.api("/v1/handlers/rooms/shadow?readings=3", { method: "POST", body: GOOD, headers: { "content-type": "text/plain", "outpost-file-name": "rooms.ts" } });
+    assert.equal(shadow.status, 201, await shadow.text());
+    for (let n = 10; n < 13; n++) assert.equal((await ingest(host.url, "rooms", JSON.stringify({ n }), "application/json")).status, 202);
+    await page.waitForFunction(() => /shadow [0-9a-f]{12} finished \(compared 3 readings\): 3 of 3 compared, agreement 100\.0 %/.test(document.querySelector('#handlers tr[data-shadow="rooms"]')?.textContent ?? ""), undefined, { timeout: 15_000 });
+
     await page.waitForFunction(() => document.querySelectorAll("#rates canvas").length > 0, undefined, { timeout: 15_000 });
     const shot = join(await tempDir("outpost-dashboard-"), "dashboard.png");
     await page.screenshot({ path: shot, fullPage: true });
