@@ -5,12 +5,16 @@ import type { RuntimeResult } from "./suite.ts";
 const _n = (x: number | null | undefined, d = 0) => (x === null || x === undefined || Number.isNaN(x) ? "n/a" : x.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d }));
 const _r = (x: number) => `${(x * 100).toFixed(1)}%`;
 
+const _median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
 /** Markdown table of one runtime's figures. */
 export function table(r: RuntimeResult, b: BullmqResult | undefined, targets: TargetCheck[]): string {
   const rows: string[][] = [
     ["raw JetStream publish (ceiling 1)", `${_n(r.ceilings.publishPerSec)} msg/s`, "", `${r.ceilings.publishWindow} in flight, no HTTP`],
     ["bare HTTP 202 (ceiling 2)", `${_n(r.ceilings.httpPerSec)} req/s`, "", "same serve() as the host"],
-    ["ingest, 1 reading/request", `${_n(r.ingest.single.readingsPerSec)} readings/s`, _r(r.ingest.single.ratio), `of min(1, 2); p50 ${_n(r.ingest.single.latencyMs.p50, 2)} ms, p99 ${_n(r.ingest.single.latencyMs.p99, 2)} ms`],
+    ["additive ceiling 1/(1/publish + 1/HTTP)", `${_n(r.ceilings.additivePerSec)} readings/s`, "", "a single reading costs one request and one publish"],
+    ["ingest, 1 reading/request", `${_n(r.ingest.single.readingsPerSec)} readings/s`, _r(r.ingest.single.ratio), `of min(1, 2); ${_r(r.ingest.single.ratioAdditive ?? NaN)} of the additive ceiling; p50 ${_n(r.ingest.single.latencyMs.p50, 2)} ms, p99 ${_n(r.ingest.single.latencyMs.p99, 2)} ms`],
+    ["minimal relay (Hono + nats.js, no validation)", `${_n(_median(r.relay.relay))} readings/s`, `${r.relay.medianRatio.toFixed(2)}×`, `Outpost ÷ relay, median of ${r.relay.ratios.length} A/B pairs (${r.relay.ratios.map((x) => x.toFixed(2)).join(", ")}); Outpost ${r.relay.outpost.map((x) => _n(x)).join(", ")}/s`],
     ["ingest, 100/request CBOR-seq", `${_n(r.ingest.cborBatch.readingsPerSec)} readings/s`, _r(r.ingest.cborBatch.ratio), `of ceiling 1; ${_n(r.ingest.cborBatch.requestsPerSec)} req/s`],
     ["ingest, 100/request JSON array", `${_n(r.ingest.jsonBatch.readingsPerSec)} readings/s`, _r(r.ingest.jsonBatch.ratio), `of ceiling 1; ${_n(r.ingest.jsonBatch.requestsPerSec)} req/s`],
     ["ingest, SenML pack of 100 (JSON)", `${_n(r.ingest.senmlJson.readingsPerSec)} readings/s`, _r(r.ingest.senmlJson.ratio), `of ceiling 1; resolved into records, each validated; ${_n(r.ingest.senmlJson.requestsPerSec)} req/s`],
@@ -19,13 +23,13 @@ export function table(r: RuntimeResult, b: BullmqResult | undefined, targets: Ta
     ["ingest with metrics / with --no-metrics", _r(r.metricsCost.medianRatio), "", `median of ${r.metricsCost.ratios.length} A/B pairs (${r.metricsCost.ratios.map((x) => x.toFixed(3)).join(", ")}); ${r.metricsCost.withMetrics.map((x) => _n(x)).join(", ")} vs ${r.metricsCost.without.map((x) => _n(x)).join(", ")} req/s`],
     ["raw publish + consume + ack (ceiling 3)", `${_n(r.ceilings.pubsubPerSec)} msg/s`, "", "same client, one process"],
     ["end to end sustained", `${_n(r.endToEnd.sustainedPerSec)} readings/s`, _r(r.endToEnd.ratio), `of ceiling 3; ingested ${_n(r.endToEnd.ingestPerSec)}/s, backlog ${_n(r.endToEnd.backlogAtEnd)}, drain ${_n(r.endToEnd.drainPerSec)}/s`],
-    ["end to end latency (open loop)", `p50 ${_n(r.endToEnd.latency.p50, 2)} / p99 ${_n(r.endToEnd.latency.p99, 2)} / p999 ${_n(r.endToEnd.latency.p999, 2)} ms`, "", `at ${_n(r.endToEnd.latency.ratePerSec)}/s, ${_n(r.endToEnd.latency.acked)} of ${_n(r.endToEnd.latency.sent)} acked`],
+    ["end to end latency (open loop)", `p50 ${_n(r.endToEnd.latency.p50, 2)} / p99 ${_n(r.endToEnd.latency.p99, 2)} / p999 ${_n(r.endToEnd.latency.p999, 2)} ms`, "", `at ${_n(r.endToEnd.latency.ratePerSec)}/s, ${_n(r.endToEnd.latency.acked)} of ${_n(r.endToEnd.latency.sent)} acked; the median-p99 run of ${r.endToEnd.latencyRuns.length} (p99s ${r.endToEnd.latencyRuns.map((x) => _n(x, 1)).join(", ")} ms)`],
     ["worker cold start (built file → first ack)", `${_n(r.isolation.worker.coldStartMs.median, 1)} ms`, "", `min ${_n(r.isolation.worker.coldStartMs.min, 1)}, max ${_n(r.isolation.worker.coldStartMs.max, 1)}`],
     ["worker per-message cost", `${_n(r.isolation.worker.perMessageUs, 1)} µs`, "", `in-process ${_n(r.isolation.worker.inProcessUs, 1)} µs (+${_n(r.isolation.worker.overheadUs, 1)} µs); ${_n(r.isolation.worker.perSec)} vs ${_n(r.isolation.worker.inProcessPerSec)} msg/s pipelined`],
     ["drop-in cold start (file written → first ack)", `${_n(r.isolation.dropIn.coldStartMs.median, 1)} ms`, "", `through the watcher (50 ms debounce included); min ${_n(r.isolation.dropIn.coldStartMs.min, 1)}, max ${_n(r.isolation.dropIn.coldStartMs.max, 1)}`],
     ["swap pause (old last ack → new first ack)", `${_n(r.isolation.dropIn.swapPauseMs.median, 1)} ms`, "", `median of ${r.isolation.dropIn.swapPauseMs.swaps} swaps at 200 readings/s; min ${_n(r.isolation.dropIn.swapPauseMs.min, 1)}, max ${_n(r.isolation.dropIn.swapPauseMs.max, 1)}`],
     ["wasm tier cold start / per message / RSS per idle sandbox", `${_n(r.isolation.tiers.wasm.coldStartMs, 1)} ms / ${_n(r.isolation.tiers.wasm.perMessageUs, 1)} µs / ${_n(r.isolation.tiers.wasm.rssPerIsolateBytes / 1048576, 2)} MiB`, "", `${r.isolation.tiers.wasm.isolates} sandboxes`],
-    ["worker tier cold start / per message / RSS per idle worker", `${_n(r.isolation.tiers.worker.coldStartMs, 1)} ms / ${_n(r.isolation.tiers.worker.perMessageUs, 1)} µs / ${_n(r.isolation.tiers.worker.rssPerIsolateBytes / 1048576, 2)} MiB`, "", `${r.isolation.tiers.worker.isolates} workers, same handler`],
+    ["worker tier cold start / per message / RSS per idle worker", `${_n(r.isolation.tiers.worker.coldStartMs, 1)} ms / ${_n(r.isolation.tiers.worker.perMessageUs, 1)} µs / ${_n(r.isolation.tiers.worker.rssPerIsolateBytes / 1048576, 2)} MiB`, "", `${r.isolation.tiers.worker.isolates} workers, same handler${r.isolation.tiers.worker.rssBelowNoise ? "; the RSS difference was below the process's noise (shown as 0)" : ""}`],
     ["host RSS idle / under load", `${_n(r.footprint.hostRssIdleMb, 1)} / ${_n(r.footprint.hostRssLoadMb, 1)} MB`, "", ""],
     ["nats-server RSS idle / under load", `${_n(r.footprint.natsRssIdleMb, 1)} / ${_n(r.footprint.natsRssLoadMb, 1)} MB`, "", ""],
     ["bundles/outpost.js", `${_n(r.footprint.bundleBytes / 1024, 1)} KB`, "", ""],

@@ -31,6 +31,8 @@ export interface IngestResult {
   stored: number;
   ceilingPerSec: number;
   ratio: number;
+  /** Ratio to the additive ceiling 1/(1/publish + 1/HTTP), for single readings (each costs one of both). */
+  ratioAdditive?: number;
   non2xx: number;
   latencyMs: WrkResult["latencyMs"];
 }
@@ -38,7 +40,12 @@ export interface IngestResult {
 /** What one runtime measured. */
 export interface RuntimeResult {
   runtime: Runtime;
-  ceilings: { publishPerSec: number; httpPerSec: number; pubsubPerSec: number; publishWindow: number };
+  ceilings: { publishPerSec: number; httpPerSec: number; pubsubPerSec: number; publishWindow: number; additivePerSec: number };
+  /**
+   * The minimal relay (POST → js.publish → 202, no validation) and Outpost's single-reading ingest,
+   * alternately (A B A B …): readings/s of each pass, and Outpost ÷ relay pair by pair.
+   */
+  relay: { outpost: number[]; relay: number[]; ratios: number[]; medianRatio: number };
   ingest: { single: IngestResult; cborBatch: IngestResult; jsonBatch: IngestResult; senmlJson: IngestResult; senmlCbor: IngestResult };
   /**
    * MQTT ingest (QoS 1, the mqtt npm client) on a host with an embedded nats-server and
@@ -47,7 +54,7 @@ export interface RuntimeResult {
   mqtt: { storedPerSec: number; pubackPerSec: number; messages: number; window: number; httpSameHostPerSec: number; ratioToHttp: number };
   /** Single-reading ingest on the host with metrics and on one started `--no-metrics`, A B A B: requests/s each, and their ratios pair by pair. */
   metricsCost: { withMetrics: number[]; without: number[]; ratios: number[]; medianRatio: number };
-  endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult };
+  endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult; latencyRuns: number[] };
   isolation: {
     worker: { coldStartMs: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
     /** The wasm tier next to the worker tier, from bench/lib/wasm_measure.ts in one process. */
@@ -104,6 +111,8 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const http = await runWrk({ url: `http://127.0.0.1:${port}/`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
       await bare.stop();
       const ceilingSingle = Math.min(pub.publishPerSec, http.requestsPerSec);
+      // Each single reading costs one HTTP request and one publish, one after the other.
+      const additive = 1 / (1 / pub.publishPerSec + 1 / http.requestsPerSec);
 
       // Ingest, the handler parked so that nothing is dispatched meanwhile.
       const lastSeq = async () => (await jsm.streams.info("INGEST")).state.last_seq;
@@ -119,6 +128,23 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       };
       say(`${rt}: ingest, one reading per request`);
       const single = await ingest(cborReading(), "application/cbor", ceilingSingle);
+      single.ratioAdditive = single.readingsPerSec / additive;
+
+      // The minimal relay a user would write instead, alternately with the host (A B A B …).
+      say(`${rt}: the minimal relay (Hono + nats.js, no validation) and Outpost, alternately`);
+      const relayProc = procs.spawn(`relay-${rt}`, [...tsCommand(rt, join(ROOT, "bench/probes/relay.ts")), JSON.stringify({ url: nats.url, subject: "ingest.park" })]);
+      const relayPort = (await waitFor(() => /\{"port":(\d+)\}/.exec(relayProc.output()), 30_000, "the relay"))[1];
+      const relay: RuntimeResult["relay"] = { outpost: [], relay: [], ratios: [], medianRatio: 0 };
+      for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) {
+        relay.outpost.push((await ingest(cborReading(), "application/cbor", ceilingSingle)).readingsPerSec);
+        await jsm.streams.purge("INGEST");
+        const before = await lastSeq();
+        const w = await runWrk({ url: `http://127.0.0.1:${relayPort}/`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
+        relay.relay.push(((await lastSeq()) - before) / w.seconds);
+        relay.ratios.push(relay.outpost[i]! / relay.relay[i]!);
+      }
+      relay.medianRatio = [...relay.ratios].sort((a, b) => a - b)[Math.floor(relay.ratios.length / 2)]!;
+      await relayProc.stop();
       say(`${rt}: ingest, ${plan.batch} readings per request`);
       const cborBatch = await ingest(cborSeq(plan.batch), "application/cbor-seq", pub.publishPerSec);
       const jsonBatch = await ingest(jsonArray(plan.batch), "application/json", pub.publishPerSec);
@@ -176,8 +202,13 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const drainSec = (performance.now() - t) / 1_000;
       const sustained = Math.min(ingested, a1 - a0) / w.seconds;
       say(`${rt}: end to end latency at ${Math.round(sustained / 2)} readings/s (open loop)`);
-      const latency = await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate: Math.max(10, sustained / 2),
-        seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" });
+      // Three runs (one in a quick run); the one with the median p99 is reported.
+      const runs: LatencyResult[] = [];
+      for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) {
+        runs.push(await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate: Math.max(10, sustained / 2),
+          seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" }));
+      }
+      const latency = [...runs].sort((a, b) => a.p99 - b.p99)[Math.floor(runs.length / 2)]!;
 
       say(`${rt}: isolation (cold start, per-message overhead)`);
       const iso = await runProbe<{ coldStartMs: { median: number; min: number; max: number }; perMessage: { workerUs: number; inProcessUs: number; overheadUs: number; workerPerSec: number; inProcessPerSec: number } }>(
@@ -193,7 +224,8 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       await host.stop();
       return {
         runtime: rt,
-        ceilings: { publishPerSec: pub.publishPerSec, httpPerSec: http.requestsPerSec, pubsubPerSec: pubsub.consumedPerSec, publishWindow: pub.window },
+        ceilings: { publishPerSec: pub.publishPerSec, httpPerSec: http.requestsPerSec, pubsubPerSec: pubsub.consumedPerSec, publishWindow: pub.window, additivePerSec: additive },
+        relay,
         ingest: { single, cborBatch, jsonBatch, senmlJson, senmlCbor },
         mqtt: mqttResult,
         metricsCost,
@@ -204,6 +236,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
           backlogAtEnd: backlog,
           drainPerSec: backlog > 0 ? backlog / drainSec : null,
           latency,
+          latencyRuns: runs.map((x) => x.p99),
         },
         isolation: {
           worker: {

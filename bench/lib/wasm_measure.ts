@@ -20,6 +20,8 @@ export interface TierFigures {
   perMessageUs: number;
   /** Process RSS growth per idle isolate (after loading one message each), bytes. */
   rssPerIsolateBytes: number;
+  /** The RSS difference was below the process's own noise (it came out negative): reported as 0. */
+  rssBelowNoise?: boolean;
   isolates: number;
   messages: number;
 }
@@ -57,8 +59,16 @@ export async function measureTier(o: { tier: "wasm" | "worker"; dir: string; iso
     await w.invoke(inv, 5_000);
     await w.terminate();
   })();
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
+  // A full collection and a pause before each RSS sample (Bun: Bun.gc; Node and Deno: --expose-gc
+  // when given). Without it Bun's RSS could fall while isolates were added (it printed -2.96 MiB).
+  const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
+  const gc = (globalThis as { gc?: () => void }).gc ?? (bun ? () => bun.gc(true) : undefined);
+  const settle = async () => {
+    gc?.();
+    await new Promise((r) => setTimeout(r, 200));
+    gc?.();
+  };
+  await settle();
   const rss0 = process.memoryUsage().rss;
   const started: Isolate[] = [];
   const starts: number[] = [];
@@ -70,14 +80,14 @@ export async function measureTier(o: { tier: "wasm" | "worker"; dir: string; iso
     await iso.invoke(inv, 5_000);
     started.push(iso);
   }
-  gc?.();
-  await new Promise((r) => setTimeout(r, 200));
-  const rssPer = (process.memoryUsage().rss - rss0) / isolates;
+  await settle();
+  const measured = (process.memoryUsage().rss - rss0) / isolates;
+  const rssPer = Math.max(0, measured);
   const one = started[0]!;
   const t = performance.now();
   for (let i = 0; i < messages; i++) await one.invoke(inv, 5_000);
   const perMessageUs = ((performance.now() - t) * 1_000) / messages;
   await Promise.all(started.map((s) => s.terminate()));
   starts.sort((a, b) => a - b);
-  return { tier: o.tier, coldStartMs: starts[Math.floor(starts.length / 2)]!, perMessageUs, rssPerIsolateBytes: rssPer, isolates, messages };
+  return { tier: o.tier, coldStartMs: starts[Math.floor(starts.length / 2)]!, perMessageUs, rssPerIsolateBytes: rssPer, ...(measured < 0 ? { rssBelowNoise: true } : {}), isolates, messages };
 }
