@@ -32,7 +32,10 @@ try {
   const redis = await startRedis(procs);
   const peer = await runProbe<Omit<BullmqResult, "redisRssMb">>(procs, "node", "bullmq.ts",
     { port: redis.port, seconds: Math.min(plan.seconds, 6), producers: plan.connections, concurrency: SINK_CONCURRENCY }, 300_000);
-  bullmq = { ...peer, redisRssMb: (await rssBytes(redis.pid)) / 1024 / 1024 };
+  say("peer: Hono + valibot + BullMQ, the same job over HTTP (Node)");
+  const pipeline = await runProbe<NonNullable<BullmqResult["pipeline"]>>(procs, "node", "bullmq_pipeline.ts",
+    { port: redis.port, seconds: plan.seconds, connections: plan.connections, concurrency: SINK_CONCURRENCY, dir: await procs.tempDir("pipeline") }, 300_000);
+  bullmq = { ...peer, pipeline, redisRssMb: (await rssBytes(redis.pid)) / 1024 / 1024 };
   await procs.stopAll();
   for (const rt of args.runtimes) {
     const r = await runSuite(rt, plan, procs, say);

@@ -37,6 +37,10 @@ export function table(r: RuntimeResult, b: BullmqResult | undefined, targets: Ta
   if (b) {
     rows.push(["BullMQ enqueue", `${_n(b.enqueuePerSec)} jobs/s`, "", `${b.producers} producers`]);
     rows.push(["BullMQ process", `${_n(bullmqProcessRate(b))} jobs/s`, "", `drain ${_n(b.drainPerSec)}/s, sustained ${_n(b.sustained.processPerSec)}/s; concurrency ${b.concurrency}`]);
+    if (b.pipeline) {
+      rows.push(["Hono + valibot + BullMQ over HTTP (Node)", `${_n(b.pipeline.sustainedPerSec)} readings/s`, r.runtime === "node" ? `${(r.endToEnd.sustainedPerSec / b.pipeline.sustainedPerSec).toFixed(2)}×` : "",
+        `Outpost end to end ÷ this; accepted ${_n(b.pipeline.acceptedPerSec)}/s, completed ${_n(b.pipeline.completedPerSec)}/s, backlog ${_n(b.pipeline.backlogAtEnd)}`]);
+    }
   }
   const head = `| ${r.runtime} | measured | ratio | notes |\n|---|---:|---:|---|\n`;
   const body = rows.map((x) => `| ${x.join(" | ")} |`).join("\n");

@@ -61,6 +61,7 @@ test("bench --quick writes a results file and a chart with every section measure
       ["footprint.bundleBytes", node.footprint.bundleBytes],
       ["bullmq.enqueuePerSec", r.bullmq.enqueuePerSec],
       ["bullmq.drainPerSec", r.bullmq.drainPerSec],
+      ["bullmq.pipeline.sustainedPerSec", r.bullmq.pipeline.sustainedPerSec],
     ];
     for (const [name, v] of numbers) assert.ok(typeof v === "number" && Number.isFinite(v) && (v > 0 || name.endsWith("overheadUs")), `${name} is ${v}`);
     for (const [k, v] of [
