@@ -70,3 +70,12 @@ export async function uploadCandidate(call: ReturnType<typeof hostCaller>, kind:
     headers: { "content-type": "text/plain", "outpost-file-name": base },
   });
 }
+
+/** A running host's recording of `topic` (`--since`, `--limit`): the CBOR sequence and how many readings it holds. */
+export async function fetchRecording(f: FlagValues, topic: string): Promise<{ bytes: Uint8Array; count: string }> {
+  const q = new URLSearchParams({ limit: String(f.limit) });
+  if (f.since !== undefined) q.set("since", String(f.since));
+  const res = await hostRequest(String(f.url).replace(/\/$/, ""), `/v1/record/${topic}?${q}`, { headers: adminHeaders(f) });
+  if (!res.ok) throw new ConfigError(`GET /v1/record/${topic}: ${res.status} ${((await res.json().catch(() => ({}))) as { message?: string }).message ?? res.statusText}`);
+  return { bytes: new Uint8Array(await res.arrayBuffer()), count: res.headers.get("outpost-record-count") ?? "?" };
+}

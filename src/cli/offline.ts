@@ -39,6 +39,11 @@ export interface OfflineReading {
   raw: Uint8Array;
 }
 
+/** What `--json` prints of runs: bigints as `5n`, byte strings by their length. */
+export function jsonOut(v: unknown): string {
+  return `${JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x instanceof Uint8Array ? { bytes: x.length } : x), 2)}\n`;
+}
+
 /** The media type of a readings file, from its name. */
 export function readingsMediaType(file: string): string {
   const f = file.toLowerCase();

@@ -5,9 +5,8 @@
  * @module
  */
 import { writeFile } from "node:fs/promises";
-import { ConfigError } from "../errors.ts";
 import { env, writeErr } from "../runtime/process.ts";
-import { adminHeaders, hostRequest } from "./client.ts";
+import { fetchRecording } from "./client.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 import { COMMANDS } from "./specs.ts";
 
@@ -18,12 +17,7 @@ export async function recordCommand(args: string[]): Promise<number> {
   if (sub !== "export") throw new UsageError(`Unknown subcommand ${JSON.stringify(sub ?? "")}: use outpost record export TOPIC`);
   const topic = positional[0];
   if (!topic || positional.length > 1) throw new UsageError("outpost record export needs one topic: outpost record export TOPIC > readings.cbor");
-  const q = new URLSearchParams({ limit: String(f.limit) });
-  if (f.since !== undefined) q.set("since", String(f.since));
-  const res = await hostRequest(String(f.url).replace(/\/$/, ""), `/v1/record/${topic}?${q}`, { headers: adminHeaders(f) });
-  if (!res.ok) throw new ConfigError(`GET /v1/record/${topic}: ${res.status} ${((await res.json().catch(() => ({}))) as { message?: string }).message ?? res.statusText}`);
-  const bytes = new Uint8Array(await res.arrayBuffer());
-  const n = res.headers.get("outpost-record-count") ?? "?";
+  const { bytes, count: n } = await fetchRecording(f, topic);
   if (f.out) await writeFile(String(f.out), bytes);
   else await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (e) => (e ? reject(e) : resolve())));
   writeErr(`${n} reading${n === "1" ? "" : "s"} of ${topic} (${bytes.length} bytes)${f.out ? ` written to ${f.out}` : ""}\n`);

@@ -10,9 +10,9 @@ import { encodeCbor } from "../codec/cbor.ts";
 import { ConfigError } from "../errors.ts";
 import { writeOut } from "../runtime/process.ts";
 import { inspect } from "../sandbox/context.ts";
-import { adminHeaders, hostRequest } from "./client.ts";
+import { adminHeaders, fetchRecording, hostRequest } from "./client.ts";
 import { parseFlags, UsageError } from "./flags.ts";
-import { OfflineHandler, ReadingFiles, type OfflineRun } from "./offline.ts";
+import { jsonOut, OfflineHandler, ReadingFiles, type OfflineRun } from "./offline.ts";
 import { COMMANDS } from "./specs.ts";
 
 /** How a reading fared under the candidate, next to the baseline. */
@@ -54,13 +54,7 @@ export async function replayCommand(args: string[]): Promise<number> {
 
   let inputs: ReadingFiles;
   if (files.length) inputs = await ReadingFiles.read(files);
-  else {
-    const q = new URLSearchParams({ limit: String(f.limit) });
-    if (f.since !== undefined) q.set("since", String(f.since));
-    const res = await hostRequest(base, `/v1/record/${topic}?${q}`, { headers: auth });
-    if (!res.ok) throw new ConfigError(`GET /v1/record/${topic}: ${res.status} ${((await res.json().catch(() => ({}))) as { message?: string }).message ?? res.statusText}`);
-    inputs = ReadingFiles.fromBytes(`${topic}`, new Uint8Array(await res.arrayBuffer()));
-  }
+  else inputs = ReadingFiles.fromBytes(`${topic}`, (await fetchRecording(f, topic!)).bytes);
   // The version it would replace: a file, or the active version of a running host.
   let against = f.against as string | undefined;
   const wasm = String(f.isolation) === "wasm";
@@ -93,7 +87,7 @@ export async function replayCommand(args: string[]): Promise<number> {
     }
     const worse = failOn === "differences" ? readings.length - counts.same : counts["new failure"];
     if (f.json) {
-      writeOut(`${JSON.stringify({ candidate, against, readings: readings.length, counts, worse: worse > 0, rows }, (_k, x) => (typeof x === "bigint" ? `${x}n` : x instanceof Uint8Array ? { bytes: x.length } : x), 2)}\n`);
+      writeOut(jsonOut({ candidate, against, readings: readings.length, counts, worse: worse > 0, rows }));
     } else {
       writeOut(`${readings.length} reading${readings.length === 1 ? "" : "s"}: ${counts.same} same, ${counts["different output"]} different output, ` +
         `${counts["new failure"]} new failure${counts["new failure"] === 1 ? "" : "s"}, ${counts["fixed failure"]} fixed, ${counts["different failure"]} failing differently` +

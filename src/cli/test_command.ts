@@ -11,7 +11,7 @@ import { inspect } from "../sandbox/context.ts";
 import type { HandlerInfo } from "../sdk/definition.ts";
 import type { Outcome } from "../sdk/testing.ts";
 import { parseFlags, UsageError } from "./flags.ts";
-import { OfflineHandler, ReadingFiles, type OfflineRun } from "./offline.ts";
+import { jsonOut, OfflineHandler, ReadingFiles, type OfflineRun } from "./offline.ts";
 import { COMMANDS } from "./specs.ts";
 
 const _OUTCOMES: readonly Outcome[] = ["ack", "retry", "dead-letter", "rejected"];
@@ -52,7 +52,7 @@ export async function testCommand(args: string[]): Promise<number> {
     await h.close();
   }
   const passed = runs.filter((r) => r.pass).length;
-  if (f.json) writeOut(`${JSON.stringify({ handler: basename(file, extname(file)), expect, passed, failed: runs.length - passed, readings: runs }, (_k, x) => (typeof x === "bigint" ? `${x}n` : x instanceof Uint8Array ? { bytes: x.length } : x), 2)}\n`);
+  if (f.json) writeOut(jsonOut({ handler: basename(file, extname(file)), expect, passed, failed: runs.length - passed, readings: runs }));
   else writeOut(`${passed} of ${runs.length} reading${runs.length === 1 ? "" : "s"} ended as expected (${expect})\n`);
   return passed === runs.length ? 0 : 1;
 }

@@ -25,6 +25,8 @@ interface _Side {
 }
 
 const _MAX_PENDING = 10_000;
+const _te = new TextEncoder();
+const _td = new TextDecoder();
 const _MAX_EXAMPLES = 5;
 
 /** What `/v1/handlers` and the dashboard show of a shadow run. */
@@ -115,7 +117,11 @@ export class ShadowSession {
         if (this.#ended) return;
         const p = this.#entry(seq);
         // The subject is part of the output: the same value to another subject is a difference.
-        p[side].outputs.push(new Uint8Array([...new TextEncoder().encode(`${op} ${subject}\n`), ...data]));
+        const head = _te.encode(`${op} ${subject}\n`);
+        const out = new Uint8Array(head.length + data.length);
+        out.set(head);
+        out.set(data, head.length);
+        p[side].outputs.push(out);
       },
       done: (seq, outcome) => {
         if (this.#ended) return;
@@ -166,7 +172,7 @@ function _same(a: Uint8Array[], b: Uint8Array[]): boolean {
 
 function _describe(s: _Side): string {
   if (!s.outcome?.ok) return `failed: ${s.outcome?.error ?? "?"}`;
-  return s.outputs.length ? `${s.outputs.length} output(s): ${s.outputs.map((o) => new TextDecoder().decode(o.subarray(0, o.indexOf(10)))).join(", ")}` : "acked, no output";
+  return s.outputs.length ? `${s.outputs.length} output(s): ${s.outputs.map((o) => _td.decode(o.subarray(0, o.indexOf(10)))).join(", ")}` : "acked, no output";
 }
 
 function _median(xs: number[]): number | null {
