@@ -25,6 +25,8 @@ export interface Broker {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
+  /** Copies of each stream and bucket Outpost creates (`--replicas`; 1 unless the host says). */
+  replicas?: number;
   /** True while the client holds a connection (false while reconnecting). */
   connected(): boolean;
   close(): Promise<void>;

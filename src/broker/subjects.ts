@@ -9,6 +9,9 @@
 /** Subject prefixes of the streams: the three, and the recordings (`record.<topic>`, one stream per topic). */
 export const SUBJECTS = { ingest: "ingest", outbox: "out", dlq: "dlq", record: "record" } as const;
 
+/** Where a device reports to its hub (`outpost.devices.<device domain>`, kept by the hub's `OUTPOST_DEVICES`). */
+export const DEVICE_REPORTS = "outpost.devices";
+
 export const PRIORITY_TOKEN = "~hi";
 export const DELAY_TOKEN = "~delay";
 
@@ -114,7 +117,7 @@ export function hostPermissions(): { publish: string[]; subscribe: string[] } {
   const streams = Object.values(SUBJECTS).map(streamFilter);
   return {
     // mqtt.>: a dead-lettered MQTT reading is replayed through the MQTT bridge again.
-    publish: [...streams, "mqtt.>", "$JS.>", "$KV.>", "$O.>", "_INBOX.>"],
+    publish: [...streams, "mqtt.>", `${DEVICE_REPORTS}.*`, "$JS.>", "$KV.>", "$O.>", "_INBOX.>"],
     subscribe: ["_INBOX.>", "$KV.>", "$O.>"],
   };
 }

@@ -1,3 +1,4 @@
+import type { BundleCanaryView } from "../ota/manager.ts";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { generateKeyPair, readSigningKey } from "../ota/keys.ts";
@@ -61,7 +62,10 @@ export async function pushCommand(args: string[]): Promise<number> {
       c.enqueue(part);
     },
   });
-  const res = await hostRequest(String(f.to), "/v1/bundles", {
+  const q = f.canary === undefined ? "" : `?${new URLSearchParams({
+    canary: String(f.canary), readings: String(f["canary-readings"]), for: String(f["canary-for"]), maxErrorRate: String(f["canary-max-error-rate"]),
+  })}`;
+  const res = await hostRequest(String(f.to), `/v1/bundles${q}`, {
     method: "POST",
     body,
     headers: { "content-type": "application/vnd.outpost.bundle", "content-length": String(total), ...adminHeaders(f) },
@@ -72,7 +76,9 @@ export async function pushCommand(args: string[]): Promise<number> {
   if (f.json) writeOut(`${text}\n`);
   else {
     const v = JSON.parse(text) as { release?: number; name?: string; version?: string; status?: string; message?: string; activationMs?: number };
-    writeOut(res.ok ? `${res.status} release ${v.release}: ${v.name} ${v.version} is ${v.status} (activated in ${v.activationMs} ms)\n` : `${res.status} ${v.message ?? text}\n`);
+    writeOut(!res.ok ? `${res.status} ${v.message ?? text}\n`
+      : v.status === "canary" ? `${res.status} release ${v.release}: ${v.name} ${v.version} runs as a canary on ${f.canary} % of the readings (outpost bundles shows it)\n`
+      : `${res.status} release ${v.release}: ${v.name} ${v.version} is ${v.status} (activated in ${v.activationMs} ms)\n`);
   }
   return res.ok ? 0 : 1;
 }
@@ -88,6 +94,13 @@ export async function bundlesCommand(args: string[]): Promise<number> {
     else writeOut(`the host serves its --workers directory again (${(JSON.parse(t) as { dir: string }).dir})\n`);
     return r.ok ? 0 : 1;
   }
+  if (positional[0] === "stop-canary") {
+    const r = await hostRequest(String(f.url), "/v1/bundles/canary", { method: "DELETE", headers: auth });
+    const t = await r.text();
+    if (f.json) writeOut(`${t}\n`);
+    else writeOut(r.ok ? "the canary release is being rolled back; the active release keeps every reading\n" : `${r.status} ${(JSON.parse(t) as { message?: string }).message ?? t}\n`);
+    return r.ok ? 0 : 1;
+  }
   if (positional.length) throw new UsageError(`Unknown bundles command ${JSON.stringify(positional[0])}; see outpost bundles --help`);
   const res = await hostRequest(String(f.url), "/v1/bundles", { headers: auth });
   const text = await res.text();
@@ -97,11 +110,20 @@ export async function bundlesCommand(args: string[]): Promise<number> {
   }
   type R = { release: number; name: string; version: string; source: string; activatedAt: string };
   type Fleet = { domain: string; kv: string; key: string; watching: boolean; desired: { release: number; object: string } | null; lastOutcome: { release: number; result: string; message?: string } | null; lastError: { message: string } | null };
-  const v = JSON.parse(text) as { active: R; previous: R | null; staged: R & { step: string } | null; probation: { release: number; handled: number; failed: number } | null; failed: (R & { reason: string; at: string })[]; fleet?: Fleet | null };
+  const v = JSON.parse(text) as { active: R; previous: R | null; staged: R & { step: string } | null; probation: { release: number; handled: number; failed: number } | null; failed: (R & { reason: string; at: string })[]; fleet?: Fleet | null; canary?: BundleCanaryView | null };
   const row = (r: R) => (r.source === "workers" ? "--workers directory" : `release ${r.release}: ${r.name} ${r.version} (since ${r.activatedAt})`);
   writeOut(`active:    ${row(v.active)}${v.probation ? ` — on probation, ${v.probation.failed} of ${v.probation.handled} failed` : ""}\n`);
   writeOut(`previous:  ${v.previous ? row(v.previous) : "none"}\n`);
   writeOut(`staged:    ${v.staged ? `release ${v.staged.release} (${v.staged.step})` : "none"}\n`);
+  const c = v.canary;
+  if (c) {
+    writeOut(`canary:    release ${c.release} (${c.name} ${c.version}) ${c.state}${c.reason ? `: ${c.reason}` : ""}; ${Math.round(c.policy.share * 1000) / 10} % of the readings\n`);
+    for (const h of c.handlers) {
+      const x = h.canary?.canary;
+      writeOut(`           ${h.name}: ${h.decided ?? "running"}${x ? `, ${x.attempts} attempts, ${x.failed} failed, ${x.deadLettered} dead letters, p99 ${x.p99Ms ?? "n/a"} ms` : ""}\n`);
+    }
+    if (c.added.length) writeOut(`           new in the release (start at promotion): ${c.added.join(", ")}\n`);
+  }
   for (const x of v.failed) writeOut(`failed:    release ${x.release}: ${x.name} ${x.version} at ${x.at}: ${x.reason}\n`);
   const fl = v.fleet;
   if (fl) {

@@ -1,7 +1,10 @@
 import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
 import { ConfigError } from "../errors.ts";
-import type { FlagValues } from "./flags.ts";
+import { UsageError, type FlagValues } from "./flags.ts";
 
 /**
  * The `Authorization` header of a client command: `--admin-token` (or OUTPOST_ADMIN_TOKEN, or
@@ -78,4 +81,17 @@ export async function fetchRecording(f: FlagValues, topic: string): Promise<{ by
   const res = await hostRequest(String(f.url).replace(/\/$/, ""), `/v1/record/${topic}?${q}`, { headers: adminHeaders(f) });
   if (!res.ok) throw new ConfigError(`GET /v1/record/${topic}: ${res.status} ${((await res.json().catch(() => ({}))) as { message?: string }).message ?? res.statusText}`);
   return { bytes: new Uint8Array(await res.arrayBuffer()), count: res.headers.get("outpost-record-count") ?? "?" };
+}
+
+/** Connect to the NATS server of `--nats` (a hub) with the `--nats-*` credentials. */
+export async function connectNats(f: FlagValues, name: string): Promise<NatsConnection> {
+  if (!f.nats) throw new UsageError("--nats URL: the hub's NATS server");
+  return await connect({
+    servers: String(f.nats).split(",").map((s) => s.trim()),
+    name,
+    timeout: 5_000,
+    ...(f["nats-user"] !== undefined ? { user: String(f["nats-user"]), pass: String(f["nats-pass"] ?? "") } : {}),
+    ...(f["nats-token"] !== undefined ? { token: String(f["nats-token"]) } : {}),
+    ...(f["nats-creds"] ? { authenticator: credsAuthenticator(await readFile(String(f["nats-creds"]))) } : {}),
+  });
 }

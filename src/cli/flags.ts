@@ -77,6 +77,13 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "fleet", kind: "string", arg: "DOMAIN", help: "install the fleet's desired release: watch --fleet-kv/--fleet-key in the hub's JetStream domain DOMAIN (through the leafnode)" },
   { name: "fleet-kv", kind: "string", default: "outpost-fleet", arg: "BUCKET", help: "KV bucket on the hub holding the desired release" },
   { name: "fleet-key", kind: "string", default: "desired", arg: "KEY", help: "key of the desired release in --fleet-kv (one key per group of devices)" },
+  { name: "hub", kind: "string", arg: "DOMAIN", help: "report to the hub in JetStream domain DOMAIN (release, canaries, OUTBOX) and keep the gap alarm (default: the --fleet domain; needs --nats-domain)" },
+  { name: "hub-every", kind: "string", default: "10s", arg: "DURATION", help: "how often the device reports to the hub" },
+  { name: "hub-alarm-after", kind: "string", default: "60s", arg: "DURATION", help: "the gap alarm sounds once the hub was not reached this long and OUTBOX is 80 % of the way to dropping uncopied results" },
+  { name: "outbox-max-age", kind: "string", default: "7d", arg: "DURATION", help: "how long OUTBOX keeps results for a hub: the longest outage it covers" },
+  { name: "outbox-max-bytes", kind: "size", arg: "SIZE", help: "bytes OUTBOX keeps (default and ceiling: a quarter of --max-file-store); the oldest go first" },
+  { name: "outbox-max-msgs", kind: "int", arg: "N", help: "results OUTBOX keeps (default: no count limit); the oldest go first" },
+  { name: "replicas", kind: "int", default: "1", arg: "N", help: "copies of each stream and bucket on a clustered JetStream (--nats a,b,c): 1, 3 or 5" },
   { name: "log-level", kind: "string", default: "info", arg: "LEVEL", help: "debug, info, warn or error" },
   { name: "log-format", kind: "string", default: "text", arg: "FORMAT", help: "text (one line per entry, for a person) or json (one object per line: ts, level, scope, msg, and handler, topic, seq, msgId, attempt, durationMs, traceId where they apply)" },
 ];

@@ -9,6 +9,7 @@ import { recordCommand } from "./record_command.ts";
 import { replayCommand } from "./replay_command.ts";
 import { shadowCommand } from "./shadow_command.ts";
 import { canaryCommand } from "./canary_command.ts";
+import { hubCommand } from "./hub_command.ts";
 import { UsageError } from "./flags.ts";
 import { publishCommand } from "./publish_command.ts";
 import { runCommand } from "./run_command.ts";
@@ -40,6 +41,7 @@ const _RUN: Record<string, (args: string[]) => Promise<number>> = {
   pack: packCommand,
   push: pushCommand,
   publish: publishCommand,
+  hub: hubCommand,
   build: buildCommand,
   version: () => Promise.resolve((writeOut(`${VERSION}\n`), 0)),
 };

@@ -1,4 +1,5 @@
 import { isTopic } from "../sdk/definition.ts";
+import { parseWindow } from "../release/canary.ts";
 import type { IngestAuthMode } from "../sensors/ingest_auth.ts";
 import { readFile } from "node:fs/promises";
 import { startOutpost, type OutpostOptions } from "../host/start.ts";
@@ -112,6 +113,13 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     ...(f.record !== undefined ? { record: _topics(String(f.record)) } : {}),
     ...(f["mqtt-port"] !== undefined ? { mqtt: { port: f["mqtt-port"] as number, prefix: String(f["mqtt-prefix"]) } } : {}),
     ...(f.fleet ? { fleet: { domain: String(f.fleet), kv: String(f["fleet-kv"]), key: String(f["fleet-key"]) } } : {}),
+    ...(f.hub || (f.fleet && f["nats-domain"]) ? { hub: { domain: String(f.hub ?? f.fleet), everyMs: _duration("--hub-every", f["hub-every"]), alarmAfterMs: _duration("--hub-alarm-after", f["hub-alarm-after"]) } } : {}),
+    outbox: {
+      maxAgeMs: _duration("--outbox-max-age", f["outbox-max-age"], 3650 * 86_400_000),
+      maxBytes: f["outbox-max-bytes"] as number | undefined,
+      maxMsgs: f["outbox-max-msgs"] as number | undefined,
+    },
+    replicas: _replicas(f.replicas as number),
     maxFileStore: f["max-file-store"] as number,
     fsync: String(f.fsync),
     bodyLimit: f["body-limit"] as number,
@@ -215,3 +223,14 @@ function _isolation(v: string): "auto" | "wasm" {
   throw new UsageError(`--isolation must be auto or wasm, got ${JSON.stringify(v)}`);
 }
 
+
+function _duration(flag: string, v: unknown, maxMs = 7 * 86_400_000): number {
+  const ms = parseWindow(String(v), maxMs);
+  if (ms === undefined) throw new UsageError(`${flag} ${JSON.stringify(v)}: a duration such as 90s, 15m, 2h or 1d (at most ${maxMs / 86_400_000}d)`);
+  return ms;
+}
+
+function _replicas(n: number): number {
+  if (![1, 3, 5].includes(n)) throw new UsageError(`--replicas ${n}: 1, 3 or 5 (JetStream keeps an odd number of copies)`);
+  return n;
+}

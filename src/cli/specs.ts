@@ -31,6 +31,13 @@ const _NATS: readonly FlagSpec[] = [
   { name: "nats-creds", kind: "string", arg: "FILE", help: "credentials file (JWT + NKey) for --nats" },
 ];
 
+const _CANARY: readonly FlagSpec[] = [
+  { name: "canary", kind: "string", arg: "PERCENT", help: "activate as a canary: the bundle's changed handlers take this share of the readings until the budget promotes or rolls it back" },
+  { name: "canary-readings", kind: "int", default: "100", arg: "N", help: "promote after each canary handled N readings within budget" },
+  { name: "canary-for", kind: "string", default: "10m", arg: "DURATION", help: "… or after this long" },
+  { name: "canary-max-error-rate", kind: "string", default: "5", arg: "PERCENT", help: "roll back when more of a canary's attempts fail" },
+];
+
 /** The commands, in the order `outpost --help` lists them. */
 export const COMMANDS: readonly CommandSpec[] = [
   {
@@ -229,7 +236,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: "bundles",
     summary: "a host's active, previous, staged and failed releases; use-directory goes back to its --workers directory",
-    usage: ["outpost bundles [--url URL] [--json]", "outpost bundles use-directory [--url URL]   serve the --workers directory again instead of the active release"],
+    usage: ["outpost bundles [--url URL] [--json]", "outpost bundles use-directory [--url URL]   serve the --workers directory again instead of the active release",
+      "outpost bundles stop-canary [--url URL]    roll the release running as a canary back now"],
     flags: [_URL, _TOKEN, _TOKEN_FILE, _DATA_DIR, _JSON],
     env: true,
   },
@@ -262,20 +270,41 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: "push",
     summary: "upload a bundle to a host (POST /v1/bundles), with progress",
-    usage: ["outpost push BUNDLE --to URL [--admin-token T]"],
-    flags: [{ name: "to", kind: "string", arg: "URL", help: "the host (required)" }, _TOKEN, _TOKEN_FILE, _DATA_DIR, _JSON],
+    usage: ["outpost push BUNDLE --to URL [--admin-token T] [--canary PERCENT]"],
+    flags: [{ name: "to", kind: "string", arg: "URL", help: "the host (required)" }, _TOKEN, _TOKEN_FILE, _DATA_DIR, ..._CANARY, _JSON],
     env: true,
   },
   {
     name: "publish",
     summary: "put a bundle into a hub's object store and make it the fleet's desired release",
-    usage: ["outpost publish BUNDLE --nats URL [--domain D] [--bucket B] [--kv KV] [--key K]"],
+    usage: ["outpost publish BUNDLE --nats URL [--domain D] [--bucket B] [--kv KV] [--key K] [--canary PERCENT]"],
     flags: [
       ..._NATS,
       { name: "domain", kind: "string", arg: "DOMAIN", help: "the hub's JetStream domain" },
       { name: "bucket", kind: "string", default: FLEET_DEFAULTS.bucket, arg: "BUCKET", help: "object store bucket for bundles" },
       { name: "kv", kind: "string", default: FLEET_DEFAULTS.kv, arg: "BUCKET", help: "KV bucket of desired releases" },
       { name: "key", kind: "string", default: FLEET_DEFAULTS.key, arg: "KEY", help: "key of the desired release (one per group of devices)" },
+      ..._CANARY,
+    ],
+    env: true,
+  },
+  {
+    name: "hub",
+    summary: "on a hub: copy a device's OUTBOX (and urgent results, recordings) through its domain; show each device's lag, contact and release",
+    usage: [
+      "outpost hub attach --nats URL --device DOMAIN [--urgent SUBJECT] [--record TOPICS] [--max-age 30d] [--replicas N]",
+      "outpost hub status --nats URL [--json | --prometheus]",
+    ],
+    flags: [
+      ..._NATS,
+      { name: "device", kind: "string", arg: "DOMAIN", help: "attach: the device's JetStream domain (its --nats-domain)" },
+      { name: "urgent", kind: "string", arg: "SUBJECT", help: "attach: OUTBOX results matching this subject filter (out.alerts.>) also cross by a source of their own, ahead of the bulk" },
+      { name: "record", kind: "string", arg: "TOPICS", help: "attach: also archive the raw readings recorded for these topics (comma-separated; RECORD_<topic> on the device)" },
+      { name: "max-age", kind: "string", default: "30d", arg: "DURATION", help: "attach: how long the hub keeps what it copied" },
+      { name: "max-bytes", kind: "size", arg: "SIZE", help: "attach: bytes the hub keeps per stream (default no limit)" },
+      { name: "replicas", kind: "int", default: "1", arg: "N", help: "attach: copies on a clustered hub" },
+      { name: "prometheus", kind: "boolean", default: "false", help: "status: print Prometheus text (for a textfile collector)" },
+      _JSON,
     ],
     env: true,
   },

@@ -63,7 +63,7 @@ interface _Entry {
   /** A shadow run beside the active version, and its runner while it runs. */
   shadow?: { session: ShadowSession; runner: HandlerRunner | undefined } | undefined;
   /** A canary in the active runner, and the candidate's source to promote. */
-  canary?: { session: CanarySession; source: string } | undefined;
+  canary?: { session: CanarySession; source: string; promote: boolean } | undefined;
 }
 
 /**
@@ -236,7 +236,7 @@ export class HandlerRegistry {
       const info = await next.load();
       if (info.record) {
         if (!info.topic) throw new Error(`Handler ${built.name}: \`record\` needs \`topic\` (a recording is per topic, not per subject pattern)`);
-        await ensureRecordStream(this.#broker.jsm, info.topic, info.record, this.#recordBudget);
+        await ensureRecordStream(this.#broker.jsm, info.topic, info.record, this.#recordBudget, this.#broker.replicas);
       }
       if (info.hasSchema) {
         // A wasm-tier handler's code never runs in a V8 worker: its schema is checked in QuickJS too.
@@ -460,18 +460,23 @@ export class HandlerRegistry {
    * until the budget promotes it (its file replaces the handler's, swapped in as a drop-in) or
    * rolls it back.
    * @param file the candidate's source
+   * @param opts.promote false: a promoted canary only ends (an OTA release promotes the whole bundle)
+   * @throws Error with `status` 404 (no such handler), 409 (a canary runs), 400 (the candidate does
+   *   not run; `same: true` when it is the version running)
    */
-  async startCanary(name: string, file: string, policy: CanaryPolicy, onDecided?: (promoted: boolean, reason: string) => void): Promise<CanaryView> {
+  async startCanary(name: string, file: string, policy: CanaryPolicy, onDecided?: (promoted: boolean, reason: string) => void, opts: { promote?: boolean } = {}): Promise<CanaryView> {
     const e = this.#entries.get(name);
     const active = e?.runner;
     if (!e || !active) throw Object.assign(new Error(`No handler named ${name} is running`), { status: 404 });
     if (e.canary?.session.running) throw Object.assign(new Error(`A canary of ${name} runs already; stop it first`), { status: 409 });
     const built = await buildHandler(file, join(this.#bundleDir, "canary"));
-    if (built.hash === active.built.hash) throw Object.assign(new Error(`The candidate is the version running (${built.hash})`), { status: 400 });
+    if (built.hash === active.built.hash) throw Object.assign(new Error(`The candidate is the version running (${built.hash})`), { status: 400, same: true });
     let runner = active;
     const session = new CanarySession(built.hash, active.built.hash, policy, (promoted, reason) => {
-      void this.#decided(name, runner, promoted, reason).catch((err: Error) => this.#log.error(`canary of ${name}: ${err.message}`));
-      onDecided?.(promoted, reason);
+      // Told once the decision is carried out (the canary's isolate has finished what it held).
+      void this.#decided(name, runner, promoted, reason)
+        .catch((err: Error) => this.#log.error(`canary of ${name}: ${err.message}`))
+        .finally(() => onDecided?.(promoted, reason));
     });
     try {
       await active.startCanary(built, policy.share, { result: (v, r) => session.result(v, r), crashed: (reason) => session.crashed(reason) });
@@ -479,9 +484,14 @@ export class HandlerRegistry {
       throw Object.assign(new Error(`The candidate does not run: ${(err as Error).message}`), { status: 400 });
     }
     runner = active;
-    e.canary = { session, source: file };
+    e.canary = { session, source: file, promote: opts.promote !== false };
     this.#log.info(`canary of ${name}: ${built.hash} takes ${Math.round(policy.share * 1000) / 10} % of the readings beside ${active.built.hash}`);
     return session.view();
+  }
+
+  /** The canary of handler `name`, running or the last one. */
+  canaryView(name: string): CanaryView | undefined {
+    return this.#entries.get(name)?.canary?.session.view();
   }
 
   /** End a canary by hand: rolled back. */
@@ -497,6 +507,11 @@ export class HandlerRegistry {
     if (!promoted || !e?.canary) {
       await runner.endCanary();
       this.#log.warn(`canary of ${name} rolled back: ${reason}`);
+      return;
+    }
+    if (!e.canary.promote) {
+      await runner.endCanary();
+      this.#log.info(`canary of ${name} within budget: ${reason}`);
       return;
     }
     // Promoted: the candidate replaces the handler's file in one rename (a crash leaves either

@@ -1,7 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Hono } from "hono";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connectBroker, type Broker } from "../broker/connect.ts";
 import { startNatsServer, type EmbeddedServer } from "../broker/nats_server.ts";
 import { ensureStreams, STREAMS } from "../broker/streams.ts";
@@ -28,6 +28,7 @@ import { hostname, networkInterfaces } from "node:os";
 import { IngestGuard, type IngestAuthMode } from "../sensors/ingest_auth.ts";
 import { registryFile, SensorRegistry } from "../sensors/registry.ts";
 import { FleetWatcher } from "../ota/fleet.ts";
+import { HubLink } from "../hub/link.ts";
 import { BundleManager } from "../ota/manager.ts";
 import { bundleRoutes } from "../ota/routes.ts";
 import { loadTrustStore } from "../ota/trust.ts";
@@ -76,6 +77,12 @@ export interface OutpostOptions {
   natsLeafnodeCreds?: string | undefined;
   /** Watch the hub's desired release (KV bucket and key in JetStream domain `domain`) and install it. */
   fleet?: { domain: string; kv: string; key: string } | undefined;
+  /** Report to the hub in this JetStream domain (`--hub`; default the `--fleet` domain) and keep the gap alarm. */
+  hub?: { domain: string; everyMs?: number; alarmAfterMs?: number } | undefined;
+  /** What OUTBOX keeps for a hub (`--outbox-max-age`, `--outbox-max-bytes`, `--outbox-max-msgs`). */
+  outbox?: { maxAgeMs?: number | undefined; maxBytes?: number | undefined; maxMsgs?: number | undefined } | undefined;
+  /** Copies of every stream on a clustered JetStream (`--replicas`; default 1). */
+  replicas?: number | undefined;
   maxFileStore: number;
   fsync: string;
   bodyLimit: number;
@@ -295,6 +302,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
   let registry: HandlerRegistry;
   let bundles: BundleManager | undefined;
   let fleet: FleetWatcher | undefined;
+  let hub: HubLink | undefined;
   let scheduler: Scheduler | undefined;
   let server: Server;
   const health = new BrokerHealth(broker, {
@@ -303,9 +311,12 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     log: log.child("broker"),
   });
   try {
-    await ensureStreams(broker.jsm, o.maxFileStore, log);
+    broker.replicas = o.replicas ?? 1;
+    await ensureStreams(broker.jsm, o.maxFileStore, log, {
+      replicas: o.replicas, outboxMaxAgeMs: o.outbox?.maxAgeMs, outboxMaxBytes: o.outbox?.maxBytes, outboxMaxMsgs: o.outbox?.maxMsgs,
+    });
     if (o.mqtt) await ensureMqttStream(broker, Math.floor(o.maxFileStore * MQTT_STREAM_SHARE), o.bodyLimit);
-    for (const t of o.record ?? []) await ensureRecordStream(broker.jsm, t, RECORD_DEFAULTS, o.maxFileStore * RECORD_SHARE);
+    for (const t of o.record ?? []) await ensureRecordStream(broker.jsm, t, RECORD_DEFAULTS, o.maxFileStore * RECORD_SHARE, broker.replicas);
     integrity = new StoreIntegrity({
       jsm: broker.jsm, file: join(dataDir, "store-marks.json"), streams: Object.values(STREAMS),
       // Only on our own server does nothing else consume INGEST while this host is stopped.
@@ -368,6 +379,10 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     if (o.watch !== false && !bundles.releaseActive) await registry.watch(o.watchDebounceMs ?? 50);
     await registry.loadAll();
     await bundles.attach(registry);
+    if (metrics) {
+      const m = metrics;
+      bundles.onCanary = (h, promoted) => m.canary(h, promoted);
+    }
     if (o.mqtt) {
       const m = metrics;
       mqttBridge = new MqttBridge({
@@ -388,6 +403,27 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       const f = fleet;
       bundles.fleetView = () => f.view();
       await fleet.start();
+    }
+    const hubDomain = o.hub?.domain ?? o.fleet?.domain;
+    if (hubDomain && o.natsDomain) {
+      const bm = bundles;
+      hub = new HubLink({
+        device: o.natsDomain, domain: hubDomain, hubJs: jetstream(broker.nc, { domain: hubDomain, timeout: 5_000 }), jsm: () => broker.jsm,
+        hubJsm: () => jetstreamManager(broker.nc, { domain: hubDomain, timeout: 5_000, checkAPI: false }),
+        log: log.child("hub"), everyMs: o.hub?.everyMs, alarmAfterMs: o.hub?.alarmAfterMs,
+        status: () => {
+          const v = bm.view();
+          return {
+            release: { active: v.active.release, name: v.active.name, version: v.active.version, probation: v.probation !== null },
+            canary: v.canary ? { release: v.canary.release, version: v.canary.version, state: v.canary.state, reason: v.canary.reason, share: v.canary.policy.share,
+              handlers: v.canary.handlers.map((h) => ({ name: h.name, decided: h.decided, attempts: h.canary?.canary.attempts ?? 0, errorRate: h.canary?.canary.errorRate ?? null })) } : null,
+            handlerCanaries: registry.view().filter((h) => h.canary).map((h) => ({ handler: h.name, candidate: h.canary!.candidate, state: h.canary!.state, share: h.canary!.policy.share })),
+            fleet: v.fleet ? { state: v.fleet.state, desired: v.fleet.desired?.release ?? null, lastOutcome: v.fleet.lastOutcome } : null,
+          };
+        },
+      });
+      hub.start();
+      if (metrics) metrics.hubLink = () => hub!.view();
     }
     const app = new Hono();
     const ready = { streams: true, handlersLoaded: true };
@@ -427,7 +463,8 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
         storage: Object.fromEntries(storage.map((s) => [s.stream, Math.round(s.use * 1000) / 1000])),
         ingestAuth: guard.required ? "required" : "off",
         ...(reasons.length ? { reasons } : {}),
-        ...(_warnings(guard, o.host).length ? { warnings: _warnings(guard, o.host) } : {}),
+        ...(hub ? { hub: hub.view() } : {}),
+        ...(_warnings(guard, o.host, hub?.view().alarm).length ? { warnings: _warnings(guard, o.host, hub?.view().alarm) } : {}),
       });
     });
     if (metrics) {
@@ -497,6 +534,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     health.stop();
     await integrity?.stop().catch(() => {});
     await fleet?.stop();
+    hub?.stop();
     bundles?.stop();
     stopMqttRefresh();
     await mqttBridge?.stop();
@@ -520,6 +558,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       stopping = true;
       await server.close().catch(() => {});
       await fleet?.stop();
+      hub?.stop();
       bundles?.stop();
       stopMqttRefresh();
       await mqttBridge?.stop();
@@ -559,8 +598,9 @@ function _isLoopback(host: string): boolean {
 }
 
 /** What an operator should know although the host is ready. */
-function _warnings(guard: IngestGuard, host: string): string[] {
+function _warnings(guard: IngestGuard, host: string, hubAlarm?: string | null): string[] {
   return [
+    ...(hubAlarm ? [`hub gap alarm: ${hubAlarm}`] : []),
     ...(guard.required || _isLoopback(host) ? [] : ["ingest auth: off (anyone who reaches the port can post; outpost sensors add closes it)"]),
     ...(guard.registry.error ? [guard.registry.error] : []),
   ];
@@ -578,5 +618,7 @@ function _checkFleetOptions(o: OutpostOptions): void {
   if (o.natsLeafnode && o.nats) throw new ConfigError("--nats-leafnode configures the embedded nats-server; with --nats, make that server a leafnode instead");
   // Two JetStreams joined by a leafnode must have different domains, or their APIs answer each other.
   if (o.natsLeafnode && !o.natsDomain) throw new ConfigError("--nats-leafnode needs --nats-domain: a JetStream domain unique to this device");
+  if (o.hub && !o.natsDomain) throw new ConfigError(`--hub ${o.hub.domain}: the device reports under its own JetStream domain: give it one with --nats-domain`);
+  if (o.hub && !name.test(o.hub.domain)) throw new ConfigError(`--hub ${JSON.stringify(o.hub.domain)}: a JetStream domain (letters, digits, - and _)`);
   if (o.fleet && o.natsDomain === o.fleet.domain) throw new ConfigError(`--fleet ${o.fleet.domain} is this device's own domain (--nats-domain); name the hub's domain`);
 }

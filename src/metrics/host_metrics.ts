@@ -7,6 +7,7 @@
  * consumer; never a sensor id or a sequence.
  * @module
  */
+import type { HubLinkView } from "../hub/link.ts";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { STREAMS } from "../broker/streams.ts";
 import type { HandlerMetrics, HandlerRunner } from "../dispatch/runner.ts";
@@ -45,6 +46,8 @@ export class HostMetrics implements HandlerMetrics {
   #restarts;
   #mqtt;
   #shadow;
+  /** Set by the host when it reports to a hub. */
+  hubLink: (() => HubLinkView) | undefined;
   #canary;
   #streams: _Stream[] = [];
   #consumers: _Consumer[] = [];
@@ -63,6 +66,18 @@ export class HostMetrics implements HandlerMetrics {
     this.#restarts = r.counter("outpost_handler_restarts_total", "Isolate restarts (crash or timeout), by handler.");
     this.#shadow = r.counter("outpost_shadow_readings_total", "Readings a shadow run compared with the active version, by handler and verdict: agreed, different output, new failure, fixed failure, both failed.");
     this.#canary = r.counter("outpost_canary_decisions_total", "Canary releases decided, by handler and outcome: promoted, rolled_back.");
+    r.gauge("outpost_hub_unreached_seconds", "Seconds since the hub was last reached (--hub or --fleet; absent without one).", () => {
+      const h = this.hubLink?.();
+      return h ? [[{ hub: h.domain }, h.unreachedSeconds]] : [];
+    });
+    r.gauge("outpost_outbox_uncopied_results", "Results stored in OUTBOX since the hub was last reached.", () => {
+      const h = this.hubLink?.();
+      return h?.outbox ? [[{ hub: h.domain }, h.outbox.uncopied]] : [];
+    });
+    r.gauge("outpost_outbox_at_risk_ratio", "How close OUTBOX is to dropping results the hub has not copied (1: they are being dropped).", () => {
+      const h = this.hubLink?.();
+      return h?.outbox ? [[{ hub: h.domain }, h.outbox.atRisk]] : [];
+    });
     r.gauge("outpost_canary_share", "The share of a handler's readings a running canary takes (0 when none runs).", () =>
       src.runners().map((x) => [{ handler: x.built.name }, x.canaryShare]));
     this.#mqtt = r.counter("outpost_mqtt_messages_total", "MQTT messages the bridge took from MQTT_IN, by topic and outcome: stored (in INGEST), dead_lettered (could not be stored as sent), retried (broker busy or full).");

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvEntry, type KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
+import { canaryPolicy, CanaryPolicyError, type CanaryPolicy } from "../release/canary.ts";
 import type { Logger } from "../util/log.ts";
 import { BundleBusyError, BundleError, FleetFetchError } from "./errors.ts";
 import { fetchFleetBundle, parseFleetRecord, recordKey, recordLabel, type FleetRecord } from "./fleet_record.ts";
@@ -46,7 +47,7 @@ export interface FleetView {
   key: string;
   /** The watch on the hub's key is open. */
   watching: boolean;
-  state: "connecting" | "idle" | "waiting" | "fetching" | "installing";
+  state: "connecting" | "idle" | "waiting" | "fetching" | "installing" | "canary";
   desired: (FleetRecord & { revision: number; seenAt: string }) | null;
   lastOutcome: FleetOutcome | null;
   /** The last problem reaching the hub or reading the record (cleared by the next success). */
@@ -184,6 +185,13 @@ export class FleetWatcher {
     }
     if (m.failedReleases.includes(r.release)) return this.#refused(r, "stale_release", `${label}: release ${r.release} already failed on this device`);
     if (m.busyReason) return "busy";
+    let policy: CanaryPolicy | undefined;
+    try {
+      policy = r.canary ? canaryPolicy(r.canary) : undefined;
+    } catch (e) {
+      if (e instanceof CanaryPolicyError) return this.#refused(r, "invalid_record", `${label}: the record's canary: ${e.message}`);
+      throw e;
+    }
     try {
       const key = recordKey(r);
       if (this.#fetched?.key !== key) {
@@ -191,8 +199,16 @@ export class FleetWatcher {
         this.#fetched = { key, bytes: await fetchFleetBundle(this.#o.js, r, this.#o.maxBytes) };
       }
       this.#view.state = "installing";
-      await m.install(this.#fetched.bytes, `fleet ${this.#o.domain}/${this.#o.kv}/${this.#o.key}`);
+      const res = await m.install(this.#fetched.bytes, `fleet ${this.#o.domain}/${this.#o.kv}/${this.#o.key}`, { canary: policy });
       this.#view.lastError = null;
+      const decision = res.status === "canary" ? m.canaryDecision() : undefined;
+      if (decision) {
+        this.#view.state = "canary";
+        const d = await Promise.race([decision, this.#stopSignal()]);
+        // Stopped while the canary ran: not settled, so the next start runs the canary again.
+        if (!d || d.interrupted) return "retry";
+        if (!d.promoted) return this.#refused(r, "canary_rolled_back", `${label}: the canary was rolled back: ${d.reason}`);
+      }
       return this.#outcome({ release: r.release, result: "installed" });
     } catch (e) {
       if (e instanceof BundleBusyError) return "busy";
@@ -229,6 +245,18 @@ export class FleetWatcher {
     } catch (e) {
       this.#o.log.warn(`fleet: cannot write ${file}: ${(e as Error).message}`);
     }
+  }
+
+  /** Resolves (undefined) when {@link stop} is called. */
+  #stopSignal(): Promise<undefined> {
+    return new Promise((r) => {
+      if (this.#stopped) return r(undefined);
+      const wake = () => {
+        this.#wakers.delete(wake);
+        r(undefined);
+      };
+      this.#wakers.add(wake);
+    });
   }
 
   async #sleep(ms: number): Promise<void> {

@@ -18,6 +18,15 @@ const _RECORD = v.object({
   sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
   size: v.pipe(v.number(), v.integer(), v.minValue(1)),
   publishedAt: v.string(),
+  /** Activate as a canary first (the same parameters as `POST /v1/bundles?canary=`). */
+  canary: v.optional(v.object({
+    share: v.number(),
+    readings: v.optional(v.number()),
+    for: v.optional(v.string()),
+    maxErrorRate: v.optional(v.number()),
+    maxDeadLetters: v.optional(v.number()),
+    maxP99Ratio: v.optional(v.number()),
+  })),
 });
 
 /**

@@ -1,4 +1,7 @@
-import { join, resolve } from "node:path";
+import { readdir } from "node:fs/promises";
+import { basename, extname, join, resolve } from "node:path";
+import { isHandlerFile } from "../bundler/handler_files.ts";
+import type { CanaryPolicy, CanaryView } from "../release/canary.ts";
 import type { HandlerRunner } from "../dispatch/runner.ts";
 import type { Logger } from "../util/log.ts";
 import { runtime } from "../runtime/detect.ts";
@@ -17,6 +20,27 @@ export interface ManagedHandlers {
   runners(): HandlerRunner[];
   /** Load every handler of `dir` in fresh isolates, then switch to them at once; returns the failures. */
   switchDirectory(dir: string, opts?: { watch?: boolean; quietMs?: number }): Promise<{ name: string; message: string }[]>;
+  /** Run `file` as a canary of the running handler `name` (see HandlerRegistry.startCanary). */
+  startCanary(name: string, file: string, policy: CanaryPolicy, onDecided: (promoted: boolean, reason: string) => void, opts: { promote: false }): Promise<CanaryView>;
+  stopCanary(name: string, reason: string): CanaryView | undefined;
+  /** The canary of handler `name` (running or the last one). */
+  canaryView(name: string): CanaryView | undefined;
+}
+
+/** A release running as a canary: each changed handler of the bundle beside its active version. */
+export interface BundleCanaryView {
+  release: number;
+  name: string;
+  version: string;
+  state: "running" | "promoted" | "rolled back";
+  reason: string | null;
+  startedAt: string;
+  endedAt: string | null;
+  policy: CanaryPolicy;
+  /** The handlers whose new version takes a share of the readings, and how each is doing. */
+  handlers: { name: string; canary: CanaryView | null; decided: "promoted" | "rolled back" | null }[];
+  /** Handlers new in the bundle (no version to compare with): they start at promotion. */
+  added: string[];
 }
 
 /** Options of {@link BundleManager.open}. */
@@ -41,13 +65,21 @@ export interface InstallResult {
   release: number;
   name: string;
   version: string;
-  status: "probation";
+  /** `canary`: the bundle's changed handlers take a share of the readings until the budget decides. */
+  status: "probation" | "canary";
   /** From the verified bundle to the new handlers consuming, in ms. */
   activationMs: number;
 }
 
 /** A release row of `GET /v1/bundles`; release 0 is the `--workers` directory. */
 export type ReleaseView = ReleaseRef & { source: "bundle" | "workers"; dir: string };
+
+/** How a canary release ended; `interrupted` when the host stopped during it (not the candidate's failure). */
+export interface CanaryDecision {
+  promoted: boolean;
+  reason: string;
+  interrupted: boolean;
+}
 
 /** `GET /v1/bundles`. */
 export interface BundlesView {
@@ -61,6 +93,8 @@ export interface BundlesView {
   lastRollback: { release: number; to: number; reason: string; ms: number; at: string } | null;
   /** The fleet watcher (`--fleet`): the desired release seen on the hub and what became of it; null without one. */
   fleet: FleetView | null;
+  /** The release running as a canary, or the last one (promoted or rolled back); null before any. */
+  canary: BundleCanaryView | null;
 }
 
 const _CHECK_MS = 50;
@@ -83,6 +117,10 @@ export class BundleManager {
   #log: Logger;
   /** Set by the host when a fleet watcher runs; its state is part of {@link view}. */
   fleetView: (() => FleetView) | undefined;
+  #canary: { view: BundleCanaryView; decided: Promise<CanaryDecision> } | undefined;
+  #stopping = false;
+  /** Told how each handler's canary of a canary release ended (metrics). */
+  onCanary: ((handler: string, promoted: boolean) => void) | undefined;
 
   private constructor(o: BundleManagerOptions, store: ReleaseStore, state: BundleState) {
     this.#o = o;
@@ -189,9 +227,10 @@ export class BundleManager {
    * probation); probation continues in the background.
    * @param bytes the bundle file
    * @param via where it came from, for the log
+   * @param opts.canary run the bundle's changed handlers as canaries first (see {@link canaryDecision})
    * @throws a BundleError subclass; the active release is unchanged
    */
-  async install(bytes: Uint8Array, via: string): Promise<InstallResult> {
+  async install(bytes: Uint8Array, via: string, opts: { canary?: CanaryPolicy | undefined } = {}): Promise<InstallResult> {
     const registry = this.#registry;
     if (!registry) throw new BundleBusyError("Cannot install bundle: the host is still starting");
     if (this.#busy) throw new BundleBusyError(`Cannot install bundle: ${this.#busy}`);
@@ -213,6 +252,14 @@ export class BundleManager {
       await this.#step(`${label}: verified, signed by ${b.signers.join(", ")}`);
       this.#staged = { release: m.release, name: m.name, version: m.version, step: "staging" };
       const dir = await this.#store.stage(b);
+      if (opts.canary) {
+        const started = await this.#startCanary({ release: m.release, name: m.name, version: m.version, signers: b.signers }, dir, opts.canary, label);
+        if (started) {
+          this.#log.info(`${label} runs as a canary: ${started.join(", ")} take ${Math.round(opts.canary.share * 1000) / 10} % of the readings`);
+          return { release: m.release, name: m.name, version: m.version, status: "canary", activationMs: Date.now() - t0 };
+        }
+        this.#log.info(`${label}: no running handler changes, nothing to canary; activating`);
+      }
       this.#staged.step = "switching";
       await this.#step(`${label}: staged in ${dir}`);
       const failures = await registry.switchDirectory(dir, { watch: false });
@@ -234,9 +281,138 @@ export class BundleManager {
       await this.#step(`${label}: on probation`);
       return { release: m.release, name: m.name, version: m.version, status: "probation", activationMs: ms };
     } finally {
+      if (!this.#canary || this.#canary.view.state !== "running") {
+        this.#busy = undefined;
+        this.#staged = null;
+      }
+    }
+  }
+
+  /** How the canary release under way ends (undefined when none runs). */
+  canaryDecision(): Promise<CanaryDecision> | undefined {
+    return this.#canary?.view.state === "running" ? this.#canary.decided : undefined;
+  }
+
+  /** End a canary release by hand: rolled back. */
+  stopCanary(reason = "stopped by the operator"): BundleCanaryView | undefined {
+    const c = this.#canary;
+    if (!c) return undefined;
+    if (c.view.state === "running") for (const h of c.view.handlers) if (!h.decided) this.#registry?.stopCanary(h.name, reason);
+    return this.#canaryView() ?? undefined;
+  }
+
+  /**
+   * Start a canary of each handler of the staged release that differs from the running one.
+   * @returns the handlers in canary, or undefined when none differs (the bundle activates at once)
+   * @throws BundleActivationError when a candidate does not run (the staged release is removed)
+   */
+  async #startCanary(m: _Release, dir: string, policy: CanaryPolicy, label: string): Promise<string[] | undefined> {
+    const registry = this.#registry!;
+    const running = new Set(registry.runners().map((r) => r.built.name));
+    const files = (await readdir(dir)).filter(isHandlerFile).sort();
+    const view: BundleCanaryView = {
+      release: m.release, name: m.name, version: m.version, state: "running", reason: null,
+      startedAt: new Date().toISOString(), endedAt: null, policy, handlers: [], added: [],
+    };
+    let settle!: (d: CanaryDecision) => void;
+    const decided = new Promise<CanaryDecision>((r) => (settle = r));
+    const c = { view, decided };
+    const end = (promoted: boolean, reason: string) => {
+      if (view.state !== "running") return;
+      view.state = promoted ? "promoted" : "rolled back";
+      view.reason = reason;
+      view.endedAt = new Date().toISOString();
+      const interrupted = !promoted && this.#stopping;
+      this.#canaryOutcome(m, dir, promoted, reason, label).then(() => settle({ promoted, reason, interrupted }), (e: Error) => {
+        this.#log.error(`${label}: ${e.message}`);
+        settle({ promoted: false, reason: e.message, interrupted: false });
+      });
+    };
+    const onDecided = (name: string) => (promoted: boolean, reason: string) => {
+      const h = view.handlers.find((x) => x.name === name);
+      if (!h || h.decided) return;
+      h.canary = registry.canaryView(name) ?? h.canary;
+      h.decided = promoted ? "promoted" : "rolled back";
+      this.onCanary?.(name, promoted);
+      if (!promoted) {
+        for (const o of view.handlers) if (!o.decided) registry.stopCanary(o.name, `the canary of ${name} in the same release was rolled back`);
+        return end(false, `${name}: ${reason}`);
+      }
+      if (view.handlers.every((x) => x.decided === "promoted")) end(true, view.handlers.length === 1 ? `${name}: ${reason}` : `every handler within budget (last ${name}: ${reason})`);
+    };
+    this.#canary = c;
+    for (const f of files) {
+      const name = basename(f, extname(f));
+      if (!running.has(name)) {
+        view.added.push(name);
+        continue;
+      }
+      view.handlers.push({ name, canary: null, decided: null });
+      try {
+        view.handlers.at(-1)!.canary = await registry.startCanary(name, join(dir, f), policy, onDecided(name), { promote: false });
+      } catch (e) {
+        view.handlers.pop();
+        if ((e as { same?: boolean }).same) continue;
+        for (const h of view.handlers) registry.stopCanary(h.name, `another handler of ${label} did not start`);
+        this.#canary = undefined;
+        const reason = `${name}: ${(e as Error).message}`;
+        await this.#recordFailed(m, `canary did not start: ${reason}`);
+        throw new BundleActivationError(`Cannot run ${label} as a canary: ${reason}`);
+      }
+    }
+    if (!view.handlers.length) {
+      this.#canary = undefined;
+      return undefined;
+    }
+    this.#busy = `${label} runs as a canary`;
+    this.#staged = { release: m.release, name: m.name, version: m.version, step: "canary" };
+    return view.handlers.map((h) => h.name);
+  }
+
+  /** Carry out a canary release's decision: activate the whole bundle, or forget it. */
+  async #canaryOutcome(m: _Release, dir: string, promoted: boolean, reason: string, label: string): Promise<void> {
+    const registry = this.#registry!;
+    try {
+      if (!promoted && this.#stopping) {
+        // Not the candidate's fault: the release is not marked failed, and a fleet record is tried again.
+        this.#log.warn(`${label}: canary interrupted (${reason}); the active release stays`);
+        return;
+      }
+      if (!promoted) {
+        this.#log.warn(`${label}: canary rolled back (${reason}); the active release keeps every reading`);
+        this.#lastRollback = { release: m.release, to: this.activeRelease, reason: `canary: ${reason}`, ms: 0, at: new Date().toISOString() };
+        await this.#recordFailed(m, `canary rolled back: ${reason}`);
+        return;
+      }
+      const t0 = Date.now();
+      this.#staged = { release: m.release, name: m.name, version: m.version, step: "switching" };
+      const failures = await registry.switchDirectory(dir, { watch: false });
+      if (failures.length) {
+        const why = failures.map((f) => `${f.name}: ${f.message}`).join("; ");
+        await this.#recordFailed(m, `handlers did not load after the canary: ${why}`);
+        if (registry.dir === dir) await this.#rollback(m.release, `handlers did not start: ${why}`, t0);
+        return;
+      }
+      // The canary stood in for probation: the release is committed at once.
+      const ref: ReleaseRef = { release: m.release, name: m.name, version: m.version, activatedAt: new Date().toISOString(), signers: m.signers };
+      this.#state = { ...this.#state, active: ref, previous: this.#state.active ?? _WORKERS, probation: null };
+      await this.#store.write(this.#state);
+      const ms = Date.now() - t0;
+      this.#lastActivation = { release: m.release, ms, at: ref.activatedAt };
+      this.#log.info(`${label} promoted after its canary (${reason}); active, switched in ${ms} ms`);
+      await this.#store.cleanup([this.#state.active?.release ?? 0, this.#state.previous?.release ?? 0].filter((n) => n > 0));
+    } finally {
       this.#busy = undefined;
       this.#staged = null;
     }
+  }
+
+  #canaryView(): BundleCanaryView | null {
+    const c = this.#canary;
+    if (!c) return null;
+    const v = structuredClone(c.view);
+    for (const h of v.handlers) if (!h.decided) h.canary = this.#registry?.canaryView(h.name) ?? h.canary;
+    return v;
   }
 
   /** `GET /v1/bundles`. */
@@ -256,11 +432,13 @@ export class BundleManager {
       lastActivation: this.#lastActivation,
       lastRollback: this.#lastRollback,
       fleet: this.fleetView?.() ?? null,
+      canary: this.#canaryView(),
     };
   }
 
   /** Stop judging (host shutdown); a release on probation stays on probation in the pointer. */
   stop(): void {
+    this.#stopping = true;
     clearInterval(this.#timer);
     this.#timer = undefined;
   }
@@ -274,7 +452,8 @@ export class BundleManager {
       if (this.#busy) return;
       const v = p.check();
       if (v.type === "pending") return;
-      this.stop();
+      clearInterval(this.#timer);
+      this.#timer = undefined;
       const done = v.type === "commit" ? this.#commit(p, v.handled, v.failed) : this.#rollback(p.release, v.reason, Date.now());
       done.catch((e: Error) => this.#log.error(`release ${p.release}: ${e.message}`));
     }, _CHECK_MS);
@@ -340,6 +519,8 @@ export class BundleManager {
     if (this.#o.stepDelayMs) await new Promise((r) => setTimeout(r, this.#o.stepDelayMs));
   }
 }
+
+type _Release = { release: number; name: string; version: string; signers: string[] };
 
 const _WORKERS: ReleaseRef = { release: 0, name: "workers", version: "-", activatedAt: "", signers: [] };
 

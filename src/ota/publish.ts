@@ -13,6 +13,8 @@ export interface PublishTarget {
   /** KV bucket of the desired record (created when missing) and its key. */
   kv: string;
   key: string;
+  /** Ask devices to activate it as a canary first. */
+  canary?: FleetRecord["canary"] | undefined;
 }
 
 /** What {@link publishBundle} did. */
@@ -44,6 +46,7 @@ export async function publishBundle(js: JetStreamClient, bytes: Uint8Array, t: P
   const record: FleetRecord = {
     name: m.name, version: m.version, release: m.release, bucket: t.bucket, object,
     sha256: await sha256Hex(bytes), size: bytes.length, publishedAt: new Date().toISOString(),
+    ...(t.canary ? { canary: t.canary } : {}),
   };
   const revision = await kv.put(t.key, JSON.stringify(record));
   return { record, revision, previous };

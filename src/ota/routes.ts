@@ -2,13 +2,15 @@ import { Hono } from "hono";
 import { BodyLimitError, readBody } from "../http/body.ts";
 import { ProblemError } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
+import { policyOf } from "../release/routes.ts";
 import type { Logger } from "../util/log.ts";
 import { BundleError } from "./errors.ts";
 import type { BundleManager } from "./manager.ts";
 
 /**
- * `POST /v1/bundles` (install a signed bundle) and `GET /v1/bundles` (active, previous, staged,
- * failed releases). The host puts the admin-token guard in front of both.
+ * `POST /v1/bundles` (install a signed bundle; `?canary=10` runs its changed handlers as canaries
+ * first), `DELETE /v1/bundles/canary` (roll a canary release back) and `GET /v1/bundles` (active,
+ * previous, staged, failed releases, the canary). The host puts the admin-token guard in front.
  * @param bundles the manager; undefined while the host starts
  */
 export function bundleRoutes(bundles: () => BundleManager | undefined, maxBytes: number, log: Logger): Hono {
@@ -28,9 +30,18 @@ export function bundleRoutes(bundles: () => BundleManager | undefined, maxBytes:
       throw e;
     }
   });
+  app.delete("/v1/bundles/canary", (c) => {
+    const m = bundles();
+    if (!m) throw _starting();
+    if (!m.canaryDecision()) throw new ProblemError(404, "no_canary", "No release runs as a canary");
+    return reply(c.req.raw, 200, { canary: m.stopCanary() });
+  });
   app.post("/v1/bundles", async (c) => {
     const m = bundles();
     if (!m) throw _starting();
+    // ?canary=PERCENT (with readings, for, maxErrorRate, maxDeadLetters, maxP99Ratio): a canary release.
+    const q = (k: string) => c.req.query(k);
+    const canary = q("canary") === undefined ? undefined : policyOf((k) => q(k === "share" ? "canary" : k));
     log.info("bundle step: receiving upload");
     let bytes: Uint8Array;
     try {
@@ -40,7 +51,7 @@ export function bundleRoutes(bundles: () => BundleManager | undefined, maxBytes:
       throw e;
     }
     try {
-      const r = await m.install(bytes, "POST /v1/bundles");
+      const r = await m.install(bytes, "POST /v1/bundles", { canary });
       return reply(c.req.raw, 201, r);
     } catch (e) {
       if (e instanceof BundleError) {

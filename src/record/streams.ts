@@ -32,7 +32,7 @@ export function recordStream(topic: string): string {
  * @param budget the whole slice of the file store for recordings: one recording is capped at it
  * @returns the bounds in force (maxBytes capped at the budget)
  */
-export async function ensureRecordStream(jsm: JetStreamManager, topic: string, bounds: RecordBounds, budget: number): Promise<RecordBounds> {
+export async function ensureRecordStream(jsm: JetStreamManager, topic: string, bounds: RecordBounds, budget: number, replicas = 1): Promise<RecordBounds> {
   const name = recordStream(topic);
   const maxBytes = Math.min(bounds.maxBytes, Math.max(1024 * 1024, Math.floor(budget)));
   let subjects = [recordSubject(topic)];
@@ -55,6 +55,7 @@ export async function ensureRecordStream(jsm: JetStreamManager, topic: string, b
     max_age: nanos(bounds.maxAgeMs),
     duplicate_window: nanos(Math.min(120_000, bounds.maxAgeMs)),
     description: `outpost recording of topic ${topic}`,
+    num_replicas: replicas,
   };
   try {
     if (exists) await jsm.streams.update(name, cfg);

@@ -25,6 +25,54 @@ export interface CanaryPolicy {
 }
 
 export const CANARY_DEFAULTS: Omit<CanaryPolicy, "share"> = { readings: 100, ms: 600_000, maxErrorRate: 0.05, maxDeadLetters: 0, maxP99Ratio: 2 };
+/** A canary's parameters as an operator writes them (`?share=10&for=10m`, the fleet record's `canary`). */
+export interface CanaryParams {
+  /** Percent of the readings (0.1–100); default 10. */
+  share?: string | number | undefined;
+  readings?: string | number | undefined;
+  /** A duration: 90s, 15m, 2h, 1d (at most 7d); default 10m. */
+  for?: string | undefined;
+  /** Percent of the canary's attempts. */
+  maxErrorRate?: string | number | undefined;
+  maxDeadLetters?: string | number | undefined;
+  maxP99Ratio?: string | number | undefined;
+}
+
+/** A parameter out of range; its message says which and what is allowed. */
+export class CanaryPolicyError extends Error {
+  override name = "CanaryPolicyError";
+}
+
+/**
+ * The policy of {@link CanaryParams}, with {@link CANARY_DEFAULTS} for what is not given.
+ * @throws CanaryPolicyError naming the parameter
+ */
+export function canaryPolicy(p: CanaryParams): CanaryPolicy {
+  const num = (v: string | number | undefined, d: number, min: number, max: number, what: string) => {
+    const x = v === undefined || v === "" ? d : Number(v);
+    if (!Number.isFinite(x) || x < min || x > max) throw new CanaryPolicyError(`${what} must be a number from ${min} to ${max}`);
+    return x;
+  };
+  const ms = parseWindow(p.for ?? "10m");
+  if (ms === undefined) throw new CanaryPolicyError("for must be a duration such as 90s, 15m, 2h or 1d (at most 7d)");
+  return {
+    share: num(p.share, 10, 0.1, 100, "share (percent)") / 100,
+    readings: Math.round(num(p.readings, CANARY_DEFAULTS.readings, 1, 10_000_000, "readings")),
+    ms,
+    maxErrorRate: num(p.maxErrorRate, CANARY_DEFAULTS.maxErrorRate * 100, 0, 100, "maxErrorRate (percent)") / 100,
+    maxDeadLetters: Math.round(num(p.maxDeadLetters, CANARY_DEFAULTS.maxDeadLetters, 0, 1e9, "maxDeadLetters")),
+    maxP99Ratio: num(p.maxP99Ratio, CANARY_DEFAULTS.maxP99Ratio, 1, 1000, "maxP99Ratio"),
+  };
+}
+
+/** `90s`, `15m`, `2h`, `1d` (from 1 ms to `maxMs`, 7 days unless told) in milliseconds; undefined when it is not one. */
+export function parseWindow(s: string, maxMs = 7 * 86_400_000): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s.trim());
+  if (!m) return undefined;
+  const ms = Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s"];
+  return ms >= 1 && ms <= maxMs ? ms : undefined;
+}
+
 /** Fewer canary attempts than this say nothing about its error rate yet. */
 const _MIN_SAMPLE = 5;
 

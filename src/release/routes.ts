@@ -6,7 +6,7 @@ import { ProblemError } from "../http/problem.ts";
 import { reply } from "../http/reply.ts";
 import type { HandlerRegistry } from "../host/registry.ts";
 import type { ShadowVerdict } from "./shadow.ts";
-import { CANARY_DEFAULTS, type CanaryPolicy } from "./canary.ts";
+import { canaryPolicy, CanaryPolicyError, parseWindow, type CanaryPolicy } from "./canary.ts";
 
 const _MAX_SOURCE = 4 * 1024 * 1024;
 
@@ -44,24 +44,10 @@ export function shadowRoutes(o: {
     if (status === 409) throw new ProblemError(409, "already_running", (e as Error).message);
     throw new ProblemError(400, "candidate_failed", (e as Error).message);
   };
-  const num = (v: string | undefined, d: number, min: number, max: number, what: string) => {
-    const x = v === undefined ? d : Number(v);
-    if (!Number.isFinite(x) || x < min || x > max) throw new ProblemError(400, "invalid_parameter", `${what} must be a number from ${min} to ${max}`);
-    return x;
-  };
   app.post("/v1/handlers/:name/canary", async (c) => {
     const name = c.req.param("name");
-    if (o.releaseActive?.()) throw new ProblemError(409, "release_active", "An OTA release serves the handlers: release the new version as a bundle instead (canary bundles are not built yet)");
-    const ms = _duration(c.req.query("for") ?? "10m");
-    if (ms === undefined) throw new ProblemError(400, "invalid_duration", "for must be a duration such as 90s, 15m, 2h or 1d (at most 7d)");
-    const policy: CanaryPolicy = {
-      share: num(c.req.query("share"), 10, 0.1, 100, "share (percent)") / 100,
-      readings: Math.round(num(c.req.query("readings"), CANARY_DEFAULTS.readings, 1, 10_000_000, "readings")),
-      ms,
-      maxErrorRate: num(c.req.query("maxErrorRate"), CANARY_DEFAULTS.maxErrorRate * 100, 0, 100, "maxErrorRate (percent)") / 100,
-      maxDeadLetters: Math.round(num(c.req.query("maxDeadLetters"), CANARY_DEFAULTS.maxDeadLetters, 0, 1e9, "maxDeadLetters")),
-      maxP99Ratio: num(c.req.query("maxP99Ratio"), CANARY_DEFAULTS.maxP99Ratio, 1, 1000, "maxP99Ratio"),
-    };
+    if (o.releaseActive?.()) throw new ProblemError(409, "release_active", "An OTA release serves the handlers: release the new version as a bundle, as a canary (outpost push BUNDLE --canary 10, or outpost publish --canary 10)");
+    const policy = policyOf((k) => c.req.query(k));
     const path = await candidateFile(c, name, "canary");
     try {
       const view = await o.registry().startCanary(name, path, policy, (promoted) => o.onCanary?.(name, promoted));
@@ -79,7 +65,7 @@ export function shadowRoutes(o: {
     const name = c.req.param("name");
     const readings = Number(c.req.query("readings") ?? "1000");
     if (!Number.isInteger(readings) || readings < 1 || readings > 10_000_000) throw new ProblemError(400, "invalid_limit", "readings must be an integer from 1 to 10000000");
-    const ms = _duration(c.req.query("for") ?? "1h");
+    const ms = parseWindow(c.req.query("for") ?? "1h");
     if (ms === undefined) throw new ProblemError(400, "invalid_duration", "for must be a duration such as 90s, 15m, 2h or 1d (at most 7d)");
     const path = await candidateFile(c, name, "shadow");
     try {
@@ -97,9 +83,16 @@ export function shadowRoutes(o: {
   return app;
 }
 
-function _duration(s: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s.trim());
-  if (!m) return undefined;
-  const ms = Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s"];
-  return ms >= 1 && ms <= 7 * 86_400_000 ? ms : undefined;
+/**
+ * The canary policy of a request's query (`share`, `readings`, `for`, `maxErrorRate`,
+ * `maxDeadLetters`, `maxP99Ratio`).
+ * @throws ProblemError 400 `invalid_parameter` or `invalid_duration`
+ */
+export function policyOf(q: (k: string) => string | undefined): CanaryPolicy {
+  try {
+    return canaryPolicy({ share: q("share"), readings: q("readings"), for: q("for"), maxErrorRate: q("maxErrorRate"), maxDeadLetters: q("maxDeadLetters"), maxP99Ratio: q("maxP99Ratio") });
+  } catch (e) {
+    if (!(e instanceof CanaryPolicyError)) throw e;
+    throw new ProblemError(400, e.message.startsWith("for ") ? "invalid_duration" : "invalid_parameter", e.message);
+  }
 }

@@ -9,7 +9,7 @@ import { findNatsServer } from "../../src/broker/nats_server.ts";
 import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
 import { bundles, makeBundle, makeKey, otaHandler, type TestKey } from "../_bundles.ts";
 import {
-  freePort, hostCommand, ingest, join, rm, sleep, startHost, streamMessages, tempDir, waitFor, writeFile, type TestHost,
+  freePort, hostCommand, ingest, join, outpost, rm, sleep, startHost, streamMessages, tempDir, waitFor, writeFile, type TestHost,
 } from "../_harness.ts";
 
 /** A hub nats-server: JetStream in domain `hub`, a leafnode port, all on loopback. */
@@ -59,11 +59,11 @@ async function startHub(): Promise<Hub> {
 }
 
 /** `outpost publish` as a real process (the single-file build). */
-async function publish(hub: Hub, bytes: Uint8Array): Promise<string> {
+async function publish(hub: Hub, bytes: Uint8Array, extra: string[] = []): Promise<string> {
   const file = join(await tempDir("outpost-publish-"), "b.outpost");
   await writeFile(file, bytes);
   const [cmd, ...pre] = hostCommand("node");
-  const p = spawn(cmd!, [...pre, "publish", file, "--nats", hub.url], { stdio: ["ignore", "pipe", "pipe"] });
+  const p = spawn(cmd!, [...pre, "publish", file, "--nats", hub.url, ...extra], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   p.stdout!.on("data", (d) => (out += d));
   p.stderr!.on("data", (d) => (out += d));
@@ -96,7 +96,7 @@ describe("fleet path: one publish to the hub updates every device through leafno
   const hosts: TestHost[] = [];
   const args = (domain: string) => [
     "--admin-token", "tok", "--trust", dev.pubFile, "--nats-domain", domain, "--nats-leafnode", hub.leafUrl, "--fleet", "hub",
-    "--probation-ms", "1000", "--probation-messages", "1000", "--max-bundle-size", "1M",
+    "--probation-ms", "1000", "--probation-messages", "1000", "--max-bundle-size", "1M", "--hub-every", "1s",
   ];
   before(async () => {
     hub = await startHub();
@@ -191,5 +191,49 @@ describe("fleet path: one publish to the hub updates every device through leafno
       assert.match(b.fleet.lastOutcome.message, /the record says 2097152 bytes, above the limit of 1048576 bytes \(--max-bundle-size\)$/);
       assert.equal(b.active.release, 30);
     }
+  });
+
+  test("a record asking for a canary: each device runs it on a share, promotes it or rolls it back, and the hub sees each device's canary state", async () => {
+    const load = async (n0: number) => {
+      for (const [i, h] of hosts.entries()) for (let n = 0; n < 40; n++) assert.equal((await ingest(h.url, "ota", JSON.stringify({ n: n0 + i * 1000 + n }), "application/json")).status, 202);
+    };
+    const out = await publish(hub, await makeBundle({ release: 50, handlers: { "ota.ts": otaHandler("r50") }, keys: [dev] }), ["--canary", "50", "--canary-readings", "5"]);
+    assert.match(out, /as a canary: 50 % of the readings for up to 10m or 5 readings/);
+    for (const h of hosts) await until(h, (x) => x.canary?.release === 50 && x.canary.state === "running", "release 50 running as a canary");
+    await load(50_000);
+    for (const h of hosts) {
+      const b = await until(h, (x) => x.active.release === 50 && x.fleet.lastOutcome?.release === 50, "release 50 promoted");
+      assert.equal(b.fleet.lastOutcome.result, "installed");
+      assert.equal(b.canary.state, "promoted");
+    }
+    const status = async (state: string, release: number) => await waitFor(async () => {
+      const r = await outpost(["hub", "status", "--nats", hub.url, "--json"], 30_000);
+      assert.equal(r.code, 0, r.out);
+      const rows = (JSON.parse(r.out) as { devices: { device: string; report: any }[] }).devices;
+      return domains.every((d) => rows.find((x) => x.device === d)?.report?.canary?.state === state && rows.find((x) => x.device === d)?.report?.release.active === release) ? rows : undefined;
+    }, 20_000, `hub status: both devices' canary ${state}`);
+    await status("promoted", 50);
+    const prom = await outpost(["hub", "status", "--nats", hub.url, "--prometheus"], 30_000);
+    for (const d of domains) {
+      assert.match(prom.out, new RegExp(`outpost_hub_device_canary\\{device="${d}",release="50",state="promoted"\\} 1`));
+      assert.match(prom.out, new RegExp(`outpost_hub_device_release\\{device="${d}"\\} 50`));
+    }
+    // Past the budget on every device: rolled back, refused with the reason, release 50 stays.
+    const bad = otaHandler("r60").replace("await ctx.publish", 'if (r.n % 10 < 3) throw new Error("r60 cannot take " + r.n);\n    await ctx.publish');
+    await publish(hub, await makeBundle({ release: 60, handlers: { "ota.ts": bad }, keys: [dev] }), ["--canary", "50", "--canary-readings", "50"]);
+    for (const h of hosts) await until(h, (x) => x.canary?.release === 60, "release 60 running as a canary");
+    await load(60_000);
+    for (const h of hosts) {
+      const b = await until(h, (x) => x.fleet.lastOutcome?.release === 60, "release 60 rolled back").catch(async (e) => {
+        console.log(JSON.stringify(await bundles(h.url)), h.logs().slice(-3000));
+        throw e;
+      });
+      assert.equal(b.fleet.lastOutcome.result, "refused");
+      assert.equal(b.fleet.lastOutcome.error, "canary_rolled_back");
+      assert.match(b.fleet.lastOutcome.message, /the canary was rolled back: ota: the canary's error rate/);
+      assert.equal(b.active.release, 50);
+    }
+    const text = await status("rolled back", 50);
+    assert.ok(text.every((r) => r.report.canary.release === 60));
   });
 });
