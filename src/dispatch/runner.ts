@@ -83,7 +83,14 @@ interface _Canary {
 export function canaryPoint(id: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
-  return h / 0x100000000;
+  // FNV-1a alone puts ids that differ in their last character (sequences 41, 42, …) close
+  // together: murmur3's finaliser spreads them over 0..1.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 0) / 0x100000000;
 }
 
 /** Where a runner reports each reading's outputs and outcome (shadow runs compare them). */
@@ -158,6 +165,8 @@ export class HandlerRunner {
   #bucket: TokenBucket | undefined;
   #batcher: Batcher | undefined;
   #dedupe: DedupeStore | undefined;
+  /** Dedupe keys claimed by messages in flight (released when one is dead-lettered). */
+  #claims = new Map<number, string>();
   #stopping = false;
   #fetcher: Fetcher | undefined;
   #crashTimes: number[] = [];
@@ -333,7 +342,7 @@ export class HandlerRunner {
     const lanes: Consumer[] = [await this.#ensureConsumer(this.durable, info.subjects)];
     if (info.priority) lanes.push(await this.#ensureConsumer(this.durableHigh, info.subjects.map(priorityFilter)));
     if (info.dedupe && !this.#shadow) {
-      this.#dedupe = new DedupeStore(this.#broker.jsm, this.#broker.js, this.built.name, info.dedupe.ttlMs);
+      this.#dedupe = new DedupeStore(this.#broker.jsm, this.#broker.js, this.built.name, info.dedupe.ttlMs, this.#broker.replicas ?? 1);
       await this.#dedupe.open();
     }
     // In batch mode a slot is one reading: `concurrency` batches of `size` may be out at once.
@@ -571,22 +580,34 @@ export class HandlerRunner {
   }
 
   /**
-   * With `dedupe`: the reading's key, or null when it was handled before (then it is acked here
-   * and skipped). Without: undefined.
+   * With `dedupe`: claim the reading's key for this message, or return null when a copy was
+   * handled before (then it is acked here and skipped) or is being handled now (by another slot or
+   * host: it comes back in a second). Without: undefined.
    */
   async #seen(m: JsMsg): Promise<string | null | undefined> {
     const d = this.definition.dedupe;
     if (!d || !this.#dedupe) return undefined;
     let key: string | undefined;
+    let state: "mine" | "done" | "busy";
     try {
       key = dedupeKey(decodeCbor(m.data), d.fields);
       // Scoped by the authenticated sensor: one sensor's readings cannot pre-claim another's keys.
       const sensor = m.headers?.get(SENSOR_HEADER);
       if (key !== undefined && sensor) key = `${sensor}\u0000${key}`;
-      if (key === undefined || !(await this.#dedupe.seen(key))) return key;
+      if (key === undefined) return undefined;
+      state = await this.#dedupe.claim(key, String(m.seq));
     } catch (e) {
       this.#log.warn(`dedupe check of message ${m.seq} failed (${(e as Error).message}); handling it`);
       return key;
+    }
+    if (state === "mine") {
+      this.#claims.set(m.seq, key);
+      return key;
+    }
+    if (state === "busy") {
+      m.nak(1_000);
+      this.#log.debug(`message ${m.seq} waits: a copy with its dedupe key is being handled`);
+      return null;
     }
     m.ack();
     this.#counts.deduped++;
@@ -603,8 +624,9 @@ export class HandlerRunner {
       return;
     }
     if (key) {
-      // Remember before acking: a crash in between redelivers a reading that is then skipped.
-      await this.#dedupe!.remember(key).catch((e: Error) => this.#log.warn(`cannot remember dedupe key of ${m.seq}: ${e.message}`));
+      this.#claims.delete(m.seq);
+      // Marked done before acking: a crash in between redelivers a reading that is then skipped.
+      await this.#dedupe!.done(key, String(m.seq)).catch((e: Error) => this.#log.warn(`cannot remember dedupe key of ${m.seq}: ${e.message}`));
     }
     if (this.#faults.ackDelayMs) await _sleep(this.#faults.ackDelayMs);
     m.ack();
@@ -673,6 +695,11 @@ export class HandlerRunner {
           traceparent: m.headers?.get(TRACEPARENT_HEADER) || undefined,
         });
         m.ack();
+        const claimed = this.#claims.get(m.seq);
+        if (claimed !== undefined) {
+          this.#claims.delete(m.seq);
+          await this.#dedupe?.release(claimed, String(m.seq)).catch(() => {});
+        }
         this.#counts.deadLettered++;
         this.#metrics?.outcome(this.built.name, "dead_lettered", undefined, detail);
         this.#firstErrors.delete(m.seq);
