@@ -12,6 +12,9 @@ export const SUBJECTS = { ingest: "ingest", outbox: "out", dlq: "dlq", record: "
 /** Where a device reports to its hub (`outpost.devices.<device domain>`, kept by the hub's `OUTPOST_DEVICES`). */
 export const DEVICE_REPORTS = "outpost.devices";
 
+/** Where a device forwards its results under `--uplink-rate` (`uplink.<device>.<lane>.<subject>`, the hub's streams). */
+export const UPLINK = "uplink";
+
 export const PRIORITY_TOKEN = "~hi";
 export const DELAY_TOKEN = "~delay";
 
@@ -117,7 +120,7 @@ export function hostPermissions(): { publish: string[]; subscribe: string[] } {
   const streams = Object.values(SUBJECTS).map(streamFilter);
   return {
     // mqtt.>: a dead-lettered MQTT reading is replayed through the MQTT bridge again.
-    publish: [...streams, "mqtt.>", `${DEVICE_REPORTS}.*`, "$JS.>", "$KV.>", "$O.>", "_INBOX.>"],
+    publish: [...streams, "mqtt.>", `${DEVICE_REPORTS}.*`, `${UPLINK}.>`, "$JS.>", "$KV.>", "$O.>", "_INBOX.>"],
     subscribe: ["_INBOX.>", "$KV.>", "$O.>"],
   };
 }

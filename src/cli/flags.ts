@@ -80,6 +80,8 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: "hub", kind: "string", arg: "DOMAIN", help: "report to the hub in JetStream domain DOMAIN (release, canaries, OUTBOX) and keep the gap alarm (default: the --fleet domain; needs --nats-domain)" },
   { name: "hub-every", kind: "string", default: "10s", arg: "DURATION", help: "how often the device reports to the hub" },
   { name: "hub-alarm-after", kind: "string", default: "60s", arg: "DURATION", help: "the gap alarm sounds once the hub was not reached this long and OUTBOX is 80 % of the way to dropping uncopied results" },
+  { name: "uplink-rate", kind: "size", arg: "SIZE", help: "bytes a second the results may take on the link to the hub (--hub): the device forwards OUTBOX itself under this budget instead of the hub sourcing it" },
+  { name: "uplink-urgent", kind: "string", arg: "SUBJECT", help: "with --uplink-rate: OUTBOX results matching this filter (out.alerts.>) cross first, outside the budget" },
   { name: "outbox-max-age", kind: "string", default: "7d", arg: "DURATION", help: "how long OUTBOX keeps results for a hub: the longest outage it covers" },
   { name: "outbox-max-bytes", kind: "size", arg: "SIZE", help: "bytes OUTBOX keeps (default and ceiling: a quarter of --max-file-store); the oldest go first" },
   { name: "outbox-max-msgs", kind: "int", arg: "N", help: "results OUTBOX keeps (default: no count limit); the oldest go first" },

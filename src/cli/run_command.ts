@@ -113,7 +113,8 @@ export function hostOptions(f: FlagValues, log: Logger): OutpostOptions {
     ...(f.record !== undefined ? { record: _topics(String(f.record)) } : {}),
     ...(f["mqtt-port"] !== undefined ? { mqtt: { port: f["mqtt-port"] as number, prefix: String(f["mqtt-prefix"]) } } : {}),
     ...(f.fleet ? { fleet: { domain: String(f.fleet), kv: String(f["fleet-kv"]), key: String(f["fleet-key"]) } } : {}),
-    ...(f.hub || (f.fleet && f["nats-domain"]) ? { hub: { domain: String(f.hub ?? f.fleet), everyMs: _duration("--hub-every", f["hub-every"]), alarmAfterMs: _duration("--hub-alarm-after", f["hub-alarm-after"]) } } : {}),
+    ...(f.hub || (f.fleet && f["nats-domain"]) ? { hub: { domain: String(f.hub ?? f.fleet), everyMs: _duration("--hub-every", f["hub-every"]), alarmAfterMs: _duration("--hub-alarm-after", f["hub-alarm-after"]),
+      ...(f["uplink-rate"] !== undefined ? { uplink: { rate: f["uplink-rate"] as number, urgent: f["uplink-urgent"] as string | undefined } } : {}) } } : {}),
     outbox: {
       maxAgeMs: _duration("--outbox-max-age", f["outbox-max-age"], 3650 * 86_400_000),
       maxBytes: f["outbox-max-bytes"] as number | undefined,

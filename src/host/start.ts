@@ -29,6 +29,7 @@ import { IngestGuard, type IngestAuthMode } from "../sensors/ingest_auth.ts";
 import { registryFile, SensorRegistry } from "../sensors/registry.ts";
 import { FleetWatcher } from "../ota/fleet.ts";
 import { HubLink } from "../hub/link.ts";
+import { Uplink } from "../hub/uplink.ts";
 import { BundleManager } from "../ota/manager.ts";
 import { bundleRoutes } from "../ota/routes.ts";
 import { loadTrustStore } from "../ota/trust.ts";
@@ -78,7 +79,7 @@ export interface OutpostOptions {
   /** Watch the hub's desired release (KV bucket and key in JetStream domain `domain`) and install it. */
   fleet?: { domain: string; kv: string; key: string } | undefined;
   /** Report to the hub in this JetStream domain (`--hub`; default the `--fleet` domain) and keep the gap alarm. */
-  hub?: { domain: string; everyMs?: number; alarmAfterMs?: number } | undefined;
+  hub?: { domain: string; everyMs?: number; alarmAfterMs?: number; uplink?: { rate: number; urgent?: string | undefined } } | undefined;
   /** What OUTBOX keeps for a hub (`--outbox-max-age`, `--outbox-max-bytes`, `--outbox-max-msgs`). */
   outbox?: { maxAgeMs?: number | undefined; maxBytes?: number | undefined; maxMsgs?: number | undefined } | undefined;
   /** Copies of every stream on a clustered JetStream (`--replicas`; default 1). */
@@ -303,6 +304,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
   let bundles: BundleManager | undefined;
   let fleet: FleetWatcher | undefined;
   let hub: HubLink | undefined;
+  let uplink: Uplink | undefined;
   let scheduler: Scheduler | undefined;
   let server: Server;
   const health = new BrokerHealth(broker, {
@@ -407,9 +409,19 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     const hubDomain = o.hub?.domain ?? o.fleet?.domain;
     if (hubDomain && o.natsDomain) {
       const bm = bundles;
+      const hubJsm = () => jetstreamManager(broker.nc, { domain: hubDomain, timeout: 5_000, checkAPI: false });
+      if (o.hub?.uplink) {
+        uplink = new Uplink({
+          device: o.natsDomain, rate: o.hub.uplink.rate, urgent: o.hub.uplink.urgent, jsm: () => broker.jsm, js: () => broker.js,
+          hubJs: jetstream(broker.nc, { domain: hubDomain, timeout: 5_000 }), hubJsm, log: log.child("hub"),
+        });
+        await uplink.start();
+      }
+      const up = uplink;
       hub = new HubLink({
+        uncopied: up ? () => up.view().pending.bulk : undefined,
         device: o.natsDomain, domain: hubDomain, hubJs: jetstream(broker.nc, { domain: hubDomain, timeout: 5_000 }), jsm: () => broker.jsm,
-        hubJsm: () => jetstreamManager(broker.nc, { domain: hubDomain, timeout: 5_000, checkAPI: false }),
+        hubJsm,
         log: log.child("hub"), everyMs: o.hub?.everyMs, alarmAfterMs: o.hub?.alarmAfterMs,
         status: () => {
           const v = bm.view();
@@ -419,11 +431,15 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
               handlers: v.canary.handlers.map((h) => ({ name: h.name, decided: h.decided, attempts: h.canary?.canary.attempts ?? 0, errorRate: h.canary?.canary.errorRate ?? null })) } : null,
             handlerCanaries: registry.view().filter((h) => h.canary).map((h) => ({ handler: h.name, candidate: h.canary!.candidate, state: h.canary!.state, share: h.canary!.policy.share })),
             fleet: v.fleet ? { state: v.fleet.state, desired: v.fleet.desired?.release ?? null, lastOutcome: v.fleet.lastOutcome } : null,
+            uplink: up?.view() ?? null,
           };
         },
       });
       hub.start();
-      if (metrics) metrics.hubLink = () => hub!.view();
+      if (metrics) {
+        metrics.hubLink = () => hub!.view();
+        metrics.uplink = up ? () => up.view() : undefined;
+      }
     }
     const app = new Hono();
     const ready = { streams: true, handlersLoaded: true };
@@ -463,7 +479,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
         storage: Object.fromEntries(storage.map((s) => [s.stream, Math.round(s.use * 1000) / 1000])),
         ingestAuth: guard.required ? "required" : "off",
         ...(reasons.length ? { reasons } : {}),
-        ...(hub ? { hub: hub.view() } : {}),
+        ...(hub ? { hub: { ...hub.view(), uplink: uplink?.view() ?? null } } : {}),
         ...(_warnings(guard, o.host, hub?.view().alarm).length ? { warnings: _warnings(guard, o.host, hub?.view().alarm) } : {}),
       });
     });
@@ -535,6 +551,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
     await integrity?.stop().catch(() => {});
     await fleet?.stop();
     hub?.stop();
+    await uplink?.stop();
     bundles?.stop();
     stopMqttRefresh();
     await mqttBridge?.stop();
@@ -559,6 +576,7 @@ async function _start(o: OutpostOptions, dataDir: string, gate: _Gate): Promise<
       await server.close().catch(() => {});
       await fleet?.stop();
       hub?.stop();
+      await uplink?.stop();
       bundles?.stop();
       stopMqttRefresh();
       await mqttBridge?.stop();
@@ -619,6 +637,8 @@ function _checkFleetOptions(o: OutpostOptions): void {
   // Two JetStreams joined by a leafnode must have different domains, or their APIs answer each other.
   if (o.natsLeafnode && !o.natsDomain) throw new ConfigError("--nats-leafnode needs --nats-domain: a JetStream domain unique to this device");
   if (o.hub && !o.natsDomain) throw new ConfigError(`--hub ${o.hub.domain}: the device reports under its own JetStream domain: give it one with --nats-domain`);
+  if (o.hub?.uplink && o.hub.uplink.rate < 1024) throw new ConfigError(`--uplink-rate ${o.hub.uplink.rate}: at least 1K (bytes a second)`);
+  if (o.hub?.uplink?.urgent !== undefined && !/^out(\.[A-Za-z0-9_*-]+)*(\.>)?$/.test(o.hub.uplink.urgent)) throw new ConfigError(`--uplink-urgent ${JSON.stringify(o.hub.uplink.urgent)}: a subject filter of OUTBOX, such as out.alerts.>`);
   if (o.hub && !name.test(o.hub.domain)) throw new ConfigError(`--hub ${JSON.stringify(o.hub.domain)}: a JetStream domain (letters, digits, - and _)`);
   if (o.fleet && o.natsDomain === o.fleet.domain) throw new ConfigError(`--fleet ${o.fleet.domain} is this device's own domain (--nats-domain); name the hub's domain`);
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
-import { DEVICE_REPORTS } from "../broker/subjects.ts";
+import { DEVICE_REPORTS, UPLINK } from "../broker/subjects.ts";
 import { STREAMS } from "../broker/streams.ts";
 import { recordStream } from "../record/streams.ts";
 import { DEVICES_STREAM, DEVICES_STREAM_CONFIG } from "./link.ts";
@@ -118,8 +118,9 @@ export async function hubStatus(jsm: JetStreamManager): Promise<DeviceStatus[]> 
   for await (const s of jsm.streams.list()) {
     const m = /^(OUTBOX|URGENT|RECORD_.+)_([A-Za-z0-9_-]+)$/.exec(s.config.name);
     const src = s.config.sources?.[0]?.external?.api;
-    if (!m || !src?.startsWith("$JS.")) continue;
-    const device = src.slice(4, -4);
+    const fwd = s.config.subjects?.[0]?.startsWith(`${UPLINK}.`) ? s.config.subjects[0].split(".")[1] : undefined;
+    if (!m || (!src?.startsWith("$JS.") && !fwd)) continue;
+    const device = fwd ?? src!.slice(4, -4);
     if (!s.config.name.endsWith(`_${device}`)) continue;
     streams.set(device, [...(streams.get(device) ?? []), s]);
   }
@@ -130,7 +131,9 @@ export async function hubStatus(jsm: JetStreamManager): Promise<DeviceStatus[]> 
     const ss = (streams.get(device) ?? []).sort((a, b) => a.config.name.localeCompare(b.config.name));
     const outbox = ss.find((s) => s.config.name === hubStreams(device).outbox);
     const ob = (r?.body.outbox ?? null) as { messages?: number; bytes?: number } | null;
-    const lag = outbox?.sources?.[0]?.lag ?? null;
+    // Sourced: the source's lag. Forwarded under --uplink-rate: what the device says it still holds.
+    const up = (r?.body.uplink ?? null) as { pending?: { bulk?: number } } | null;
+    const lag = outbox?.sources?.[0]?.lag ?? up?.pending?.bulk ?? null;
     const mean = ob?.messages ? (ob.bytes ?? 0) / ob.messages : null;
     rows.push({
       device,

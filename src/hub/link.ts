@@ -73,6 +73,8 @@ export interface HubLinkOptions {
   hubJsm: () => Promise<JetStreamManager>;
   /** The device's own JetStream manager (OUTBOX). */
   jsm: () => JetStreamManager;
+  /** Results not yet on the hub when the device knows exactly (the uplink's pending count). */
+  uncopied?: (() => number | undefined) | undefined;
   /** What the record says besides OUTBOX (release, canaries). */
   status: () => Record<string, unknown>;
   log: Logger;
@@ -192,7 +194,8 @@ export class HubLink {
     ];
     // Results after the last reach (all of them when the hub was never reached since start).
     const from = this.#seqAtReach ?? s.first_seq - 1;
-    const uncopied = Math.max(0, s.last_seq - Math.max(from, s.first_seq - 1));
+    const known = this.#o.uncopied?.();
+    const uncopied = known ?? Math.max(0, s.last_seq - Math.max(from, s.first_seq - 1));
     const avg = s.messages ? s.bytes / s.messages : 0;
     const away = (Date.now() - (this.#reached ?? first ?? Date.now())) / 1000;
     const risks = [
@@ -200,7 +203,7 @@ export class HubLink {
       c.max_msgs > 0 ? uncopied / c.max_msgs : 0,
       ageS > 0 && uncopied > 0 ? away / ageS : 0,
       // Results already dropped uncopied: OUTBOX starts after the last position the hub was known at.
-      from < s.first_seq - 1 ? 1 : 0,
+      known === undefined && from < s.first_seq - 1 ? 1 : 0,
     ];
     return {
       messages: s.messages, bytes: s.bytes, firstSeq: s.first_seq, lastSeq: s.last_seq, firstAt: first !== undefined ? new Date(first).toISOString() : null,

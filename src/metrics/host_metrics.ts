@@ -8,6 +8,7 @@
  * @module
  */
 import type { HubLinkView } from "../hub/link.ts";
+import type { UplinkView } from "../hub/uplink.ts";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { STREAMS } from "../broker/streams.ts";
 import type { HandlerMetrics, HandlerRunner } from "../dispatch/runner.ts";
@@ -48,6 +49,8 @@ export class HostMetrics implements HandlerMetrics {
   #shadow;
   /** Set by the host when it reports to a hub. */
   hubLink: (() => HubLinkView) | undefined;
+  /** Set by the host when it forwards OUTBOX under --uplink-rate. */
+  uplink: (() => UplinkView) | undefined;
   #canary;
   #streams: _Stream[] = [];
   #consumers: _Consumer[] = [];
@@ -77,6 +80,14 @@ export class HostMetrics implements HandlerMetrics {
     r.gauge("outpost_outbox_at_risk_ratio", "How close OUTBOX is to dropping results the hub has not copied (1: they are being dropped).", () => {
       const h = this.hubLink?.();
       return h?.outbox ? [[{ hub: h.domain }, h.outbox.atRisk]] : [];
+    });
+    r.gauge("outpost_uplink_pending_results", "Results not yet forwarded to the hub under --uplink-rate, by lane (urgent, bulk).", () => {
+      const u = this.uplink?.();
+      return u ? [[{ lane: "urgent" }, u.pending.urgent], [{ lane: "bulk" }, u.pending.bulk]] : [];
+    });
+    r.gauge("outpost_uplink_sent_bytes", "Bytes (subject and payload) forwarded to the hub under --uplink-rate since start.", () => {
+      const u = this.uplink?.();
+      return u ? [[{}, u.sent.bytes]] : [];
     });
     r.gauge("outpost_canary_share", "The share of a handler's readings a running canary takes (0 when none runs).", () =>
       src.runners().map((x) => [{ handler: x.built.name }, x.canaryShare]));

@@ -172,4 +172,44 @@ describe("store-and-forward: devices' OUTBOX sourced by a hub through leafnodes"
     assert.deepEqual(copied, [...Array.from({ length: 10 }, (_, i) => i), ...Array.from({ length: 1_000 }, (_, i) => 2_010 + i)],
       "the first 10, then the last 1,000: the 2,000 oldest of the outage are lost, as docs/hub.md computes");
   });
+
+  test("an uplink budget holds the bulk back after an outage while urgent results cross first; each result once, in order", async () => {
+    const rate = 8 * 1024;
+    hosts["edge-d"] = await startHost({ workers: { "sf.ts": HANDLER }, args: args("edge-d", ["--uplink-rate", "8K", "--uplink-urgent", "out.alerts.>"]) });
+    const hjsm = await hubJsm();
+    await post(hosts["edge-d"]!, 0, 10, false);
+    await waitFor(async () => (await count(hjsm, "OUTBOX_edge-d")) === 10 || undefined, 20_000, "edge-d forwards its first results");
+    await hub.kill();
+    await post(hosts["edge-d"]!, 100, 2_000);
+    const dev = await device("edge-d");
+    await waitFor(async () => (await count(dev.jsm, "OUTBOX")) === 2_030 || undefined, 20_000, "edge-d handled 2,000 more");
+    const sentBefore = Number(/outpost_uplink_sent_bytes ([\d.]+)/.exec(await (await hosts["edge-d"]!.api("/metrics")).text())?.[1]);
+    await hub.start();
+    const up = Date.now();
+    const hjsm2 = await hubJsm();
+    let urgentAt = 0;
+    let bulkAt = 0;
+    await waitFor(async () => {
+      if (!urgentAt && (await count(hjsm2, "URGENT_edge-d")) === 20) urgentAt = Date.now() - up;
+      if (!bulkAt && (await count(hjsm2, "OUTBOX_edge-d")) === 2_030) bulkAt = Date.now() - up;
+      return (urgentAt && bulkAt) || undefined;
+    }, 45_000, "edge-d's results on the hub");
+    const sent = Number(/outpost_uplink_sent_bytes ([\d.]+)/.exec(await (await hosts["edge-d"]!.api("/metrics")).text())?.[1]) - sentBefore;
+    const bulkBytes = sent - 20 * "uplink.edge-d.urgent.out.alerts.sf".length - 20 * 8;
+    const floorMs = ((bulkBytes - rate) / rate) * 1000; // the budget, less the one second it may save up
+    console.log(`uplink at 8 KiB/s after the hub returned: 20 urgent results on the hub after ${urgentAt} ms, 2,020 bulk results (${sent} bytes in all) after ${bulkAt} ms; the budget allows them no sooner than ${Math.round(floorMs)} ms`);
+    assert.ok(urgentAt < bulkAt / 2, `urgent results crossed first (${urgentAt} ms vs ${bulkAt} ms)`);
+    assert.ok(bulkAt >= floorMs * 0.9, `the budget held the bulk back (${bulkAt} ms, at least ${Math.round(floorMs)} ms)`);
+    const local = await ns(dev.jsm, "OUTBOX", "out.sf");
+    await dev.close();
+    const copied = await ns(hjsm2, "OUTBOX_edge-d", "uplink.edge-d.bulk.out.sf");
+    assert.deepEqual(copied, local, "every result once, in the device's order");
+    assert.deepEqual(await ns(hjsm2, "URGENT_edge-d", "uplink.edge-d.urgent.out.alerts.sf"), Array.from({ length: 20 }, (_, i) => 100 + i * 100));
+    const st = await waitFor(async () => {
+      const r = await outpost(["hub", "status", "--nats", hub.url, "--json"], 30_000);
+      const row = (JSON.parse(r.out) as { devices: { device: string; behind: { results: number }; streams: { stream: string }[] }[] }).devices.find((x) => x.device === "edge-d");
+      return row?.behind.results === 0 ? row : undefined;
+    }, 20_000, "hub status: edge-d caught up");
+    assert.deepEqual(st.streams.map((x) => x.stream), ["OUTBOX_edge-d", "URGENT_edge-d"]);
+  });
 });
