@@ -8,7 +8,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startCluster, type Cluster } from "../_cluster.ts";
-import { ingest, sleep, startHost, streamMessages, waitFor, type TestHost } from "../_harness.ts";
+import { ingest, join, sleep, startHost, streamMessages, waitFor, writeFile, type TestHost } from "../_harness.ts";
 
 const WORKERS = {
   "cl.ts": `import { defineHandler, v } from "outpost/handler";
@@ -160,6 +160,23 @@ describe("several hosts on a three-node NATS cluster", () => {
     const all = await outputs("later");
     assert.equal(all.length, 40, "each delayed reading handled once");
     assert.ok(all.every((x) => x.at >= x.due - 50), "none before its time");
+  });
+
+  test("a handler swap on one host while both take readings: nothing lost, the other host keeps handling", async () => {
+    const before = { a: await acked(a, "cl"), b: await acked(b, "cl") };
+    const load = (async () => {
+      for (let i = 0; i < 20; i++) await post(i % 2 ? a : b, "cl", 20_000 + i * 50, 50);
+    })();
+    await sleep(200);
+    await writeFile(join(a.workersDir, "cl.ts"), WORKERS["cl.ts"].replace("{ n: r.n }", "{ n: r.n, v: 2 }"));
+    await load;
+    await waitFor(async () => {
+      const s = new Set((await outputs("cl")).map((x) => x.n as number));
+      return Array.from({ length: 1_000 }, (_, i) => 20_000 + i).every((n) => s.has(n)) || undefined;
+    }, 40_000, "every reading posted during the swap handled");
+    await waitFor(async () => ((await (await a.api("/v1/handlers")).json()) as { handlers: { name: string; swaps: number }[] }).handlers.find((h) => h.name === "cl")!.swaps >= 1 || undefined, 20_000, "the swap on host a");
+    assert.ok((await acked(b, "cl")) > before.b, "host b kept handling");
+    assert.ok((await outputs("cl")).some((x) => x.v === 2), "host a handles with the new version");
   });
 
   test("a second host adds throughput where the handler is the bottleneck", async () => {
