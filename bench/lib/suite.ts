@@ -56,7 +56,7 @@ export interface RuntimeResult {
   metricsCost: { withMetrics: number[]; without: number[]; ratios: number[]; medianRatio: number };
   endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult; latencyRuns: number[] };
   isolation: {
-    worker: { coldStartMs: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
+    worker: { coldStartMs: { median: number; min: number; max: number }; firstBuildMs?: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
     /** The wasm tier next to the worker tier, from bench/lib/wasm_measure.ts in one process. */
     tiers: { wasm: TierFigures; worker: TierFigures };
     /** Through the host's directory watcher: new file → first ack, and the pause of a swap under load. */
@@ -211,7 +211,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const latency = [...runs].sort((a, b) => a.p99 - b.p99)[Math.floor(runs.length / 2)]!;
 
       say(`${rt}: isolation (cold start, per-message overhead)`);
-      const iso = await runProbe<{ coldStartMs: { median: number; min: number; max: number }; perMessage: { workerUs: number; inProcessUs: number; overheadUs: number; workerPerSec: number; inProcessPerSec: number } }>(
+      const iso = await runProbe<{ coldStartMs: { median: number; min: number; max: number }; firstBuildMs: { median: number; min: number; max: number }; perMessage: { workerUs: number; inProcessUs: number; overheadUs: number; workerPerSec: number; inProcessPerSec: number } }>(
         procs, rt, "isolation.ts", { url: nats.url, coldRuns: plan.coldRuns, seqMessages: plan.seqMessages, parMessages: plan.parMessages, window: SINK_CONCURRENCY }, 180_000);
       say(`${rt}: drop-in cold start and swap pause through the directory watcher`);
       const dropIn = await runProbe<RuntimeResult["isolation"]["dropIn"]>(procs, rt, "dropin.ts",
@@ -241,6 +241,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         isolation: {
           worker: {
             coldStartMs: { median, min, max },
+            firstBuildMs: { median: iso.firstBuildMs.median, min: iso.firstBuildMs.min, max: iso.firstBuildMs.max },
             perMessageUs: iso.perMessage.workerUs,
             inProcessUs: iso.perMessage.inProcessUs,
             overheadUs: iso.perMessage.overheadUs,

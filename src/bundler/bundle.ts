@@ -9,6 +9,8 @@ import { EMBEDDED } from "./embedded.ts";
 import { ownInputs, writeBundles } from "./handler_files.ts";
 import { packageRoot } from "../util/package_root.ts";
 import { sha256Hex } from "../util/hash.ts";
+import { VERSION } from "../version.ts";
+import { cachedBuild, fileInputs, keepBuild } from "./build_cache.ts";
 import type { GuestModules } from "../sandbox/quickjs/sandbox.ts";
 
 /** A handler bundled into the files the isolates load. */
@@ -107,6 +109,10 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   const root = await packageRoot();
   const abs = resolve(file);
   if (extname(abs) === ".wasm") return await _buildRawWasm(root, abs, outDir);
+  // From source, the SDK's files are inputs of the build like the handler's: the cache checks them all.
+  const identity = `source ${VERSION}`;
+  const kept = await cachedBuild(outDir, identity, abs);
+  if (kept) return kept;
   const spec = JSON.stringify(abs);
   const entries = {
     handler: `import { runIsolate } from ${JSON.stringify(join(root, "src/sandbox/worker/main.ts"))};\n` +
@@ -133,13 +139,15 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   const hash = await sha256Hex(out("handler"));
   const name = basename(abs, extname(abs));
   const paths = await writeBundles(outDir, `${name}-${hash.slice(0, 12)}`, { handler: out("handler"), schema: out("schema"), guest: out("guest") }, { handler: map("handler"), guest: map("guest") });
-  return {
+  const built: BuiltHandler = {
     kind: "module", name, file: abs, hash: hash.slice(0, 12),
     handlerUrl: pathToFileURL(paths.handler), schemaUrl: pathToFileURL(paths.schema), guestUrl: pathToFileURL(paths.guest),
     bundleFiles: [paths.handler, paths.guest],
     mentionsWasm: await _mentionsWasm(root, Object.keys(result.metafile?.inputs ?? {})),
     inputs: ownInputs(Object.keys(result.metafile?.inputs ?? {}), root),
   };
+  await keepBuild(outDir, identity, abs, fileInputs(Object.keys(result.metafile?.inputs ?? {})), built);
+  return built;
 }
 
 /** Whether any of the handler's own input files mentions "wasm" (SDK and packages excluded). */

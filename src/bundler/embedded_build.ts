@@ -1,3 +1,4 @@
+import { cachedBuild, fileInputs, keepBuild } from "./build_cache.ts";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -37,6 +38,13 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
   const name = basename(abs, extname(abs));
   const dir = await _writeSdk(sdk, outDir);
   const esbuild = await _loadEsbuild();
+  // The embedded SDK is part of the build: its hash (the sdk-<hash> directory) is the identity.
+  const identity = `embedded ${basename(dir)}`;
+  if (esbuild) {
+    const kept = await cachedBuild(outDir, identity, abs);
+    if (kept) return kept;
+  }
+  let allInputs: string[] = [];
   let code: Record<"handler" | "schema" | "guest", string>;
   let maps: Partial<Record<"handler" | "guest", string | undefined>> = {};
   // The handler's own files the build read: a change to any of them reloads it.
@@ -83,6 +91,7 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
       code = { handler: text("handler.js")!, schema: text("schema.js")!, guest: text("guest.js")! };
       maps = { handler: text("handler.js.map"), guest: text("guest.js.map") };
       inputs = ownInputs(Object.keys(r.metafile?.inputs ?? {}));
+      allInputs = fileInputs(Object.keys(r.metafile?.inputs ?? {}));
     } catch (e) {
       const errs = (e as { errors?: Esbuild.Message[] }).errors;
       const msg = errs?.length
@@ -129,7 +138,7 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
   }
   const hash = (await _sha256(code.handler)).slice(0, 12);
   const paths = await writeBundles(outDir, `${name}-${hash}`, code, maps);
-  return {
+  const built: BuiltHandler = {
     kind: "module", name, file: abs, hash,
     handlerUrl: pathToFileURL(paths.handler), schemaUrl: pathToFileURL(paths.schema), guestUrl: pathToFileURL(paths.guest),
     bundleFiles: [...bundleFiles, paths.handler, paths.guest],
@@ -137,6 +146,8 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
     ...(mentionsWasm === undefined ? {} : { mentionsWasm }),
     inputs,
   };
+  if (esbuild) await keepBuild(outDir, identity, abs, allInputs, built);
+  return built;
 }
 
 /**
