@@ -1,3 +1,4 @@
+import { SpareWorkers } from "./spare_worker.ts";
 import { readFileSync } from "node:fs";
 import { runtime } from "./detect.ts";
 
@@ -139,9 +140,12 @@ export async function spawnWorker(url: URL, opts: WorkerOptions): Promise<Worker
   };
 }
 
+let _spares: SpareWorkers | undefined;
+
 async function _nodeWorker(url: URL, opts: WorkerOptions): Promise<WorkerHandle> {
   const { Worker } = await import("node:worker_threads");
-  const w = new Worker(url, {
+  _spares ??= new SpareWorkers((u, o) => new Worker(u, o));
+  const w = _spares.start(url, {
     name: opts.name,
     ...(opts.memoryMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.memoryMb } } : {}),
     stdout: false,

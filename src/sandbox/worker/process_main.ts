@@ -8,7 +8,8 @@
  * the host's workers over the IPC channel: spawn, post, kill in; message and exit out.
  * @module
  */
-import { Worker } from "node:worker_threads";
+import { Worker, type WorkerOptions } from "node:worker_threads";
+import { SpareWorkers, SPARES } from "../../runtime/spare_worker.ts";
 import { restrictSelf, type LandlockPolicy } from "./landlock.ts";
 
 type _In =
@@ -17,6 +18,8 @@ type _In =
   | { t: "kill"; id: number };
 
 const _workers = new Map<number, Worker>();
+// On Node a worker is started ahead for the next handler (Bun starts them as before).
+const _spares = SPARES ? new SpareWorkers((u, o) => new Worker(u, o)) : { start: (u: URL, o: WorkerOptions) => new Worker(u, o) };
 const _send = (m: unknown) => process.send?.(m);
 
 process.on("message", (raw) => {
@@ -25,7 +28,7 @@ process.on("message", (raw) => {
     let lastError = "";
     let w: Worker;
     try {
-      w = new Worker(new URL(m.url), {
+      w = _spares.start(new URL(m.url), {
         name: m.name,
         ...(m.memoryMb ? { resourceLimits: { maxOldGenerationSizeMb: m.memoryMb } } : {}),
         stdout: false,
