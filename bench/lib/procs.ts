@@ -3,7 +3,7 @@
  * registered so that {@link Procs.stopAll} ends them even when a section fails.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -55,6 +55,36 @@ export async function rssBytes(pid: number): Promise<number> {
   }
 }
 
+/**
+ * What a process holds of its own: `RssAnon` (private memory; VmRSS also counts the pages of the
+ * runtime's binary it touched, ~46 MB for node, which every node process on the machine shares),
+ * and the proportional set size of it and every process below it (the handler process, esbuild),
+ * from /proc (0 when gone).
+ */
+export async function memoryOf(pid: number): Promise<{ anonBytes: number; treePssBytes: number }> {
+  const field = async (file: string, name: string) => {
+    try {
+      const m = new RegExp(`${name}:\\s+(\\d+) kB`).exec(await readFile(file, "utf8"));
+      return m ? Number(m[1]) * 1024 : 0;
+    } catch {
+      return 0;
+    }
+  };
+  const tree = async (p: number): Promise<number[]> => {
+    const kids: number[] = [];
+    try {
+      for (const t of await readdir(`/proc/${p}/task`)) {
+        const c = (await readFile(`/proc/${p}/task/${t}/children`, "utf8")).trim();
+        if (c) kids.push(...c.split(/\s+/).map(Number));
+      }
+    } catch { /* gone */ }
+    return [p, ...(await Promise.all(kids.map(tree))).flat()];
+  };
+  let pss = 0;
+  for (const p of await tree(pid)) pss += await field(`/proc/${p}/smaps_rollup`, "Pss");
+  return { anonBytes: await field(`/proc/${pid}/status`, "RssAnon"), treePssBytes: pss };
+}
+
 /** Whether something accepts TCP connections on 127.0.0.1:port. */
 export function tcpOpen(port: number): Promise<boolean> {
   return new Promise((res) => {
@@ -99,7 +129,8 @@ export class Procs {
       stop: async () => {
         if (done) return;
         child.kill("SIGTERM");
-        const t = setTimeout(() => child.kill("SIGKILL"), 5_000);
+        // A host's shutdown lets in-flight readings finish (up to 5 s) before it stops its nats-server.
+        const t = setTimeout(() => child.kill("SIGKILL"), 15_000);
         await exited;
         clearTimeout(t);
       },
@@ -113,7 +144,14 @@ export class Procs {
     const ps = this.#procs.reverse();
     this.#procs = [];
     for (const p of ps) await p.stop().catch(() => {});
-    for (const d of this.#dirs.splice(0)) await rm(d, { recursive: true, force: true }).catch(() => {});
+    for (const d of this.#dirs.splice(0)) {
+      // A host that had to be killed leaves its embedded nats-server running: stop it by its pid file.
+      try {
+        const pid = Number((await readFile(join(d, "nats", "nats-server.pid"), "utf8")).trim());
+        if (pid > 0 && (await readFile(`/proc/${pid}/cmdline`, "utf8")).includes("nats-server")) process.kill(pid, "SIGKILL");
+      } catch { /* none, or gone */ }
+      await rm(d, { recursive: true, force: true }).catch(() => {});
+    }
   }
 }
 

@@ -32,6 +32,8 @@ export function table(r: RuntimeResult, b: BullmqResult | undefined, targets: Ta
     ["wasm tier cold start / per message / RSS per idle sandbox", `${_n(r.isolation.tiers.wasm.coldStartMs, 1)} ms / ${_n(r.isolation.tiers.wasm.perMessageUs, 1)} µs / ${_n(r.isolation.tiers.wasm.rssPerIsolateBytes / 1048576, 2)} MiB`, "", `${r.isolation.tiers.wasm.isolates} sandboxes`],
     ["worker tier cold start / per message / RSS per idle worker", `${_n(r.isolation.tiers.worker.coldStartMs, 1)} ms / ${_n(r.isolation.tiers.worker.perMessageUs, 1)} µs / ${_n(r.isolation.tiers.worker.rssPerIsolateBytes / 1048576, 2)} MiB`, "", `${r.isolation.tiers.worker.isolates} workers, same handler${r.isolation.tiers.worker.rssBelowNoise ? "; the RSS difference was below the process's noise (shown as 0)" : ""}`],
     ["host RSS idle / under load", `${_n(r.footprint.hostRssIdleMb, 1)} / ${_n(r.footprint.hostRssLoadMb, 1)} MB`, "", ""],
+    ...(r.footprint.hostPrivateIdleMb !== undefined ? [["host idle: private memory / with its children (PSS)", `${_n(r.footprint.hostPrivateIdleMb, 1)} / ${_n(r.footprint.hostTreePssIdleMb ?? 0, 1)} MB`, "",
+      "RssAnon of the host; the proportional set size of the host, its handler process and esbuild (when running), the runtime's shared binary counted once"] as [string, string, string, string]] : []),
     ["nats-server RSS idle / under load", `${_n(r.footprint.natsRssIdleMb, 1)} / ${_n(r.footprint.natsRssLoadMb, 1)} MB`, "", ""],
     ["bundles/outpost.js", `${_n(r.footprint.bundleBytes / 1024, 1)} KB`, "", ""],
   ];

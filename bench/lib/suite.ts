@@ -8,7 +8,7 @@ import type { TierFigures } from "./wasm_measure.ts";
 import { PARK_HANDLER, PARK_SENML_HANDLER, SINK_CONCURRENCY, sinkHandler } from "./handlers.ts";
 import { openLoop, type LatencyResult } from "./openloop.ts";
 import { cborReading, cborSeq, jsonArray, senmlPack } from "./payload.ts";
-import { freePort, Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
+import { freePort, memoryOf, Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
 import { runWrk, type WrkResult } from "./wrk.ts";
 import { writeFile } from "node:fs/promises";
 
@@ -62,7 +62,7 @@ export interface RuntimeResult {
     /** Through the host's directory watcher: new file → first ack, and the pause of a swap under load. */
     dropIn: { coldStartMs: { median: number; min: number; max: number }; swapPauseMs: { median: number; min: number; max: number; swaps: number } };
   };
-  footprint: { hostRssIdleMb: number; hostRssLoadMb: number; natsRssIdleMb: number; natsRssLoadMb: number; bundleBytes: number };
+  footprint: { hostRssIdleMb: number; hostRssLoadMb: number; natsRssIdleMb: number; natsRssLoadMb: number; bundleBytes: number; hostPrivateIdleMb?: number; hostTreePssIdleMb?: number };
   loadGenerator: string;
 }
 
@@ -86,6 +86,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
     await waitFor(async () => (await fetch(`${host.url}/readyz`)).ok, 30_000, "host ready");
     await sleep(plan.idleSettleMs);
     const hostRssIdle = await rssBytes(host.pid);
+    const hostMem = await memoryOf(host.pid);
     const natsRssIdle = await rssBytes(nats.pid);
     const peak = { host: hostRssIdle, nats: natsRssIdle };
     const sampler = setInterval(() => {
@@ -253,6 +254,8 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         },
         footprint: {
           hostRssIdleMb: hostRssIdle / _MB,
+          hostPrivateIdleMb: hostMem.anonBytes / _MB,
+          hostTreePssIdleMb: hostMem.treePssBytes / _MB,
           hostRssLoadMb: peak.host / _MB,
           natsRssIdleMb: natsRssIdle / _MB,
           natsRssLoadMb: peak.nats / _MB,

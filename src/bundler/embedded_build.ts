@@ -1,5 +1,5 @@
 import { cachedBuild, fileInputs, keepBuild } from "./build_cache.ts";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type * as Esbuild from "esbuild";
@@ -13,6 +13,8 @@ import { directValibotImport } from "./sdk_imports.ts";
 let _esbuild: typeof Esbuild | null | undefined;
 
 /** esbuild when it can be imported beside the single file (a dev machine), else null (a device). */
+let _idle: ReturnType<typeof setTimeout> | undefined;
+
 async function _loadEsbuild(): Promise<typeof Esbuild | null> {
   if (_esbuild !== undefined) return _esbuild;
   try {
@@ -37,13 +39,12 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
   const abs = resolve(file);
   const name = basename(abs, extname(abs));
   const dir = await _writeSdk(sdk, outDir);
-  const esbuild = await _loadEsbuild();
-  // The embedded SDK is part of the build: its hash (the sdk-<hash> directory) is the identity.
+  // The embedded SDK is part of the build: its hash (the sdk-<hash> directory) is the identity. A
+  // kept build (only builds by esbuild are kept) needs no esbuild: a restart starts none.
   const identity = `embedded ${basename(dir)}`;
-  if (esbuild) {
-    const kept = await cachedBuild(outDir, identity, abs);
-    if (kept) return kept;
-  }
+  const kept = await cachedBuild(outDir, identity, abs);
+  if (kept) return kept;
+  const esbuild = await _loadEsbuild();
   let allInputs: string[] = [];
   let code: Record<"handler" | "schema" | "guest", string>;
   let maps: Partial<Record<"handler" | "guest", string | undefined>> = {};
@@ -58,6 +59,7 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
       schema: `export { default } from ${JSON.stringify(abs)};\n`,
       guest: `import { serveGuest } from "outpost-sdk:guest";\nimport * as mod from ${JSON.stringify(abs)};\nserveGuest(mod.default);\n`,
     };
+    clearTimeout(_idle);
     try {
       const r = await esbuild.build({
         bundle: true, write: false, format: "esm", platform: "neutral", target: "es2022", mainFields: ["module", "main"],
@@ -98,6 +100,10 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
         ? errs.slice(0, 5).map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ${m.text}` : m.text)).join("\n")
         : (e as Error).message;
       throw new HandlerLoadError(`Cannot build handler ${basename(file)}: ${msg}`, { cause: e });
+    } finally {
+      // esbuild's service process keeps ~30 MB for the life of the host otherwise; the next build starts it again.
+      _idle = setTimeout(() => void esbuild.stop(), 30_000);
+      (_idle as { unref?: () => void }).unref?.();
     }
   } else {
     const ext = extname(abs);
@@ -161,11 +167,27 @@ export async function buildEmbeddedValidator(sdk: EmbeddedSdk, outDir: string): 
   return pathToFileURL(path);
 }
 
-async function _writeSdk(sdk: EmbeddedSdk, outDir: string): Promise<string> {
-  const dir = join(outDir, `sdk-${(await _sha256(sdk.sdk + sdk.valibot + sdk.isolate + sdk.validator + sdk.guest)).slice(0, 12)}`);
-  await mkdir(dir, { recursive: true });
-  for (const k of ["sdk", "valibot", "isolate", "validator", "guest"] as const) await writeFile(join(dir, `${k}.mjs`), sdk[k]);
-  return dir;
+const _sdkDirs = new Map<string, Promise<string>>();
+
+/** The SDK's modules in `<outDir>/sdk-<hash>/`, written once per process (each file whole: temp, then rename). */
+function _writeSdk(sdk: EmbeddedSdk, outDir: string): Promise<string> {
+  let p = _sdkDirs.get(outDir);
+  if (!p) {
+    p = (async () => {
+      const dir = join(outDir, `sdk-${(await _sha256(sdk.sdk + sdk.valibot + sdk.isolate + sdk.validator + sdk.guest)).slice(0, 12)}`);
+      await mkdir(dir, { recursive: true });
+      for (const k of ["sdk", "valibot", "isolate", "validator", "guest"] as const) {
+        const path = join(dir, `${k}.mjs`);
+        const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}`;
+        await writeFile(tmp, sdk[k]);
+        await rename(tmp, path);
+      }
+      return dir;
+    })();
+    p.catch(() => _sdkDirs.delete(outDir));
+    _sdkDirs.set(outDir, p);
+  }
+  return p;
 }
 
 async function _sha256(text: string): Promise<string> {
