@@ -70,19 +70,36 @@ export async function memoryOf(pid: number): Promise<{ anonBytes: number; treePs
       return 0;
     }
   };
-  const tree = async (p: number): Promise<number[]> => {
-    const kids: number[] = [];
-    try {
-      for (const t of await readdir(`/proc/${p}/task`)) {
-        const c = (await readFile(`/proc/${p}/task/${t}/children`, "utf8")).trim();
-        if (c) kids.push(...c.split(/\s+/).map(Number));
-      }
-    } catch { /* gone */ }
-    return [p, ...(await Promise.all(kids.map(tree))).flat()];
-  };
   let pss = 0;
-  for (const p of await tree(pid)) pss += await field(`/proc/${p}/smaps_rollup`, "Pss");
+  for (const p of await _tree(pid)) pss += await field(`/proc/${p}/smaps_rollup`, "Pss");
   return { anonBytes: await field(`/proc/${pid}/status`, "RssAnon"), treePssBytes: pss };
+}
+
+/** A process and every process below it. */
+async function _tree(pid: number): Promise<number[]> {
+  const kids: number[] = [];
+  try {
+    for (const t of await readdir(`/proc/${pid}/task`)) {
+      const c = (await readFile(`/proc/${pid}/task/${t}/children`, "utf8")).trim();
+      if (c) kids.push(...c.split(/\s+/).map(Number));
+    }
+  } catch { /* gone */ }
+  return [pid, ...(await Promise.all(kids.map(_tree))).flat()];
+}
+
+/**
+ * Pin processes (each with its threads and children) to CPUs with `taskset`.
+ * @returns false when taskset is missing or refused
+ */
+export async function pin(pids: number[], cpus: string): Promise<boolean> {
+  const { execFile } = await import("node:child_process");
+  let ok = true;
+  for (const pid of pids) {
+    for (const p of await _tree(pid)) {
+      ok &&= await new Promise<boolean>((r) => execFile("taskset", ["-a", "-p", "-c", cpus, String(p)], (e) => r(!e)));
+    }
+  }
+  return ok;
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:port. */

@@ -8,7 +8,8 @@ import type { TierFigures } from "./wasm_measure.ts";
 import { PARK_HANDLER, PARK_SENML_HANDLER, SINK_CONCURRENCY, sinkHandler } from "./handlers.ts";
 import { openLoop, type LatencyResult } from "./openloop.ts";
 import { cborReading, cborSeq, jsonArray, senmlPack } from "./payload.ts";
-import { freePort, memoryOf, Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
+import { availableParallelism } from "node:os";
+import { freePort, memoryOf, pin, Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
 import { runWrk, type WrkResult } from "./wrk.ts";
 import { writeFile } from "node:fs/promises";
 
@@ -54,7 +55,7 @@ export interface RuntimeResult {
   mqtt: { storedPerSec: number; pubackPerSec: number; messages: number; window: number; httpSameHostPerSec: number; ratioToHttp: number };
   /** Single-reading ingest on the host with metrics and on one started `--no-metrics`, A B A B: requests/s each, and their ratios pair by pair. */
   metricsCost: { withMetrics: number[]; without: number[]; ratios: number[]; medianRatio: number };
-  endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult; latencyRuns: number[] };
+  endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult; latencyRuns: number[]; latencyPinning?: string };
   isolation: {
     worker: { coldStartMs: { median: number; min: number; max: number }; firstBuildMs?: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
     /** The wasm tier next to the worker tier, from bench/lib/wasm_measure.ts in one process. */
@@ -203,12 +204,20 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const drainSec = (performance.now() - t) / 1_000;
       const sustained = Math.min(ingested, a1 - a0) / w.seconds;
       say(`${rt}: end to end latency at ${Math.round(sustained / 2)} readings/s (open loop)`);
-      // Three runs (one in a quick run); the one with the median p99 is reported.
+      // Three runs (one in a quick run); the one with the median p99 is reported. The client (this
+      // process) gets CPU 1 to itself; the host, its handler process and nats-server share CPU 0.
+      const cpus = availableParallelism();
+      const pinned = cpus >= 2 && (await pin([process.pid], "1")) && (await pin([host.pid, nats.pid], "0"));
       const runs: LatencyResult[] = [];
-      for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) {
-        runs.push(await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate: Math.max(10, sustained / 2),
-          seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" }));
+      try {
+        for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) {
+          runs.push(await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate: Math.max(10, sustained / 2),
+            seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" }));
+        }
+      } finally {
+        if (cpus >= 2) await pin([process.pid, host.pid, nats.pid], `0-${cpus - 1}`);
       }
+      const latencyPinning = pinned ? "client on CPU 1; host, its handler process and nats-server on CPU 0" : "not pinned (taskset missing, refused, or one CPU)";
       const latency = [...runs].sort((a, b) => a.p99 - b.p99)[Math.floor(runs.length / 2)]!;
 
       say(`${rt}: isolation (cold start, per-message overhead)`);
@@ -238,6 +247,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
           drainPerSec: backlog > 0 ? backlog / drainSec : null,
           latency,
           latencyRuns: runs.map((x) => x.p99),
+          latencyPinning,
         },
         isolation: {
           worker: {
