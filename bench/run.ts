@@ -2,6 +2,9 @@
  * `npm run bench`: every figure next to a ceiling measured in the same run on the same machine.
  * Writes `<out>/<timestamp>-<runtime>.json` and `.svg`, prints a table per runtime.
  */
+import { ensureNodeRed, startNodeRed } from "./lib/nodered.ts";
+import { reading } from "./lib/payload.ts";
+import { runWrk } from "./lib/wrk.ts";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "./lib/args.ts";
@@ -37,6 +40,24 @@ try {
     { port: redis.port, seconds: plan.seconds, connections: plan.connections, concurrency: SINK_CONCURRENCY, dir: await procs.tempDir("pipeline") }, 300_000);
   bullmq = { ...peer, pipeline, redisRssMb: (await rssBytes(redis.pid)) / 1024 / 1024 };
   await procs.stopAll();
+  if (!args.quick) {
+    // Node-RED: the same check over HTTP, the same load generator, the JSON form of the reading.
+    const nr = await ensureNodeRed(say);
+    if ("red" in nr) {
+      try {
+        say(`peer: Node-RED ${nr.version}, http in → function → http response (Node)`);
+        const { url } = await startNodeRed(procs, nr.red);
+        const dir = await procs.tempDir("wrk-nodered");
+        const body = new TextEncoder().encode(JSON.stringify(reading(1)));
+        await runWrk({ url: `${url}/v1/ingest/park`, body, contentType: "application/json", seconds: 2, connections: plan.connections, dir }); // warm-up
+        const w = await runWrk({ url: `${url}/v1/ingest/park`, body, contentType: "application/json", seconds: plan.seconds, connections: plan.connections, dir });
+        bullmq.nodeRed = { version: nr.version, perSec: w.requestsPerSec, p99Ms: w.latencyMs.p99, non2xx: w.non2xx, connections: w.connections };
+      } catch (e) {
+        bullmq.nodeRed = { error: `Node-RED did not run: ${(e as Error).message}` };
+      }
+    } else bullmq.nodeRed = nr;
+    await procs.stopAll();
+  }
   for (const rt of args.runtimes) {
     const r = await runSuite(rt, plan, procs, say);
     runs.push({ r, targets: checkTargets(r, bullmq) });

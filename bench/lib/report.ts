@@ -40,6 +40,13 @@ export function table(r: RuntimeResult, b: BullmqResult | undefined, targets: Ta
   if (b) {
     rows.push(["BullMQ enqueue", `${_n(b.enqueuePerSec)} jobs/s`, "", `${b.producers} producers`]);
     rows.push(["BullMQ process", `${_n(bullmqProcessRate(b))} jobs/s`, "", `drain ${_n(b.drainPerSec)}/s, sustained ${_n(b.sustained.processPerSec)}/s; concurrency ${b.concurrency}`]);
+    if (b.nodeRed) {
+      const n = b.nodeRed;
+      rows.push("perSec" in n
+        ? [`Node-RED ${n.version} flow: http in → function (the check) → http response (Node)`, `${_n(n.perSec)} readings/s`, r.runtime === "node" ? `${(r.endToEnd.sustainedPerSec / n.perSec).toFixed(2)}×` : "",
+          `Outpost end to end ÷ this; JSON reading, ${n.connections} connections, p99 ${_n(n.p99Ms, 2)} ms, non-2xx ${n.non2xx}; in memory only: not durable, not isolated`]
+        : ["Node-RED flow (Node)", "not run", "", n.error]);
+    }
     if (b.pipeline) {
       rows.push(["Hono + valibot + BullMQ over HTTP (Node)", `${_n(b.pipeline.sustainedPerSec)} readings/s`, r.runtime === "node" ? `${(r.endToEnd.sustainedPerSec / b.pipeline.sustainedPerSec).toFixed(2)}×` : "",
         `Outpost end to end ÷ this; accepted ${_n(b.pipeline.acceptedPerSec)}/s, completed ${_n(b.pipeline.completedPerSec)}/s, backlog ${_n(b.pipeline.backlogAtEnd)}`]);

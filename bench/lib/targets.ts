@@ -12,6 +12,8 @@ export interface BullmqResult {
   redisRssMb: number;
   /** Hono + valibot + BullMQ over HTTP doing Outpost's job (probes/bullmq_pipeline.ts). */
   pipeline?: { acceptedPerSec: number; completedPerSec: number; sustainedPerSec: number; backlogAtEnd: number; non2xx: number; connections: number; concurrency: number };
+  /** Node-RED's flow doing the check over HTTP (lib/nodered.ts); `error` when it could not be installed or run. */
+  nodeRed?: { version: string; perSec: number; p99Ms: number; non2xx: number; connections: number } | { error: string };
 }
 
 /** One target with its measured figure. */
@@ -51,6 +53,7 @@ export function checkTargets(r: RuntimeResult, b: BullmqResult | undefined): Tar
   below("wasm-tier RSS per idle sandbox", 2, r.isolation.tiers.wasm.rssPerIsolateBytes / 1048576, "MiB");
   if (r.runtime === "node") below("host RSS idle (Node)", 60, r.footprint.hostRssIdleMb, "MB");
   if (b?.pipeline && r.runtime === "node") atLeast("end-to-end / Hono + BullMQ pipeline (Node)", 1.5, r.endToEnd.sustainedPerSec / b.pipeline.sustainedPerSec, (x) => `${x.toFixed(2)}×`);
+  if (b?.nodeRed && "perSec" in b.nodeRed && r.runtime === "node") atLeast("end-to-end / Node-RED flow (Node)", 1.0, r.endToEnd.sustainedPerSec / b.nodeRed.perSec, (x) => `${x.toFixed(2)}×`);
   if (b) atLeast("end-to-end / BullMQ bare process rate (no HTTP, no validation)", 1.5, r.endToEnd.sustainedPerSec / bullmqProcessRate(b), (x) => `${x.toFixed(2)}×`);
   return t;
 }
