@@ -9,7 +9,7 @@ import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type Je
 import { DEVICE_REPORTS, UPLINK } from "../broker/subjects.ts";
 import { STREAMS } from "../broker/streams.ts";
 import { recordStream } from "../record/streams.ts";
-import { DEVICES_STREAM, DEVICES_STREAM_CONFIG } from "./link.ts";
+import { DEVICES_STREAM, ensureDevicesStream } from "./link.ts";
 
 /** What to copy from one device. */
 export interface AttachOptions {
@@ -71,16 +71,6 @@ export async function attachDevice(jsm: JetStreamManager, o: AttachOptions): Pro
     out.push({ stream: w.cfg.name, source: w.source, filter: w.filter, created });
   }
   return out;
-}
-
-/** The hub's stream of device reports; made by attach or by the first device to report. */
-export async function ensureDevicesStream(jsm: JetStreamManager): Promise<void> {
-  try {
-    await jsm.streams.info(DEVICES_STREAM);
-  } catch (e) {
-    if (!(e instanceof JetStreamApiError)) throw e;
-    await jsm.streams.add(DEVICES_STREAM_CONFIG);
-  }
 }
 
 /** One row of `outpost hub status`. */

@@ -27,6 +27,16 @@ export const DEVICES_STREAM_CONFIG = {
   description: "outpost: the last report of each device (release, canaries, OUTBOX)",
 };
 
+/** The hub's stream of device reports; made by `outpost hub attach` or by the first device to report. */
+export async function ensureDevicesStream(jsm: JetStreamManager): Promise<void> {
+  try {
+    await jsm.streams.info(DEVICES_STREAM);
+  } catch (e) {
+    if (!(e instanceof JetStreamApiError)) throw e;
+    await jsm.streams.add(DEVICES_STREAM_CONFIG);
+  }
+}
+
 /** OUTBOX as the device sees it. */
 export interface OutboxState {
   messages: number;
@@ -126,7 +136,10 @@ export class HubLink {
       this.#outbox = await this.#readOutbox().catch(() => this.#outbox);
       this.#judge();
       try {
-        if (!this.#streamReady) await this.#ensureStream();
+        if (!this.#streamReady) {
+          await ensureDevicesStream(await this.#o.hubJsm());
+          this.#streamReady = true;
+        }
         await this.#o.hubJs.publish(this.subject, JSON.stringify({ device: this.#o.device, at: new Date().toISOString(), outbox: this.#outbox, ...this.#o.status() }), { expect: { streamName: DEVICES_STREAM } });
         if (this.#reached === undefined || this.#lastError) this.#o.log.info(`hub: reached the hub (domain ${this.#o.domain})`);
         this.#reached = Date.now();
@@ -167,18 +180,6 @@ export class HubLink {
     if (text && !this.#alarm) this.#o.log.warn(`hub: gap alarm: ${text}`);
     if (!text && this.#alarm) this.#o.log.info("hub: gap alarm over");
     this.#alarm = text;
-  }
-
-  /** The hub's stream of reports: made when `outpost hub attach` has not made it yet. */
-  async #ensureStream(): Promise<void> {
-    const jsm = await this.#o.hubJsm();
-    try {
-      await jsm.streams.info(DEVICES_STREAM);
-    } catch (e) {
-      if (!(e instanceof JetStreamApiError)) throw e;
-      await jsm.streams.add(DEVICES_STREAM_CONFIG);
-    }
-    this.#streamReady = true;
   }
 
   async #readOutbox(): Promise<OutboxState> {
