@@ -7,6 +7,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { bundles, makeBundle, makeKey, push, type TestKey } from "../_bundles.ts";
 import { startCluster, type Cluster } from "../_cluster.ts";
 import { ingest, join, sleep, startHost, streamMessages, waitFor, writeFile, type TestHost } from "../_harness.ts";
 
@@ -58,12 +59,15 @@ describe("several hosts on a three-node NATS cluster", () => {
   let cluster: Cluster;
   let a: TestHost;
   let b: TestHost;
-  const args = ["--admin-token", "tok", "--replicas", "3"];
+  let key: TestKey;
+  let args: string[];
   const outputs = async (subject: string) => (await streamMessages(cluster.jsm, "OUTBOX", `out.${subject}`)).map((m) => m.value);
   /** How many outputs a subject has (without reading them). */
   const countOf = async (subject: string) => (await cluster.jsm.streams.info("OUTBOX", { subjects_filter: `out.${subject}` })).state.subjects?.[`out.${subject}`] ?? 0;
   const acked = async (h: TestHost, name: string) => ((await (await h.api("/v1/handlers")).json()) as { handlers: { name: string; counts: { acked: number } }[] }).handlers.find((x) => x.name === name)!.counts.acked;
   before(async () => {
+    key = await makeKey();
+    args = ["--admin-token", "tok", "--replicas", "3", "--trust", key.pubFile];
     cluster = await startCluster();
     a = await startHost({ nats: cluster.urls, workers: WORKERS, args });
     b = await startHost({ nats: cluster.urls, workers: WORKERS, args });
@@ -177,6 +181,26 @@ describe("several hosts on a three-node NATS cluster", () => {
     await waitFor(async () => ((await (await a.api("/v1/handlers")).json()) as { handlers: { name: string; swaps: number }[] }).handlers.find((h) => h.name === "cl")!.swaps >= 1 || undefined, 20_000, "the swap on host a");
     assert.ok((await acked(b, "cl")) > before.b, "host b kept handling");
     assert.ok((await outputs("cl")).some((x) => x.v === 2), "host a handles with the new version");
+  });
+
+  test("a bundle activated on one host while both take readings: nothing lost, the other host keeps handling", async () => {
+    const before = await acked(b, "cl");
+    const bytes = await makeBundle({ release: 1, handlers: { ...WORKERS, "cl.ts": WORKERS["cl.ts"].replace("{ n: r.n }", "{ n: r.n, v: 3 }") }, keys: [key] });
+    const load = (async () => {
+      for (let i = 0; i < 20; i++) await post(i % 2 ? a : b, "cl", 30_000 + i * 50, 50);
+    })();
+    await sleep(200);
+    const r = await push(a.url, bytes);
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    await load;
+    await waitFor(async () => {
+      const s = new Set((await outputs("cl")).map((x) => x.n as number));
+      return Array.from({ length: 1_000 }, (_, i) => 30_000 + i).every((n) => s.has(n)) || undefined;
+    }, 40_000, "every reading posted during the activation handled");
+    assert.equal((await bundles(a.url)).active.release, 1);
+    assert.ok((await acked(b, "cl")) > before, "host b kept handling");
+    await post(a, "cl", 31_000, 200);
+    await waitFor(async () => (await outputs("cl")).some((x) => x.v === 3) || undefined, 20_000, "host a handling with the release");
   });
 
   test("a second host adds throughput where the handler is the bottleneck", async () => {
