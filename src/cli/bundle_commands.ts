@@ -5,7 +5,7 @@ import { generateKeyPair, readSigningKey } from "../ota/keys.ts";
 import { packDirectory, parseDuration } from "../ota/pack.ts";
 import { env, writeErr, writeOut } from "../runtime/process.ts";
 import { parseFlags, UsageError } from "./flags.ts";
-import { adminHeaders, hostRequest } from "./client.ts";
+import { adminHeaders, canaryFlags, hostRequest } from "./client.ts";
 import { COMMANDS } from "./specs.ts";
 
 
@@ -62,9 +62,8 @@ export async function pushCommand(args: string[]): Promise<number> {
       c.enqueue(part);
     },
   });
-  const q = f.canary === undefined ? "" : `?${new URLSearchParams({
-    canary: String(f.canary), readings: String(f["canary-readings"]), for: String(f["canary-for"]), maxErrorRate: String(f["canary-max-error-rate"]),
-  })}`;
+  const c = canaryFlags(f);
+  const q = c ? `?${new URLSearchParams({ canary: String(c.share), readings: String(c.readings), for: String(c.for), maxErrorRate: String(c.maxErrorRate) })}` : "";
   const res = await hostRequest(String(f.to), `/v1/bundles${q}`, {
     method: "POST",
     body,

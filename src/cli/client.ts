@@ -4,6 +4,7 @@ import { basename, join } from "node:path";
 import { credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { ConfigError } from "../errors.ts";
+import { canaryPolicy } from "../release/canary.ts";
 import { UsageError, type FlagValues } from "./flags.ts";
 
 /**
@@ -94,4 +95,21 @@ export async function connectNats(f: FlagValues, name: string): Promise<NatsConn
     ...(f["nats-token"] !== undefined ? { token: String(f["nats-token"]) } : {}),
     ...(f["nats-creds"] ? { authenticator: credsAuthenticator(await readFile(String(f["nats-creds"]))) } : {}),
   });
+}
+
+/**
+ * The `--canary PERCENT` flags of `outpost push` and `outpost publish` (`--canary-readings`,
+ * `--canary-for`, `--canary-max-error-rate`), checked as the host checks them.
+ * @returns undefined without `--canary`
+ * @throws UsageError naming what is out of range
+ */
+export function canaryFlags(f: FlagValues): { share: number; readings: number; for: string; maxErrorRate: number } | undefined {
+  if (f.canary === undefined) return undefined;
+  const c = { share: Number(f.canary), readings: Number(f["canary-readings"]), for: String(f["canary-for"]), maxErrorRate: Number(f["canary-max-error-rate"]) };
+  try {
+    canaryPolicy(c);
+  } catch (e) {
+    throw new UsageError(`--canary: ${(e as Error).message}`);
+  }
+  return c;
 }

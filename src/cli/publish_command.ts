@@ -1,9 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { jetstream } from "@nats-io/jetstream";
 import { publishBundle } from "../ota/publish.ts";
-import { canaryPolicy } from "../release/canary.ts";
-import type { FleetRecord } from "../ota/fleet_record.ts";
-import { connectNats } from "./client.ts";
+import { canaryFlags, connectNats } from "./client.ts";
 import { env, writeOut } from "../runtime/process.ts";
 import { parseFlags, UsageError } from "./flags.ts";
 import { COMMANDS } from "./specs.ts";
@@ -20,15 +18,7 @@ export async function publishCommand(args: string[]): Promise<number> {
   const file = positional[0];
   if (!file || !f.nats) throw new UsageError(_USAGE);
   const bytes = new Uint8Array(await readFile(file));
-  let canary: FleetRecord["canary"];
-  if (f.canary !== undefined) {
-    canary = { share: Number(f.canary), readings: Number(f["canary-readings"]), for: String(f["canary-for"]), maxErrorRate: Number(f["canary-max-error-rate"]) };
-    try {
-      canaryPolicy(canary);
-    } catch (e) {
-      throw new UsageError(`--canary: ${(e as Error).message}`);
-    }
-  }
+  const canary = canaryFlags(f);
   const nc = await connectNats(f, "outpost-publish");
   try {
     const js = jetstream(nc, { timeout: 10_000, ...(f.domain ? { domain: String(f.domain) } : {}) });

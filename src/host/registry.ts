@@ -471,19 +471,19 @@ export class HandlerRegistry {
     if (e.canary?.session.running) throw Object.assign(new Error(`A canary of ${name} runs already; stop it first`), { status: 409 });
     const built = await buildHandler(file, join(this.#bundleDir, "canary"));
     if (built.hash === active.built.hash) throw Object.assign(new Error(`The candidate is the version running (${built.hash})`), { status: 400, same: true });
-    let runner = active;
     const session = new CanarySession(built.hash, active.built.hash, policy, (promoted, reason) => {
       // Told once the decision is carried out (the canary's isolate has finished what it held).
-      void this.#decided(name, runner, promoted, reason)
+      void this.#decided(name, active, promoted, reason)
         .catch((err: Error) => this.#log.error(`canary of ${name}: ${err.message}`))
         .finally(() => onDecided?.(promoted, reason));
     });
     try {
       await active.startCanary(built, policy.share, { result: (v, r) => session.result(v, r), crashed: (reason) => session.crashed(reason) });
     } catch (err) {
+      // Its clock would otherwise decide later, and end whatever canary runs then.
+      session.dispose();
       throw Object.assign(new Error(`The candidate does not run: ${(err as Error).message}`), { status: 400 });
     }
-    runner = active;
     e.canary = { session, source: file, promote: opts.promote !== false };
     this.#log.info(`canary of ${name}: ${built.hash} takes ${Math.round(policy.share * 1000) / 10} % of the readings beside ${active.built.hash}`);
     return session.view();

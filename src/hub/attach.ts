@@ -11,6 +11,9 @@ import { STREAMS } from "../broker/streams.ts";
 import { recordStream } from "../record/streams.ts";
 import { DEVICES_STREAM, ensureDevicesStream } from "./link.ts";
 
+/** How long the hub keeps what it has of a device, unless told otherwise. */
+export const HUB_MAX_AGE_MS = 30 * 86_400_000;
+
 /** What to copy from one device. */
 export interface AttachOptions {
   /** The device's JetStream domain (`--nats-domain` on the device). */
@@ -46,7 +49,7 @@ export async function attachDevice(jsm: JetStreamManager, o: AttachOptions): Pro
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     discard: DiscardPolicy.Old,
-    max_age: (o.maxAgeMs ?? 30 * 86_400_000) * 1e6,
+    max_age: (o.maxAgeMs ?? HUB_MAX_AGE_MS) * 1e6,
     max_bytes: o.maxBytes ?? -1,
     num_replicas: o.replicas ?? 1,
     sources: [{ name: source, external: { api, deliver: "" }, ...(filter ? { filter_subject: filter } : {}) }],

@@ -26,7 +26,7 @@ import { STREAMS } from "../broker/streams.ts";
 import { streamFilter, SUBJECTS, UPLINK } from "../broker/subjects.ts";
 import { TokenBucket } from "../dispatch/token_bucket.ts";
 import type { Logger } from "../util/log.ts";
-import { hubStreams } from "./attach.ts";
+import { HUB_MAX_AGE_MS, hubStreams } from "./attach.ts";
 
 /** Options of {@link Uplink}. */
 export interface UplinkOptions {
@@ -158,7 +158,7 @@ export class Uplink {
         if (!(e instanceof JetStreamApiError) || !/not found/i.test(e.message)) throw e;
         await hjsm.streams.add({
           name, subjects: [subject], retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.Old,
-          max_age: (this.#o.hubMaxAgeMs ?? 30 * 86_400_000) * 1e6, duplicate_window: nanos(3_600_000),
+          max_age: (this.#o.hubMaxAgeMs ?? HUB_MAX_AGE_MS) * 1e6, duplicate_window: nanos(3_600_000),
           description: `outpost: ${lane === "urgent" ? "the urgent results" : "the results"} of device ${this.#o.device}, forwarded by it under --uplink-rate`,
         });
         this.#last[lane] = null;

@@ -204,7 +204,8 @@ export class FleetWatcher {
       const decision = res.status === "canary" ? m.canaryDecision() : undefined;
       if (decision) {
         this.#view.state = "canary";
-        const d = await Promise.race([decision, this.#stopSignal()]);
+        const stop = this.#stopSignal();
+        const d = await Promise.race([decision, stop.signal]).finally(stop.cancel);
         // Stopped while the canary ran: not settled, so the next start runs the canary again.
         if (!d || d.interrupted) return "retry";
         if (!d.promoted) return this.#refused(r, "canary_rolled_back", `${label}: the canary was rolled back: ${d.reason}`);
@@ -247,16 +248,18 @@ export class FleetWatcher {
     }
   }
 
-  /** Resolves (undefined) when {@link stop} is called. */
-  #stopSignal(): Promise<undefined> {
-    return new Promise((r) => {
+  /** `signal` resolves (undefined) when {@link stop} is called; `cancel` forgets it. */
+  #stopSignal(): { signal: Promise<undefined>; cancel: () => void } {
+    let wake = () => {};
+    const signal = new Promise<undefined>((r) => {
       if (this.#stopped) return r(undefined);
-      const wake = () => {
+      wake = () => {
         this.#wakers.delete(wake);
         r(undefined);
       };
       this.#wakers.add(wake);
     });
+    return { signal, cancel: () => void this.#wakers.delete(wake) };
   }
 
   async #sleep(ms: number): Promise<void> {

@@ -353,9 +353,12 @@ export class BundleManager {
       } catch (e) {
         view.handlers.pop();
         if ((e as { same?: boolean }).same) continue;
+        const reason = `${name}: ${(e as Error).message}`;
+        // Ended here: the canaries stopped below report back, and must not record the release again.
+        view.state = "rolled back";
+        view.reason = `canary did not start: ${reason}`;
         for (const h of view.handlers) registry.stopCanary(h.name, `another handler of ${label} did not start`);
         this.#canary = undefined;
-        const reason = `${name}: ${(e as Error).message}`;
         await this.#recordFailed(m, `canary did not start: ${reason}`);
         throw new BundleActivationError(`Cannot run ${label} as a canary: ${reason}`);
       }

@@ -144,6 +144,14 @@ export class CanarySession {
     this.#end(false, reason);
   }
 
+  /** A canary that never started: stop its clock without deciding anything. */
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#state = "rolled back";
+    this.#reason = "did not start";
+    this.#ended = Date.now();
+  }
+
   /** Recorded as promoted or rolled back (the registry's own decision, once carried out). */
   #end(promote: boolean, reason: string): void {
     if (!this.running) return;

@@ -78,5 +78,6 @@ export class SpareWorkers {
 }
 
 function _key(o: WorkerOptions): string {
-  return JSON.stringify([o.name === undefined ? 0 : 1, o.resourceLimits ?? null, o.env ?? null, o.execArgv ?? null, o.stdout ?? null, o.stderr ?? null]);
+  // Not the name: it only labels the thread.
+  return JSON.stringify([o.resourceLimits ?? null, o.env ?? null, o.execArgv ?? null, o.stdout ?? null, o.stderr ?? null]);
 }
