@@ -75,6 +75,14 @@ export function parseWindow(s: string, maxMs = 7 * 86_400_000): number | undefin
 
 /** Fewer canary attempts than this say nothing about its error rate yet. */
 const _MIN_SAMPLE = 5;
+/**
+ * Fewer timings than this on either side say nothing about a p99: it is then the slowest attempt,
+ * and a canary's first attempt runs cold (its isolate compiles the handler), which alone once put a
+ * healthy canary past 2× in CI. Below it the latency budget is not judged.
+ */
+export const P99_MIN_SAMPLE = 20;
+/** A canary p99 at most this much above the active one is within budget whatever the ratio (sub-millisecond p99s make ratios noise). */
+const _P99_SLACK_MS = 1;
 
 interface _Side {
   attempts: number;
@@ -176,7 +184,7 @@ export class CanarySession {
     if (timeUp && c.attempts < _MIN_SAMPLE) return this.#end(false, `the canary handled ${c.attempts} reading(s) in ${p.ms} ms: too few to judge`);
     const cp = _p99(c.ms);
     const ap = _p99(a.ms);
-    if (cp !== null && ap !== null && a.ms.length >= _MIN_SAMPLE && ap > 0 && cp / ap > p.maxP99Ratio) {
+    if (cp !== null && ap !== null && c.ms.length >= P99_MIN_SAMPLE && a.ms.length >= P99_MIN_SAMPLE && ap > 0 && cp - ap > _P99_SLACK_MS && cp / ap > p.maxP99Ratio) {
       return this.#end(false, `the canary's p99 ${cp.toFixed(1)} ms is ${(cp / ap).toFixed(2)}× the active version's ${ap.toFixed(1)} ms; the budget allows ${p.maxP99Ratio}×`);
     }
     this.#end(true, `within budget after ${c.attempts - c.failed} readings${timeUp ? ` and ${p.ms} ms` : ""}: error rate ${_pct(rate)}, ${c.deadLettered} dead letters, p99 ${cp?.toFixed(1) ?? "n/a"} ms vs ${ap?.toFixed(1) ?? "n/a"} ms`);

@@ -154,7 +154,10 @@ describe("fleet path: one publish to the hub updates every device through leafno
     for (const h of hosts) await until(h, (x) => x.canary?.release === 50 && x.canary.state === "running", "release 50 running as a canary");
     await load(50_000);
     for (const h of hosts) {
-      const b = await until(h, (x) => x.active.release === 50 && x.fleet.lastOutcome?.release === 50, "release 50 promoted");
+      const b = await until(h, (x) => x.active.release === 50 && x.fleet.lastOutcome?.release === 50, "release 50 promoted").catch(async (e) => {
+        console.log(JSON.stringify(await bundles(h.url)), h.logs().slice(-3000));
+        throw e;
+      });
       assert.equal(b.fleet.lastOutcome.result, "installed");
       assert.equal(b.canary.state, "promoted");
     }
