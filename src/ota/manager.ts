@@ -32,7 +32,8 @@ export interface BundleCanaryView {
   release: number;
   name: string;
   version: string;
-  state: "running" | "promoted" | "rolled back";
+  /** `starting` until every changed handler's canary takes its share (readings before that all go to the active version). */
+  state: "starting" | "running" | "promoted" | "rolled back";
   reason: string | null;
   startedAt: string;
   endedAt: string | null;
@@ -290,14 +291,14 @@ export class BundleManager {
 
   /** How the canary release under way ends (undefined when none runs). */
   canaryDecision(): Promise<CanaryDecision> | undefined {
-    return this.#canary?.view.state === "running" ? this.#canary.decided : undefined;
+    return this.#canary && _live(this.#canary.view.state) ? this.#canary.decided : undefined;
   }
 
   /** End a canary release by hand: rolled back. */
   stopCanary(reason = "stopped by the operator"): BundleCanaryView | undefined {
     const c = this.#canary;
     if (!c) return undefined;
-    if (c.view.state === "running") for (const h of c.view.handlers) if (!h.decided) this.#registry?.stopCanary(h.name, reason);
+    if (_live(c.view.state)) for (const h of c.view.handlers) if (!h.decided) this.#registry?.stopCanary(h.name, reason);
     return this.#canaryView() ?? undefined;
   }
 
@@ -311,14 +312,14 @@ export class BundleManager {
     const running = new Set(registry.runners().map((r) => r.built.name));
     const files = (await readdir(dir)).filter(isHandlerFile).sort();
     const view: BundleCanaryView = {
-      release: m.release, name: m.name, version: m.version, state: "running", reason: null,
+      release: m.release, name: m.name, version: m.version, state: "starting", reason: null,
       startedAt: new Date().toISOString(), endedAt: null, policy, handlers: [], added: [],
     };
     let settle!: (d: CanaryDecision) => void;
     const decided = new Promise<CanaryDecision>((r) => (settle = r));
     const c = { view, decided };
     const end = (promoted: boolean, reason: string) => {
-      if (view.state !== "running") return;
+      if (!_live(view.state)) return;
       view.state = promoted ? "promoted" : "rolled back";
       view.reason = reason;
       view.endedAt = new Date().toISOString();
@@ -342,6 +343,7 @@ export class BundleManager {
     };
     this.#canary = c;
     for (const f of files) {
+      if (view.state !== "starting") break; // a canary started already decided (crashed), or the operator stopped it
       const name = basename(f, extname(f));
       if (!running.has(name)) {
         view.added.push(name);
@@ -367,6 +369,7 @@ export class BundleManager {
       this.#canary = undefined;
       return undefined;
     }
+    if (view.state === "starting") view.state = "running";
     this.#busy = `${label} runs as a canary`;
     this.#staged = { release: m.release, name: m.name, version: m.version, step: "canary" };
     return view.handlers.map((h) => h.name);
@@ -529,4 +532,9 @@ const _WORKERS: ReleaseRef = { release: 0, name: "workers", version: "-", activa
 
 function _addFailed(list: FailedRelease[], f: FailedRelease): FailedRelease[] {
   return [...list.filter((x) => x.release !== f.release), f].slice(-20);
+}
+
+/** A canary release not decided yet. */
+function _live(state: BundleCanaryView["state"]): boolean {
+  return state === "starting" || state === "running";
 }

@@ -155,7 +155,10 @@ describe("fleet path: one publish to the hub updates every device through leafno
     await load(50_000);
     for (const h of hosts) {
       const b = await until(h, (x) => x.active.release === 50 && x.fleet.lastOutcome?.release === 50, "release 50 promoted").catch(async (e) => {
-        console.log(JSON.stringify(await bundles(h.url)), h.logs().slice(-3000));
+        const jsm = await jetstreamManager(hub.nc, { domain: domains[hosts.indexOf(h)]! });
+        for await (const ci of jsm.consumers.list("INGEST")) console.log("CONSUMER", JSON.stringify({ name: ci.name, pending: ci.num_pending, ackPending: ci.num_ack_pending, waiting: ci.num_waiting, redelivered: ci.num_redelivered, delivered: ci.delivered, ackFloor: ci.ack_floor, filter: ci.config.filter_subject ?? ci.config.filter_subjects }));
+        console.log("STREAM", JSON.stringify((await jsm.streams.info("INGEST")).state));
+        console.log(JSON.stringify(await bundles(h.url)), JSON.stringify((await (await h.api("/v1/handlers")).json()).handlers.map((x: any) => [x.name, x.status, x.version, x.inFlight, x.counts])), h.logs().slice(-3000));
         throw e;
       });
       assert.equal(b.fleet.lastOutcome.result, "installed");
@@ -176,11 +179,11 @@ describe("fleet path: one publish to the hub updates every device through leafno
     // Past the budget on every device: rolled back, refused with the reason, release 50 stays.
     const bad = otaHandler("r60").replace("await ctx.publish", 'if (r.n % 10 < 3) throw new Error("r60 cannot take " + r.n);\n    await ctx.publish');
     await publish(hub, await makeBundle({ release: 60, handlers: { "ota.ts": bad }, keys: [dev] }), ["--canary", "50", "--canary-readings", "50"]);
-    for (const h of hosts) await until(h, (x) => x.canary?.release === 60, "release 60 running as a canary");
+    for (const h of hosts) await until(h, (x) => x.canary?.release === 60 && x.canary.state === "running", "release 60 running as a canary");
     await load(60_000);
     for (const h of hosts) {
       const b = await until(h, (x) => x.fleet.lastOutcome?.release === 60, "release 60 rolled back").catch(async (e) => {
-        console.log(JSON.stringify(await bundles(h.url)), h.logs().slice(-3000));
+        console.log(JSON.stringify(await bundles(h.url)), JSON.stringify((await (await h.api("/v1/handlers")).json()).handlers.map((x: any) => [x.name, x.status, x.version, x.inFlight, x.counts])), h.logs().slice(-3000));
         throw e;
       });
       assert.equal(b.fleet.lastOutcome.result, "refused");
