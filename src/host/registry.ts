@@ -35,6 +35,8 @@ export interface HandlerView {
   counts: HandlerCounts;
   limits: { timeoutMs: number; concurrency: number; maxAttempts: number; memoryMb: number; memoryEnforced: boolean } | null;
   sandboxed: boolean;
+  /** Where ingest checks readings against its schema: `host` (a data-only schema), `isolate` (the schema isolate), `wasm` (its QuickJS sandbox); null without a schema. */
+  schemaCheck: "host" | "isolate" | "wasm" | null;
   loadedAt: string | null;
   /** The last runtime problem (crash, timeout restart). */
   lastError: string | null;
@@ -565,6 +567,7 @@ export class HandlerRegistry {
           ? { timeoutMs: d.timeoutMs, concurrency: d.concurrency, maxAttempts: d.maxAttempts, memoryMb: d.memoryMb, memoryEnforced: st.heapLimitEnforced }
           : null,
         sandboxed: st?.sandboxed ?? false,
+        schemaCheck: !r || !d?.hasSchema ? null : d.isolation === "wasm" ? "wasm" : this.#validator.checkedInHost(this.#schemaKey(r)) ? "host" : "isolate",
         loadedAt: st?.loadedAt?.toISOString() ?? null,
         lastError: st?.lastError ?? null,
         loadError: e.loadError ? { message: e.loadError.message, at: e.loadError.at.toISOString() } : null,

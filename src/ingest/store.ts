@@ -117,6 +117,10 @@ export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise
     const p = deps.delayedPressure?.(readings.length);
     if (p) throw _refused(p);
   }
+  // The requests of one turn of the event loop publish together, so their publishes leave in one
+  // socket write (nats.js flushes once per microtask checkpoint; requests arrive one macrotask each).
+  await sameTurn();
+  if (!broker.connected()) throw _unavailable("The message broker is unreachable; nothing was stored");
   const results = await Promise.allSettled(readings.map((r, i) => {
     const opts: { msgID?: string; headers?: ReturnType<typeof natsHeaders>; timeout: number } = { timeout: 5_000 };
     const id = ids[i];
@@ -145,6 +149,15 @@ export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise
   });
   if (failed.length) throw _failed(deps.log, topic, readings.length, stored, failed, ids.some((id) => id !== undefined));
   return stored;
+}
+
+let _turn: Promise<void> | undefined;
+/** Resolves in the check phase of this loop turn; every caller in the same turn shares it. */
+function sameTurn(): Promise<void> {
+  return (_turn ??= new Promise<void>((resolve) => setImmediate(() => {
+    _turn = undefined;
+    resolve();
+  })));
 }
 
 let _recordWarnedAt = 0;

@@ -50,5 +50,6 @@ export type HostToValidator =
 
 /** Validator isolate → host. */
 export type ValidatorToHost =
-  | { type: "loaded"; key: string; error?: ErrorData }
+  /** `plan`: the schema as data, when it is data only (the host then checks its readings itself, see schemas/plan.ts). */
+  | { type: "loaded"; key: string; error?: ErrorData; plan?: unknown }
   | { type: "validated"; results: { id: number; issues: ReadingIssue[]; error?: ErrorData }[] };

@@ -6,9 +6,9 @@
 import { toErrorData } from "../errors.ts";
 import { hostPort } from "../runtime/isolate_port.ts";
 import type { HostToValidator, ReadingIssue, ValidatorToHost } from "../sandbox/protocol.ts";
+import { collectIssues, describeSchema } from "./plan.ts";
 
 type _Validate = (v: unknown) => unknown;
-type _Issue = { message: string; path?: readonly ({ key: PropertyKey } | PropertyKey)[] };
 
 /** Serve validation requests from the host. */
 export async function runValidator(): Promise<void> {
@@ -22,7 +22,14 @@ export async function runValidator(): Promise<void> {
         const mod = (await import(m.url)) as { default?: { schema?: { "~standard"?: { validate: _Validate } } } };
         const std = mod.default?.schema?.["~standard"];
         if (std) schemas.set(m.key, (v) => std.validate(v));
-        send({ type: "loaded", key: m.key });
+        // A data-only schema is described, so the host can check its readings itself.
+        let plan;
+        try {
+          plan = std ? describeSchema(mod.default!.schema) : undefined;
+        } catch {
+          plan = undefined;
+        }
+        send({ type: "loaded", key: m.key, ...(plan ? { plan } : {}) });
       } catch (e) {
         send({ type: "loaded", key: m.key, error: toErrorData(e) });
       }
@@ -43,28 +50,11 @@ export async function runValidator(): Promise<void> {
 }
 
 async function _check(schemas: Map<string, _Validate>, keys: string[], readings: unknown[]): Promise<ReadingIssue[]> {
-  const issues: ReadingIssue[] = [];
-  const seen = new Set<string>();
-  for (const key of keys) {
+  const checks = keys.map((key) => {
     const validate = schemas.get(key);
     // Never "valid" for a schema this isolate does not hold: the host answers 503 and the sensor retries.
     if (!validate) throw Object.assign(new Error(`The schema ${key} is not loaded in the schema isolate yet`), { name: "SchemaNotLoadedError" });
-    for (let i = 0; i < readings.length; i++) {
-      let r = validate(readings[i]) as { issues?: _Issue[] } | Promise<{ issues?: _Issue[] }>;
-      if (r instanceof Promise) r = await r;
-      for (const issue of r.issues ?? []) {
-        // Several handlers of one topic often share a schema: report each problem once.
-        const found = { index: i, path: _path(issue.path), message: issue.message };
-        const id = `${found.index}\u0000${found.path}\u0000${found.message}`;
-        if (!seen.has(id)) issues.push(found);
-        seen.add(id);
-      }
-    }
-  }
-  return issues;
-}
-
-function _path(path: _Issue["path"]): string {
-  if (!path) return "";
-  return path.map((p) => String(typeof p === "object" && p !== null && "key" in p ? p.key : p)).join(".");
+    return validate;
+  });
+  return await collectIssues(checks, readings);
 }

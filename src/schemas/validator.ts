@@ -5,6 +5,7 @@ import type { Logger } from "../util/log.ts";
 import { spawnWorker, type WorkerHandle } from "../runtime/worker.ts";
 import type { HostToValidator, ReadingIssue, ValidatorToHost } from "../sandbox/protocol.ts";
 import { WasmSchemas, WasmSchemaUnavailableError } from "./quickjs.ts";
+import { collectIssues, compilePlan, type HostCheck } from "./plan.ts";
 
 /** The validator did not answer in time or died; ingest answers 503. */
 export class ValidatorUnavailableError extends Error {
@@ -29,6 +30,8 @@ export class Validator {
   /** False while a (re)started isolate is still importing the schemas: nothing is sent to it meanwhile. */
   #ready = false;
   #wasm = new WasmSchemas();
+  /** Data-only schemas, rebuilt here from the isolate's description: checked without the round trip. */
+  #inHost = new Map<string, HostCheck>();
 
   constructor(url: URL, log: Logger, timeoutMs = 2_000) {
     this.#url = url;
@@ -54,6 +57,9 @@ export class Validator {
       if (m.type === "loaded") {
         const l = this.#loads.get(m.key);
         this.#loads.delete(m.key);
+        const check = !m.error && m.plan !== undefined && this.#modules.has(m.key) ? compilePlan(m.plan) : undefined;
+        if (check) this.#inHost.set(m.key, check);
+        else this.#inHost.delete(m.key);
         if (m.error) l?.reject(new Error(`${m.error.name}: ${m.error.message}`));
         else l?.resolve();
       } else {
@@ -98,10 +104,16 @@ export class Validator {
     await this.#wasm.load(key, guestUrl, limits);
   }
 
+  /** Whether readings of schema `key` are checked in the host (a data-only schema). */
+  checkedInHost(key: string): boolean {
+    return this.#inHost.has(key);
+  }
+
   /** Forget a schema. */
   unload(key: string): void {
     this.#wasm.unload(key);
     this.#modules.delete(key);
+    this.#inHost.delete(key);
     this.#post({ type: "unload", key });
   }
 
@@ -138,6 +150,8 @@ export class Validator {
   }
 
   #validate(keys: string[], readings: unknown[]): Promise<ReadingIssue[]> {
+    const inHost = keys.map((k) => this.#inHost.get(k));
+    if (inHost.every((c) => c !== undefined)) return collectIssues(inHost as HostCheck[], readings);
     if (!this.#w) return Promise.reject(new ValidatorUnavailableError("Schema isolate is restarting"));
     const id = this.#next++;
     return new Promise<ReadingIssue[]>((resolve, reject) => {
