@@ -47,11 +47,16 @@ export function checkTargets(r: RuntimeResult, b: BullmqResult | undefined): Tar
   atLeast("batched CBOR-seq ingest / publish ceiling", 1.0, r.ingest.cborBatch.ratio, _pct);
   atLeast("batched JSON ingest / publish ceiling", 1.0, r.ingest.jsonBatch.ratio, _pct);
   atLeast("end-to-end sustained / publish-and-consume ceiling", 0.7, r.endToEnd.ratio, _pct);
+  // Proposed where the issue's target is out of reach (docs/performance.md says why): a reading end
+  // to end also costs an HTTP request, so its own ceiling adds the two.
+  if (r.endToEnd.ratioAdditive !== undefined) atLeast("(proposed) end-to-end sustained / its additive ceiling", 0.7, r.endToEnd.ratioAdditive, _pct);
   below("end-to-end p99 at half the sustained rate", 20, r.endToEnd.latency.p99, "ms");
   below("worker-tier cold start (median)", 50, r.isolation.worker.coldStartMs.median, "ms");
   below("wasm-tier cold start", 10, r.isolation.tiers.wasm.coldStartMs, "ms");
   below("wasm-tier RSS per idle sandbox", 2, r.isolation.tiers.wasm.rssPerIsolateBytes / 1048576, "MiB");
   if (r.runtime === "node") below("host RSS idle (Node)", 60, r.footprint.hostRssIdleMb, "MB");
+  // Proposed: the issue's 60 MB less what bare Node holds idle on the machine that set it (40 MB here).
+  if (r.runtime === "node" && r.footprint.runtimeBareRssMb) below("(proposed) host RSS idle above the bare runtime (Node)", 20, r.footprint.hostRssIdleMb - r.footprint.runtimeBareRssMb, "MB");
   if (b?.pipeline && r.runtime === "node") atLeast("end-to-end / Hono + BullMQ pipeline (Node)", 1.5, r.endToEnd.sustainedPerSec / b.pipeline.sustainedPerSec, (x) => `${x.toFixed(2)}×`);
   if (b?.nodeRed && "perSec" in b.nodeRed && r.runtime === "node") atLeast("end-to-end / Node-RED flow (Node)", 1.0, r.endToEnd.sustainedPerSec / b.nodeRed.perSec, (x) => `${x.toFixed(2)}×`);
   if (b) atLeast("end-to-end / BullMQ bare process rate (no HTTP, no validation)", 1.5, r.endToEnd.sustainedPerSec / bullmqProcessRate(b), (x) => `${x.toFixed(2)}×`);

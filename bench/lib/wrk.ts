@@ -26,6 +26,8 @@ export interface WrkOptions {
   threads?: number;
   /** Where the Lua script is written. */
   dir: string;
+  /** Run wrk on these CPUs only (`taskset -c`), e.g. "1". */
+  cpus?: string | undefined;
 }
 
 /** Run wrk against `url` and parse its report. */
@@ -37,7 +39,7 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   const threads = o.threads ?? 1;
   const args = [`-t${threads}`, `-c${o.connections}`, `-d${o.seconds}s`, "--latency", "-s", script, o.url];
   const out = await new Promise<string>((res, rej) => {
-    const p = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const p = o.cpus ? spawn("taskset", ["-c", o.cpus, "wrk", ...args], { stdio: ["ignore", "pipe", "pipe"] }) : spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
     let s = "";
     p.stdout.on("data", (d) => (s += d));
     p.stderr.on("data", (d) => (s += d));
