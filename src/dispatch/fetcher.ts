@@ -18,6 +18,8 @@ export interface FetcherOptions {
 }
 
 const _sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Most messages a single lane holds beyond its concurrency, waiting for a slot. */
+const _MAX_AHEAD = 256;
 
 /**
  * The pull loops of one handler: never more messages than it has room for, within its rate
@@ -34,38 +36,63 @@ export class Fetcher {
     this.#loops = o.lanes.length === 1 ? [this.#single(o.lanes[0]!)] : o.lanes.map((c, i) => this.#lane(c, i as Lane));
   }
 
-  /** Stop pulling; resolves once the pulls under way have run out. */
-  async stop(): Promise<void> {
+  /**
+   * Stop pulling; resolves once the pulls under way have run out.
+   * @param drainMs how long messages pulled ahead may wait for a slot and be handled here; those
+   *   still waiting then go back to the stream (a nak, which counts a delivery: a drain avoids it)
+   */
+  async stop(drainMs = 0): Promise<void> {
     this.#stopping = true;
+    this.#wakeUp();
+    if (drainMs > 0) {
+      await Promise.all(this.#loops.map((l) => l.catch(() => {})));
+      const until = Date.now() + drainMs;
+      while (this.#waiting > 0 && Date.now() < until) await _sleep(5);
+    }
     this.#o.slots.close();
     await Promise.all(this.#loops.map((l) => l.catch(() => {})));
   }
 
   /**
-   * The only lane: wait for room (and tokens), pull at most that many messages, hand each on.
-   * Room taken but not filled by the pull is given back.
+   * The only lane, pulling ahead: besides the messages that hold a slot, up to `capacity` more
+   * wait here for one (kept ours with `working()`), so a freed slot takes a message that is
+   * already here instead of waiting for a pull's round trip to nats-server. Under load that round
+   * trip was one of the host turns each message's cycle waited for.
    */
   async #single(consumer: Consumer): Promise<void> {
     const slots = this.#o.slots;
+    const ahead = Math.min(slots.capacity, _MAX_AHEAD);
     while (!this.#stopping) {
-      const want = await this.#allowance(slots.capacity);
+      const room = slots.capacity - slots.used + ahead - this.#waiting;
+      if (room <= 0) {
+        await new Promise<void>((r) => (this.#wake = r));
+        continue;
+      }
+      const want = await this.#allowance(room);
       if (want === 0) continue;
-      const room = await slots.acquire(0, want);
-      if (room === 0) break;
-      let used = 0;
       try {
-        const batch = await consumer.fetch({ max_messages: room, expires: 1_000 });
+        const batch = await consumer.fetch({ max_messages: want, expires: 1_000 });
         for await (const m of batch) {
-          used++;
           this.#o.bucket?.take(1);
-          this.#o.accept(m);
+          this.#waiting++;
+          void this.#whenSlot(0, m).finally(() => {
+            this.#waiting--;
+            this.#wakeUp();
+          });
         }
       } catch (e) {
         if (await this.#failed(e)) break;
-      } finally {
-        slots.release(room - used);
       }
     }
+  }
+
+  /** Messages pulled ahead, waiting for a slot. */
+  #waiting = 0;
+  #wake: (() => void) | undefined;
+  #wakeUp(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
   }
 
   /**

@@ -367,7 +367,8 @@ export class HandlerRunner {
   async stop(graceMs = 5_000): Promise<void> {
     this.#stopping = true;
     this.#markUp();
-    await this.#fetcher?.stop();
+    // Readings pulled ahead are handled by this version within half the grace, not handed back.
+    await this.#fetcher?.stop(graceMs / 2);
     this.#batcher?.flushNow();
     const until = Date.now() + graceMs;
     while (this.#inFlight > 0 && Date.now() < until) await _sleep(10);
