@@ -74,6 +74,11 @@ export class Fetcher {
         const batch = await consumer.fetch({ max_messages: want, expires: 1_000 });
         for await (const m of batch) {
           this.#o.bucket?.take(1);
+          // A free slot and nothing pulled before it waiting: straight on, no timer, no promise.
+          if (this.#waiting === 0 && slots.tryAcquire(1) === 1) {
+            this.#o.accept(m);
+            continue;
+          }
           this.#waiting++;
           void this.#whenSlot(0, m).finally(() => {
             this.#waiting--;

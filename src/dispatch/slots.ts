@@ -42,6 +42,17 @@ export class Slots {
     });
   }
 
+  /**
+   * Take up to `want` slots now, only if nobody waits for one (so waiters keep their order).
+   * @returns how many were taken (0 when none is free, someone waits, or after {@link close})
+   */
+  tryAcquire(want: number): number {
+    if (this.#closed || this.#free <= 0 || this.#waiters[0].length || this.#waiters[1].length) return 0;
+    const n = Math.min(Math.max(1, want), this.#free);
+    this.#free -= n;
+    return n;
+  }
+
   /** Give back `n` slots. */
   release(n: number): void {
     if (n <= 0) return;

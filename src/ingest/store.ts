@@ -86,6 +86,10 @@ const _HEADER_ROOM = 384;
 export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise<StoredReading[]> {
   const { topic, route, readings } = req;
   if (route.schemaKeys.length) await _validate(deps.validator, route.schemaKeys, readings);
+  // The requests of one turn of the event loop publish together, so their publishes leave in one
+  // socket write (nats.js flushes once per microtask checkpoint; requests arrive one macrotask each).
+  // Everything from here to the publishes is synchronous.
+  await sameTurn();
   const broker = deps.broker();
   if (!broker?.connected()) throw _unavailable("The message broker is unreachable; nothing was stored");
   const health = deps.health?.();
@@ -117,10 +121,6 @@ export async function storeReadings(deps: StoreDeps, req: StoreRequest): Promise
     const p = deps.delayedPressure?.(readings.length);
     if (p) throw _refused(p);
   }
-  // The requests of one turn of the event loop publish together, so their publishes leave in one
-  // socket write (nats.js flushes once per microtask checkpoint; requests arrive one macrotask each).
-  await sameTurn();
-  if (!broker.connected()) throw _unavailable("The message broker is unreachable; nothing was stored");
   const results = await Promise.allSettled(readings.map((r, i) => {
     const opts: { msgID?: string; headers?: ReturnType<typeof natsHeaders>; timeout: number } = { timeout: 5_000 };
     const id = ids[i];
