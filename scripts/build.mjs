@@ -14,7 +14,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Bundle one module of the SDK into self-contained, minified ESM text. */
-async function sdkModule(entry, minify, plugins = []) {
+async function sdkModule(entry, minify, plugins = [], keepNames = false) {
   const r = await esbuild.build({
     entryPoints: [entry.startsWith("/") ? entry : join(ROOT, entry)],
     plugins,
@@ -26,6 +26,7 @@ async function sdkModule(entry, minify, plugins = []) {
     mainFields: ["module", "main"],
     external: ["node:*", "bun:*"],
     minify,
+    keepNames,
     legalComments: "none",
     logLevel: "warning",
   });
@@ -56,6 +57,9 @@ export async function buildSingleFile(o = {}) {
     uplotJs: await readFile(join(ROOT, "node_modules/uplot/dist/uPlot.iife.min.js"), "utf8"),
     uplotCss: await readFile(join(ROOT, "node_modules/uplot/dist/uPlot.min.css"), "utf8"),
     guest: await sdkModule("src/sandbox/quickjs/guest.ts", minify, [valibotBeside]).catch(() => ""),
+    // The wasm tier's prelude (bootstrap + SDK, valibot shaken into it), evaluated by a spare
+    // sandbox as it is: names kept, as in a handler's build.
+    prelude: await sdkModule("src/sandbox/quickjs/prelude.ts", minify, [], true),
     // The wasm tier's engine, so the file alone runs wasm-tier handlers (gzip: 503 KB → 231 KB).
     quickjsWasm: gzipSync(await readFile(createRequire(join(ROOT, "package.json")).resolve("@jitl/quickjs-wasmfile-release-sync/wasm")), { level: 9 }).toString("base64"),
   };

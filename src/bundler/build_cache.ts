@@ -63,6 +63,7 @@ export async function cachedBuild(outDir: string, identity: string, file: string
       if (i.sha256 === undefined ? s.mtimeMs !== i.mtimeMs : (await sha256Hex(new Uint8Array(await readFile(i.path)))) !== i.sha256) return undefined;
     }
     for (const u of [e.built.handlerUrl, e.built.schemaUrl, e.built.guestUrl]) await stat(fileURLToPath(u));
+    if (e.built.guestSplit) for (const f of [e.built.guestSplit.part, e.built.guestSplit.prelude]) await stat(f);
   } catch {
     return undefined;
   }

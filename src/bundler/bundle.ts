@@ -1,4 +1,4 @@
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
@@ -12,6 +12,7 @@ import { sha256Hex } from "../util/hash.ts";
 import { VERSION } from "../version.ts";
 import { cachedBuild, fileInputs, keepBuild } from "./build_cache.ts";
 import type { GuestModules } from "../sandbox/quickjs/sandbox.ts";
+import { guestPartEntry, guestPartPlugin, partLinks } from "./guest_split.ts";
 
 /** A handler bundled into the files the isolates load. */
 export interface BuiltHandler {
@@ -38,6 +39,12 @@ export interface BuiltHandler {
   inputs?: string[];
   /** What the wasm-tier guest may import when `guestUrl` is not self-contained (built without esbuild). */
   guestModules?: GuestModules;
+  /**
+   * The wasm-tier guest in two files (paths): the prelude every handler of this build shares, which a
+   * spare sandbox evaluates ahead of need, and the handler's own part that imports it. Absent when
+   * built without esbuild; `guestUrl` then serves alone.
+   */
+  guestSplit?: { part: string; prelude: string };
   /** The generated modules that run the handler's code, each with its source map beside (`<file>.map`). */
   bundleFiles?: string[];
 }
@@ -110,7 +117,7 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   const abs = resolve(file);
   if (extname(abs) === ".wasm") return await _buildRawWasm(root, abs, outDir);
   // From source, the SDK's files are inputs of the build like the handler's: the cache checks them all.
-  const identity = `source ${VERSION}`;
+  const identity = `source ${VERSION} guest-split`;
   const kept = await cachedBuild(outDir, identity, abs);
   if (kept) return kept;
   const spec = JSON.stringify(abs);
@@ -138,16 +145,65 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   const map = (n: string) => result.outputFiles.find((f) => f.path.endsWith(`${n}.js.map`))?.contents;
   const hash = await sha256Hex(out("handler"));
   const name = basename(abs, extname(abs));
-  const paths = await writeBundles(outDir, `${name}-${hash.slice(0, 12)}`, { handler: out("handler"), schema: out("schema"), guest: out("guest") }, { handler: map("handler"), guest: map("guest") });
+  const part = await _guestPart(root, abs, outDir);
+  const paths = await writeBundles(outDir, `${name}-${hash.slice(0, 12)}`,
+    { handler: out("handler"), schema: out("schema"), guest: out("guest"), ...(part ? { guestPart: part.code } : {}) },
+    { handler: map("handler"), guest: map("guest"), ...(part ? { guestPart: part.map } : {}) });
   const built: BuiltHandler = {
     kind: "module", name, file: abs, hash: hash.slice(0, 12),
     handlerUrl: pathToFileURL(paths.handler), schemaUrl: pathToFileURL(paths.schema), guestUrl: pathToFileURL(paths.guest),
-    bundleFiles: [paths.handler, paths.guest],
+    bundleFiles: [paths.handler, paths.guest, ...(paths.guestPart ? [paths.guestPart] : [])],
+    ...(part && paths.guestPart ? { guestSplit: { part: paths.guestPart, prelude: part.prelude } } : {}),
     mentionsWasm: await _mentionsWasm(root, Object.keys(result.metafile?.inputs ?? {})),
     inputs: ownInputs(Object.keys(result.metafile?.inputs ?? {}), root),
   };
   await keepBuild(outDir, identity, abs, fileInputs(Object.keys(result.metafile?.inputs ?? {})), built);
   return built;
+}
+
+const _preludes = new Map<string, Promise<string>>();
+
+/** The wasm-tier prelude built from source, written once per process into `outDir`: its path. */
+function _sourcePrelude(root: string, outDir: string): Promise<string> {
+  let p = _preludes.get(outDir);
+  if (!p) {
+    p = (async () => {
+      const r = await _build({ ..._common(root), sourcemap: false, entryPoints: [join(root, "src/sandbox/quickjs/prelude.ts")], outdir: outDir }) as
+        esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
+      const code = r.outputFiles[0]!.contents;
+      const path = join(outDir, `prelude-${(await sha256Hex(code)).slice(0, 12)}.mjs`);
+      await mkdir(outDir, { recursive: true });
+      const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}`;
+      await writeFile(tmp, code);
+      await rename(tmp, path);
+      return path;
+    })();
+    p.catch(() => _preludes.delete(outDir));
+    _preludes.set(outDir, p);
+  }
+  return p;
+}
+
+/**
+ * The handler's guest part (the guest without the prelude), or undefined when it does not build
+ * that way: the self-contained guest then serves alone.
+ */
+async function _guestPart(root: string, abs: string, outDir: string): Promise<{ code: Uint8Array; map?: Uint8Array; prelude: string } | undefined> {
+  try {
+    const prelude = await _sourcePrelude(root, outDir);
+    const r = await _build({
+      ..._common(root),
+      entryPoints: { "guest-part": "outpost-entry:guest-part" },
+      outdir: outDir,
+      plugins: [guestPartPlugin, _plugin(root, { "guest-part": guestPartEntry(abs) })],
+    }) as esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
+    const code = r.outputFiles.find((f) => f.path.endsWith("guest-part.js"))!.contents;
+    if (!partLinks(new TextDecoder().decode(code))) return undefined;
+    const map = r.outputFiles.find((f) => f.path.endsWith("guest-part.js.map"))?.contents;
+    return { code, ...(map ? { map } : {}), prelude };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether any of the handler's own input files mentions "wasm" (SDK and packages excluded). */

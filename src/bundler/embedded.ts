@@ -17,6 +17,8 @@ export interface EmbeddedSdk {
   validator: string;
   /** Exports `serveGuest`: the wasm-tier sandbox's bootstrap. */
   guest: string;
+  /** The wasm-tier prelude (bootstrap and SDK, self-contained) a spare sandbox evaluates ahead. */
+  prelude: string;
   /** The handler process's entry (Node's permission-model boundary for worker-tier handlers). */
   handlerProcess: string;
   /** The dashboard's chart library (uPlot) and its styles. */

@@ -9,6 +9,7 @@ import type { EmbeddedSdk } from "./embedded.ts";
 import type { GuestModules } from "../sandbox/quickjs/sandbox.ts";
 import { ownInputs, writeBundles } from "./handler_files.ts";
 import { directValibotImport } from "./sdk_imports.ts";
+import { guestPartEntry, guestPartPlugin, partLinks } from "./guest_split.ts";
 
 let _esbuild: typeof Esbuild | null | undefined;
 
@@ -52,22 +53,18 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
   let inputs = [abs];
   const bundleFiles: string[] = [];
   let guestModules: GuestModules | undefined;
+  let part: { code: string; map: string | undefined } | undefined;
   let mentionsWasm: boolean | undefined;
   if (esbuild) {
     const entries: Record<string, string> = {
       handler: `import { runIsolate } from "outpost-sdk:isolate";\nrunIsolate(() => import(${JSON.stringify(abs)}));\n`,
       schema: `export { default } from ${JSON.stringify(abs)};\n`,
       guest: `import { serveGuest } from "outpost-sdk:guest";\nimport * as mod from ${JSON.stringify(abs)};\nserveGuest(mod.default);\n`,
+      "guest-part": guestPartEntry(abs),
     };
     clearTimeout(_idle);
     try {
-      const r = await esbuild.build({
-        bundle: true, write: false, format: "esm", platform: "neutral", target: "es2022", mainFields: ["module", "main"],
-        external: ["node:*"], logLevel: "silent", legalComments: "none", outdir: outDir, metafile: true,
-        // As from source: minified with names kept, maps beside, valibot shaken to what the handler uses.
-        minify: true, keepNames: true, sourcemap: "external", sourcesContent: false,
-        entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema", guest: "outpost-entry:guest" },
-        plugins: [{
+      const plugin: Esbuild.Plugin = {
           name: "outpost-embedded",
           setup(b) {
             b.onResolve({ filter: /^outpost\/handler$/ }, () => ({ path: "sdk", namespace: "outpost-sdk" }));
@@ -84,8 +81,24 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
               return { contents: directValibotImport(text), loader: /\.m?ts$/.test(a.path) ? "ts" : "js", resolveDir: dirname(a.path) };
             });
           },
-        }],
+      };
+      const options: Esbuild.BuildOptions & { write: false } = {
+        bundle: true, write: false, format: "esm", platform: "neutral", target: "es2022", mainFields: ["module", "main"],
+        external: ["node:*"], logLevel: "silent", legalComments: "none", outdir: outDir, metafile: true,
+        // As from source: minified with names kept, maps beside, valibot shaken to what the handler uses.
+        minify: true, keepNames: true, sourcemap: "external", sourcesContent: false,
+      };
+      const r = await esbuild.build({
+        ...options,
+        entryPoints: { handler: "outpost-entry:handler", schema: "outpost-entry:schema", guest: "outpost-entry:guest" },
+        plugins: [plugin],
       });
+      // The guest again without the prelude (guest_split.ts); a part that would not link is left out.
+      const p = await esbuild.build({ ...options, metafile: false, entryPoints: { "guest-part": "outpost-entry:guest-part" }, plugins: [guestPartPlugin, plugin] });
+      const partCode = p.outputFiles.find((o) => o.path.endsWith("guest-part.js"))?.text;
+      if (partCode && partLinks(partCode)) {
+        part = { code: partCode, map: p.outputFiles.find((o) => o.path.endsWith("guest-part.js.map"))?.text };
+      }
       const text = (n: string) => {
         const f = r.outputFiles.find((o) => o.path.endsWith(n));
         return f ? new TextDecoder().decode(f.contents) : undefined;
@@ -143,11 +156,12 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
     mentionsWasm = /wasm/i.test(src);
   }
   const hash = (await _sha256(code.handler)).slice(0, 12);
-  const paths = await writeBundles(outDir, `${name}-${hash}`, code, maps);
+  const paths = await writeBundles(outDir, `${name}-${hash}`, { ...code, ...(part ? { guestPart: part.code } : {}) }, { ...maps, ...(part ? { guestPart: part.map } : {}) });
   const built: BuiltHandler = {
     kind: "module", name, file: abs, hash,
     handlerUrl: pathToFileURL(paths.handler), schemaUrl: pathToFileURL(paths.schema), guestUrl: pathToFileURL(paths.guest),
-    bundleFiles: [...bundleFiles, paths.handler, paths.guest],
+    bundleFiles: [...bundleFiles, paths.handler, paths.guest, ...(paths.guestPart ? [paths.guestPart] : [])],
+    ...(paths.guestPart ? { guestSplit: { part: paths.guestPart, prelude: join(dir, "prelude.mjs") } } : {}),
     ...(guestModules ? { guestModules } : {}),
     ...(mentionsWasm === undefined ? {} : { mentionsWasm }),
     inputs,
@@ -174,9 +188,9 @@ function _writeSdk(sdk: EmbeddedSdk, outDir: string): Promise<string> {
   let p = _sdkDirs.get(outDir);
   if (!p) {
     p = (async () => {
-      const dir = join(outDir, `sdk-${(await _sha256(sdk.sdk + sdk.valibot + sdk.isolate + sdk.validator + sdk.guest)).slice(0, 12)}`);
+      const dir = join(outDir, `sdk-${(await _sha256(sdk.sdk + sdk.valibot + sdk.isolate + sdk.validator + sdk.guest + sdk.prelude)).slice(0, 12)}`);
       await mkdir(dir, { recursive: true });
-      for (const k of ["sdk", "valibot", "isolate", "validator", "guest"] as const) {
+      for (const k of ["sdk", "valibot", "isolate", "validator", "guest", "prelude"] as const) {
         const path = join(dir, `${k}.mjs`);
         const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}`;
         await writeFile(tmp, sdk[k]);

@@ -23,23 +23,31 @@ export function ownInputs(inputs: string[], root?: string): string[] {
     .filter((p) => !(root && p.startsWith(join(root, "src"))) && !p.includes("/node_modules/"));
 }
 
+/** The file each generated module is written to, after the stem. */
+const _SUFFIX = { handler: ".handler.mjs", schema: ".schema.mjs", guest: ".guest.mjs", guestPart: ".guest-part.mjs" } as const;
+type _Module = keyof typeof _SUFFIX;
+
 /**
- * Write a handler's three modules (and the source maps of the two that run its code) as
- * `<stem>.handler.mjs`, `<stem>.schema.mjs`, `<stem>.guest.mjs`.
+ * Write a handler's modules (and the source maps of those that run its code) as
+ * `<stem>.handler.mjs`, `<stem>.schema.mjs`, `<stem>.guest.mjs` and, when built,
+ * `<stem>.guest-part.mjs` (the wasm-tier guest without its prelude, `guest_split.ts`).
  * @returns their paths
  */
 export async function writeBundles(
   outDir: string,
   stem: string,
-  code: Record<"handler" | "schema" | "guest", string | Uint8Array>,
-  maps: Partial<Record<"handler" | "guest", string | Uint8Array | undefined>> = {},
-): Promise<Record<"handler" | "schema" | "guest", string>> {
+  code: Record<"handler" | "schema" | "guest", string | Uint8Array> & { guestPart?: string | Uint8Array },
+  maps: Partial<Record<Exclude<_Module, "schema">, string | Uint8Array | undefined>> = {},
+): Promise<Record<"handler" | "schema" | "guest", string> & { guestPart?: string }> {
   await mkdir(outDir, { recursive: true });
-  const paths = { handler: join(outDir, `${stem}.handler.mjs`), schema: join(outDir, `${stem}.schema.mjs`), guest: join(outDir, `${stem}.guest.mjs`) };
-  for (const k of ["handler", "schema", "guest"] as const) {
-    await writeFile(paths[k], code[k]);
+  const paths: Partial<Record<_Module, string>> = {};
+  for (const k of Object.keys(code) as _Module[]) {
+    const text = code[k];
+    if (text === undefined) continue;
+    const path = paths[k] = join(outDir, `${stem}${_SUFFIX[k]}`);
+    await writeFile(path, text);
     const m = k === "schema" ? undefined : maps[k];
-    if (m) await writeFile(`${paths[k]}.map`, m);
+    if (m) await writeFile(`${path}.map`, m);
   }
-  return paths;
+  return paths as Record<"handler" | "schema" | "guest", string> & { guestPart?: string };
 }

@@ -35,10 +35,10 @@ export function selectIsolate(built: BuiltHandler, known: HandlerInfo | undefine
   if (built.kind === "wasm-module") return new RawWasmIsolate(opts);
   // The operator's --isolation wasm: never evaluated in V8, whatever the definition says.
   if (forceWasm) {
-    return new WasmIsolate({ ...opts, memoryMb: known?.memoryMb, guestUrl: built.guestUrl, guestModules: built.guestModules, stackKb: known?.stackKb, cpuMs: known?.cpuMs, force: true });
+    return new WasmIsolate({ ...opts, memoryMb: known?.memoryMb, guestUrl: built.guestUrl, guestModules: built.guestModules, guestSplit: built.guestSplit, stackKb: known?.stackKb, cpuMs: known?.cpuMs, force: true });
   }
   if (known?.isolation === "wasm") {
-    return new WasmIsolate({ ...opts, guestUrl: built.guestUrl, guestModules: built.guestModules, stackKb: known.stackKb, cpuMs: known.cpuMs });
+    return new WasmIsolate({ ...opts, guestUrl: built.guestUrl, guestModules: built.guestModules, guestSplit: built.guestSplit, stackKb: known.stackKb, cpuMs: known.cpuMs });
   }
   // A handler whose own code never says "wasm" cannot ask for the wasm tier: skip the probe.
   if (known || built.mentionsWasm === false) return new WorkerIsolate(opts);
@@ -81,7 +81,7 @@ class TierProbe implements Isolate {
 
   async start(): Promise<HandlerInfo> {
     // Limits unknown yet: the sandbox starts with the wasm tier's defaults.
-    const wasm = new WasmIsolate({ ...this.#opts, memoryMb: undefined, guestUrl: this.#built.guestUrl, guestModules: this.#built.guestModules });
+    const wasm = new WasmIsolate({ ...this.#opts, memoryMb: undefined, guestUrl: this.#built.guestUrl, guestModules: this.#built.guestModules, guestSplit: this.#built.guestSplit });
     try {
       const info = await wasm.start();
       if (info.isolation === "wasm") {

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { decodeCbor, encodeCbor } from "../../src/codec/cbor.ts";
 import { wasmMemoryDecl } from "../../src/sandbox/raw_wasm/abi.ts";
 import { ingest, RUNTIMES, startHost, startNats, streamMessages, tempDir, waitFor, writeFile, join, type TestHost, type TestNats } from "../_harness.ts";
@@ -169,6 +169,10 @@ for (const runtime of RUNTIMES) {
       assert.equal(by.bomb.limits.memoryMb, 8);
       assert.equal(by.plain.isolation, "worker");
       assert.equal(by.plain.status, "running");
+      // Built by the single file (Node) or from source (Deno, Bun): each wasm-tier guest also as its part, and the prelude.
+      const built = await readdir(join(host.dataDir, "build"), { recursive: true });
+      for (const n of ["counter", "loop", "bomb"]) assert.ok(built.some((f) => f.startsWith(`${n}-`) && f.endsWith(".guest-part.mjs")), `${n}'s guest part in ${built.join(", ")}`);
+      assert.ok(built.some((f) => /^(sdk-[0-9a-f]{12}\/prelude|prelude-[0-9a-f]{12})\.mjs$/.test(f)), `the prelude in ${built.join(", ")}`);
     });
 
     test("values survive exactly, state is kept between messages and discarded on restart; ingest validates in QuickJS", async () => {

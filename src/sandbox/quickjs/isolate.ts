@@ -5,6 +5,7 @@ import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, type ErrorD
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../../sdk/definition.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "../isolate.ts";
 import { OutputBudget, OutputLimitError, type Verdict } from "../budget.ts";
+import { preparedSandbox } from "./spare.ts";
 import { GuestError, SandboxInterruptedError, SandboxTrapError, WasmSandbox, type GuestModules, type SandboxHooks } from "./sandbox.ts";
 
 /** Options of {@link WasmIsolate}. */
@@ -19,6 +20,8 @@ export interface WasmIsolateOptions extends IsolateOptions {
   force?: boolean | undefined;
   /** What the guest may import, when its bundle is not self-contained (built without esbuild). */
   guestModules?: GuestModules | undefined;
+  /** The guest as prelude + the handler's part (`BuiltHandler.guestSplit`): started in a prepared sandbox. */
+  guestSplit?: { part: string; prelude: string } | undefined;
 }
 
 type _Pending = {
@@ -98,13 +101,14 @@ export class WasmIsolate implements Isolate {
    * @throws HandlerLoadError when the module throws, exports something else, or exceeds a limit
    */
   async start(): Promise<HandlerInfo> {
-    const code = await readFile(fileURLToPath(this.#opts.guestUrl), "utf8");
-    let info = await this.#create(code, this.#opts.memoryMb ?? WASM_DEFAULTS.memoryMb, this.#opts.stackKb ?? WASM_DEFAULTS.stackKb);
+    const memoryMb = this.#opts.memoryMb ?? WASM_DEFAULTS.memoryMb;
+    const stackKb = this.#opts.stackKb ?? WASM_DEFAULTS.stackKb;
+    let info = await this.#create(memoryMb, stackKb);
     if (this.#opts.force && info.isolation !== "wasm") info = this.#forced(info);
-    if (info.isolation === "wasm" && (info.memoryMb !== this.#opts.memoryMb || info.stackKb !== this.#opts.stackKb)) {
+    if (info.isolation === "wasm" && (info.memoryMb !== memoryMb || (info.stackKb ?? WASM_DEFAULTS.stackKb) !== stackKb)) {
       // Limits are part of the definition, known only once it is loaded: start again with them.
       this.#sb?.dispose();
-      info = await this.#create(code, info.memoryMb, info.stackKb ?? WASM_DEFAULTS.stackKb);
+      info = await this.#create(info.memoryMb, info.stackKb ?? WASM_DEFAULTS.stackKb);
       if (this.#opts.force && info.isolation !== "wasm") info = this.#forced(info);
     }
     this.#cpuMs = info.cpuMs ?? this.#cpuMs;
@@ -113,11 +117,20 @@ export class WasmIsolate implements Isolate {
     return info;
   }
 
-  async #create(code: string, memoryMb: number, stackKb: number): Promise<HandlerInfo> {
+  async #create(memoryMb: number, stackKb: number): Promise<HandlerInfo> {
     const name = this.#opts.name;
+    const split = this.#opts.guestModules ? undefined : this.#opts.guestSplit;
     try {
-      // The bundle's path as the module name: its frames are mapped back to the author's source.
-      this.#sb = await WasmSandbox.create(code, fileURLToPath(this.#opts.guestUrl), { memoryMb, stackKb }, this.#hooks(), this.#opts.guestModules);
+      if (split) {
+        // Prepared ahead (spare.ts): only the handler's own part is evaluated here.
+        const part = await readFile(split.part, "utf8");
+        this.#sb = await preparedSandbox(split.prelude, { memoryMb, stackKb }, this.#hooks());
+        this.#sb.loadPart(part, split.part);
+      } else {
+        const code = await readFile(fileURLToPath(this.#opts.guestUrl), "utf8");
+        // The bundle's path as the module name: its frames are mapped back to the author's source.
+        this.#sb = await WasmSandbox.create(code, fileURLToPath(this.#opts.guestUrl), { memoryMb, stackKb }, this.#hooks(), this.#opts.guestModules);
+      }
       const d = JSON.parse(this.#sb.call("describe") as string) as { info?: HandlerInfo; error?: ErrorData };
       if (d.error) throw new GuestError(d.error);
       return d.info!;

@@ -11,6 +11,7 @@ import { MAX_LOG_LINE } from "../budget.ts";
 import type { QuickJSContext, QuickJSHandle, QuickJSRuntime } from "quickjs-emscripten-core";
 import type { ErrorData } from "../../errors.ts";
 import { newQuickJS, type QuickJSInstance } from "./engine.ts";
+import { PRELUDE_MODULE } from "../../bundler/guest_split.ts";
 
 /** The sandbox used up the CPU budget of the current entry; it is no longer usable. */
 export class SandboxInterruptedError extends Error {
@@ -136,6 +137,44 @@ export class WasmSandbox {
       throw e;
     }
     return sb;
+  }
+
+  /**
+   * A sandbox with the prelude (`src/sandbox/quickjs/prelude.ts`, the guest bootstrap and SDK)
+   * evaluated as the module `outpost-sdk:prelude`, for a handler's guest part to be loaded into
+   * later ({@link adopt}, {@link loadPart}). Until adopted it reports to `hooks` (logs go nowhere).
+   * @throws GuestError, SandboxInterruptedError, SandboxTrapError when the prelude does not evaluate
+   */
+  static async prepare(prelude: string, limits: SandboxLimits, hooks: SandboxHooks): Promise<WasmSandbox> {
+    const sb = new WasmSandbox(await newQuickJS(limits.memoryMb), limits, hooks);
+    try {
+      let result: QuickJSHandle | undefined;
+      sb.#enter(() => {
+        const r = sb.#ctx.evalCode(prelude, PRELUDE_MODULE, { type: "module" });
+        if (r.error) throw new GuestError(sb.#errorData(r.error));
+        result = r.value;
+      });
+      sb.#settle(result!);
+    } catch (e) {
+      sb.dispose();
+      throw e;
+    }
+    return sb;
+  }
+
+  /** Hand a prepared sandbox to its owner: its hooks from now on, and the owner's limits. */
+  adopt(hooks: SandboxHooks, limits: SandboxLimits): void {
+    this.#hooks = hooks;
+    this.#rt.setMemoryLimit(limits.memoryMb * 1_048_576);
+    this.#rt.setMaxStackSize(limits.stackKb * 1_024);
+  }
+
+  /**
+   * Evaluate a handler's guest part (it imports the prelude, already here) in a prepared sandbox.
+   * @throws GuestError when the code throws while loading; SandboxInterruptedError / SandboxTrapError
+   */
+  loadPart(code: string, filename: string): void {
+    this.#load(code, filename);
   }
 
   /** Whether the current entry was interrupted (what the guest reports then is not the handler's doing). */
