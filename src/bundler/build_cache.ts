@@ -19,6 +19,12 @@ interface _Input {
   sha256?: string;
 }
 
+/**
+ * What a kept build's shape depends on beside the SDK: raised when the builder writes something
+ * new (2: the guest's part and prelude, `mentionsWasm` on every build), so older entries build again.
+ */
+export const BUILD_LAYOUT = 2;
+
 type _Urls = "handlerUrl" | "schemaUrl" | "guestUrl";
 interface _Entry {
   v: 1;

@@ -6,11 +6,11 @@ import { HandlerLoadError } from "../errors.ts";
 import { directValibotImport } from "./sdk_imports.ts";
 import { buildEmbedded, buildEmbeddedValidator } from "./embedded_build.ts";
 import { EMBEDDED } from "./embedded.ts";
-import { ownInputs, writeBundles } from "./handler_files.ts";
+import { mentionsWasm, ownInputs, writeBundles } from "./handler_files.ts";
 import { packageRoot } from "../util/package_root.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { VERSION } from "../version.ts";
-import { cachedBuild, fileInputs, keepBuild } from "./build_cache.ts";
+import { BUILD_LAYOUT, cachedBuild, fileInputs, keepBuild } from "./build_cache.ts";
 import type { GuestModules } from "../sandbox/quickjs/sandbox.ts";
 import { guestPartEntry, guestPartPlugin, partLinks } from "./guest_split.ts";
 
@@ -117,7 +117,7 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
   const abs = resolve(file);
   if (extname(abs) === ".wasm") return await _buildRawWasm(root, abs, outDir);
   // From source, the SDK's files are inputs of the build like the handler's: the cache checks them all.
-  const identity = `source ${VERSION} guest-split`;
+  const identity = `source ${VERSION} layout ${BUILD_LAYOUT}`;
   const kept = await cachedBuild(outDir, identity, abs);
   if (kept) return kept;
   const spec = JSON.stringify(abs);
@@ -154,7 +154,7 @@ export async function buildHandler(file: string, outDir: string): Promise<BuiltH
     handlerUrl: pathToFileURL(paths.handler), schemaUrl: pathToFileURL(paths.schema), guestUrl: pathToFileURL(paths.guest),
     bundleFiles: [paths.handler, paths.guest, ...(paths.guestPart ? [paths.guestPart] : [])],
     ...(part && paths.guestPart ? { guestSplit: { part: paths.guestPart, prelude: part.prelude } } : {}),
-    mentionsWasm: await _mentionsWasm(root, Object.keys(result.metafile?.inputs ?? {})),
+    mentionsWasm: await mentionsWasm(ownInputs(Object.keys(result.metafile?.inputs ?? {}), root)),
     inputs: ownInputs(Object.keys(result.metafile?.inputs ?? {}), root),
   };
   await keepBuild(outDir, identity, abs, fileInputs(Object.keys(result.metafile?.inputs ?? {})), built);
@@ -204,18 +204,6 @@ async function _guestPart(root: string, abs: string, outDir: string): Promise<{ 
   } catch {
     return undefined;
   }
-}
-
-/** Whether any of the handler's own input files mentions "wasm" (SDK and packages excluded). */
-async function _mentionsWasm(root: string, inputs: string[]): Promise<boolean> {
-  for (const path of ownInputs(inputs, root)) {
-    try {
-      if (/wasm/i.test(await readFile(path, "utf8"))) return true;
-    } catch {
-      return true; // unreadable: be careful
-    }
-  }
-  return false;
 }
 
 /** A raw `.wasm` handler: checks its manifest and memory, bundles a worker entry embedding both. */

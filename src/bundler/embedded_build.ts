@@ -1,4 +1,4 @@
-import { cachedBuild, fileInputs, keepBuild } from "./build_cache.ts";
+import { BUILD_LAYOUT, cachedBuild, fileInputs, keepBuild } from "./build_cache.ts";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -7,7 +7,7 @@ import { HandlerLoadError } from "../errors.ts";
 import type { BuiltHandler } from "./bundle.ts";
 import type { EmbeddedSdk } from "./embedded.ts";
 import type { GuestModules } from "../sandbox/quickjs/sandbox.ts";
-import { ownInputs, writeBundles } from "./handler_files.ts";
+import { mentionsWasm as mentionsWasmIn, ownInputs, writeBundles } from "./handler_files.ts";
 import { directValibotImport } from "./sdk_imports.ts";
 import { guestPartEntry, guestPartPlugin, partLinks } from "./guest_split.ts";
 
@@ -42,7 +42,7 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
   const dir = await _writeSdk(sdk, outDir);
   // The embedded SDK is part of the build: its hash (the sdk-<hash> directory) is the identity. A
   // kept build (only builds by esbuild are kept) needs no esbuild: a restart starts none.
-  const identity = `embedded ${basename(dir)}`;
+  const identity = `embedded ${basename(dir)} layout ${BUILD_LAYOUT}`;
   const kept = await cachedBuild(outDir, identity, abs);
   if (kept) return kept;
   const esbuild = await _loadEsbuild();
@@ -106,6 +106,7 @@ export async function buildEmbedded(sdk: EmbeddedSdk, file: string, outDir: stri
       code = { handler: text("handler.js")!, schema: text("schema.js")!, guest: text("guest.js")! };
       maps = { handler: text("handler.js.map"), guest: text("guest.js.map") };
       inputs = ownInputs(Object.keys(r.metafile?.inputs ?? {}));
+      mentionsWasm = await mentionsWasmIn(inputs);
       allInputs = fileInputs(Object.keys(r.metafile?.inputs ?? {}));
     } catch (e) {
       const errs = (e as { errors?: Esbuild.Message[] }).errors;

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { extname, join, resolve } from "node:path";
 
 /**
@@ -21,6 +21,21 @@ export function isHandlerFile(f: string): boolean {
 export function ownInputs(inputs: string[], root?: string): string[] {
   return inputs.filter((i) => !i.includes(":")).map((i) => resolve(i))
     .filter((p) => !(root && p.startsWith(join(root, "src"))) && !p.includes("/node_modules/"));
+}
+
+/**
+ * Whether any of a handler's own files (`ownInputs`) mentions "wasm". One that does not cannot ask
+ * for the wasm tier, so it starts in a worker without being evaluated in QuickJS first.
+ */
+export async function mentionsWasm(ownFiles: string[]): Promise<boolean> {
+  for (const path of ownFiles) {
+    try {
+      if (/wasm/i.test(await readFile(path, "utf8"))) return true;
+    } catch {
+      return true; // unreadable: be careful
+    }
+  }
+  return false;
 }
 
 /** The file each generated module is written to, after the stem. */

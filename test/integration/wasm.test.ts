@@ -173,6 +173,11 @@ for (const runtime of RUNTIMES) {
       const built = await readdir(join(host.dataDir, "build"), { recursive: true });
       for (const n of ["counter", "loop", "bomb"]) assert.ok(built.some((f) => f.startsWith(`${n}-`) && f.endsWith(".guest-part.mjs")), `${n}'s guest part in ${built.join(", ")}`);
       assert.ok(built.some((f) => /^(sdk-[0-9a-f]{12}\/prelude|prelude-[0-9a-f]{12})\.mjs$/.test(f)), `the prelude in ${built.join(", ")}`);
+      // A handler whose own files never say "wasm" starts in a worker without being evaluated in QuickJS first.
+      const kept = await Promise.all(built.filter((f) => /^cache\/[0-9a-f]+\.json$/.test(f)).map(async (f) => JSON.parse(await readFile(join(host.dataDir, "build", f), "utf8"))));
+      const mentions = Object.fromEntries(kept.map((e: { file: string; built: { mentionsWasm?: boolean } }) => [e.file.split("/").pop(), e.built.mentionsWasm]));
+      assert.equal(mentions["plain.ts"], false, JSON.stringify(mentions));
+      assert.equal(mentions["counter.ts"], true, JSON.stringify(mentions));
     });
 
     test("values survive exactly, state is kept between messages and discarded on restart; ingest validates in QuickJS", async () => {

@@ -5,7 +5,7 @@ import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, type ErrorD
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../../sdk/definition.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "../isolate.ts";
 import { OutputBudget, OutputLimitError, type Verdict } from "../budget.ts";
-import { preparedSandbox } from "./spare.ts";
+import { keepSpare, preparedSandbox } from "./spare.ts";
 import { GuestError, SandboxInterruptedError, SandboxTrapError, WasmSandbox, type GuestModules, type SandboxHooks } from "./sandbox.ts";
 
 /** Options of {@link WasmIsolate}. */
@@ -114,6 +114,8 @@ export class WasmIsolate implements Isolate {
     this.#cpuMs = info.cpuMs ?? this.#cpuMs;
     this.info = info;
     this.#ready = true;
+    const split = this.#opts.guestModules ? undefined : this.#opts.guestSplit;
+    if (split && info.isolation === "wasm") keepSpare(split.prelude, info.memoryMb);
     return info;
   }
 

@@ -2,10 +2,10 @@
  * One wasm-tier sandbox prepared ahead of need: QuickJS instantiated, with the prelude (guest
  * bootstrap and SDK) evaluated, so a handler's start evaluates only its own part. Measured on this
  * project's machine: instantiating 4.8 ms, compiling the 32 KB self-contained guest 9.1 ms of its
- * 10.9 ms, a handler's part well under 1 ms. The spare is made after the first wasm-tier start
- * (a host without wasm-tier handlers never holds one), a moment after each start so it is out of
- * the way of the one loading, and only serves a sandbox of the same prelude and memory cap. It is
- * used once: no state passes from one handler to another.
+ * 10.9 ms, a handler's part well under 1 ms. The spare is made a moment after a handler started in
+ * the wasm tier (out of the way of the one loading; a host without wasm-tier handlers never holds
+ * one), and only serves a sandbox of the same prelude and memory cap. It is used once: no state
+ * passes from one handler to another.
  * @module
  */
 import { readFile } from "node:fs/promises";
@@ -49,29 +49,41 @@ async function _prepare(preludePath: string, memoryMb: number): Promise<WasmSand
 
 /**
  * A sandbox with the prelude at `preludePath` evaluated and `limits` applied, given `hooks`: the
- * spare when it matches, else one prepared now. Either way a spare like it is made shortly after.
+ * spare when it matches, else one prepared now.
  * @throws GuestError, SandboxInterruptedError, SandboxTrapError when the prelude does not evaluate
  */
 export async function preparedSandbox(preludePath: string, limits: SandboxLimits, hooks: SandboxHooks): Promise<WasmSandbox> {
-  const key = `${limits.memoryMb}\u0000${preludePath}`;
+  const key = _key(preludePath, limits.memoryMb);
   const s = _spare;
   _spare = undefined;
   let sb: WasmSandbox | undefined;
   if (s?.key === key) {
     sb = await s.sb;
     if (sb && !sb.dead) spareCounts.taken++;
-  }
-  else if (s) void s.sb.then((x) => x?.dispose());
+  } else if (s) void s.sb.then((x) => x?.dispose());
   if (!sb || sb.dead) sb = await _prepare(preludePath, limits.memoryMb);
   sb.adopt(hooks, limits);
+  return sb;
+}
+
+/**
+ * Make a spare like this one shortly (a handler that started in the wasm tier: a tier probe that
+ * ends in a worker does not ask for one, so a host without wasm-tier handlers never holds one).
+ */
+export function keepSpare(preludePath: string, memoryMb: number): void {
+  const key = _key(preludePath, memoryMb);
   clearTimeout(_timer);
   _timer = setTimeout(() => {
-    _spare?.sb.then((x) => x?.dispose());
-    const sb = _prepare(preludePath, limits.memoryMb).then((x) => (spareCounts.made++, x), () => undefined);
+    if (_spare?.key === key) return;
+    void _spare?.sb.then((x) => x?.dispose());
+    const sb = _prepare(preludePath, memoryMb).then((x) => (spareCounts.made++, x), () => undefined);
     _spare = { key, sb };
   }, _REFILL_MS);
   (_timer as { unref?: () => void }).unref?.();
-  return sb;
+}
+
+function _key(preludePath: string, memoryMb: number): string {
+  return `${memoryMb}\u0000${preludePath}`;
 }
 
 /** Drop the spare (a host that stops; a test that wants none). */
