@@ -17,6 +17,9 @@ export interface LatencyResult {
   p99: number;
   p999: number;
   max: number;
+  /** Due time to the 202 (stored in JetStream), ms: the ingest half of the latency. */
+  acceptedP50?: number;
+  acceptedP99?: number;
   connections: number;
 }
 
@@ -47,6 +50,7 @@ export async function openLoop(o: OpenLoopOptions): Promise<LatencyResult> {
   await o.nc.flush();
   const agent = new Agent({ keepAlive: true, maxSockets: o.connections });
   const due = new Map<number, number>(); // stream seq → due time
+  const accepted: number[] = []; // due → 202, ms
   let failed = 0;
   const inFlight: Promise<void>[] = [];
   const total = Math.max(1, Math.round(o.rate * o.seconds));
@@ -59,7 +63,10 @@ export async function openLoop(o: OpenLoopOptions): Promise<LatencyResult> {
         r.on("end", () => {
           const seq = r.statusCode === 202 ? (JSON.parse(s) as { results?: { seq: number }[] }).results?.[0]?.seq : undefined;
           if (seq === undefined) failed++;
-          else due.set(seq, at);
+          else {
+            due.set(seq, at);
+            accepted.push(performance.now() - at);
+          }
           res();
         });
       });
@@ -82,6 +89,10 @@ export async function openLoop(o: OpenLoopOptions): Promise<LatencyResult> {
   agent.destroy();
   await o.jsm.consumers.update(o.stream, o.durable, { sample_freq: "" }).catch(() => {});
   const lat = [...due].flatMap(([seq, at]) => (acks.has(seq) ? [acks.get(seq)! - at] : [])).sort((a, b) => a - b);
-  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
-  return { ratePerSec: o.rate, sent: total, acked: lat.length, failed, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: lat[lat.length - 1] ?? NaN, connections: o.connections };
+  const q = (p: number, xs = lat) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
+  accepted.sort((a, b) => a - b);
+  return {
+    ratePerSec: o.rate, sent: total, acked: lat.length, failed, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: lat[lat.length - 1] ?? NaN,
+    acceptedP50: q(0.5, accepted), acceptedP99: q(0.99, accepted), connections: o.connections,
+  };
 }
