@@ -85,10 +85,3 @@ export function keepSpare(preludePath: string, memoryMb: number): void {
 function _key(preludePath: string, memoryMb: number): string {
   return `${memoryMb}\u0000${preludePath}`;
 }
-
-/** Drop the spare (a host that stops; a test that wants none). */
-export function dropSpareSandbox(): void {
-  clearTimeout(_timer);
-  void _spare?.sb.then((x) => x?.dispose());
-  _spare = undefined;
-}
