@@ -148,13 +148,7 @@ export class WasmSandbox {
   static async prepare(prelude: string, limits: SandboxLimits, hooks: SandboxHooks): Promise<WasmSandbox> {
     const sb = new WasmSandbox(await newQuickJS(limits.memoryMb), limits, hooks);
     try {
-      let result: QuickJSHandle | undefined;
-      sb.#enter(() => {
-        const r = sb.#ctx.evalCode(prelude, PRELUDE_MODULE, { type: "module" });
-        if (r.error) throw new GuestError(sb.#errorData(r.error));
-        result = r.value;
-      });
-      sb.#settle(result!);
+      sb.#evalModule(prelude, PRELUDE_MODULE);
     } catch (e) {
       sb.dispose();
       throw e;
@@ -228,14 +222,19 @@ export class WasmSandbox {
     } catch { /* a trapped instance cannot free itself: dropping it frees its memory */ }
   }
 
-  #load(code: string, filename: string): void {
+  /** Evaluate an ES module under `name`, within the budget, and wait for it (its jobs run). */
+  #evalModule(code: string, name: string): void {
     let result: QuickJSHandle | undefined;
     this.#enter(() => {
-      const r = this.#ctx.evalCode(code, filename, { type: "module" });
+      const r = this.#ctx.evalCode(code, name, { type: "module" });
       if (r.error) throw new GuestError(this.#errorData(r.error));
       result = r.value;
     });
     this.#settle(result!);
+  }
+
+  #load(code: string, filename: string): void {
+    this.#evalModule(code, filename);
     const api = this.#ctx.getProp(this.#ctx.global, "__outpost");
     if (this.#ctx.typeof(api) !== "object") {
       api.dispose();
