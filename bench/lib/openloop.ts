@@ -37,21 +37,10 @@ export interface OpenLoopOptions {
   durable: string;
 }
 
-/** Run the load and collect latencies. */
-export async function openLoop(o: OpenLoopOptions): Promise<LatencyResult> {
-  await o.jsm.consumers.update(o.stream, o.durable, { sample_freq: "100%" });
-  const acks = new Map<number, number>();
-  const sub = o.nc.subscribe(`$JS.EVENT.METRIC.CONSUMER.ACK.${o.stream}.${o.durable}`, {
-    callback: (_e, m) => {
-      const seq = (m.json() as { stream_seq?: number }).stream_seq;
-      if (typeof seq === "number") acks.set(seq, performance.now());
-    },
-  });
-  await o.nc.flush();
+/** The requests of one open-loop run: each due at a fixed time, `done` told its status, body and due time. */
+async function _drive(o: Pick<OpenLoopOptions, "url" | "body" | "contentType" | "rate" | "seconds" | "connections">,
+  done: (status: number | undefined, body: string, at: number) => void): Promise<number> {
   const agent = new Agent({ keepAlive: true, maxSockets: o.connections });
-  const due = new Map<number, number>(); // stream seq → due time
-  const accepted: number[] = []; // due → 202, ms
-  let failed = 0;
   const inFlight: Promise<void>[] = [];
   const total = Math.max(1, Math.round(o.rate * o.seconds));
   const t0 = performance.now() + 50;
@@ -61,16 +50,11 @@ export async function openLoop(o: OpenLoopOptions): Promise<LatencyResult> {
         let s = "";
         r.on("data", (d) => (s += d));
         r.on("end", () => {
-          const seq = r.statusCode === 202 ? (JSON.parse(s) as { results?: { seq: number }[] }).results?.[0]?.seq : undefined;
-          if (seq === undefined) failed++;
-          else {
-            due.set(seq, at);
-            accepted.push(performance.now() - at);
-          }
+          done(r.statusCode, s, at);
           res();
         });
       });
-      req.on("error", () => ((failed += 1), res()));
+      req.on("error", () => (done(undefined, "", at), res()));
       req.end(o.body);
     });
   let i = 0;
@@ -83,13 +67,51 @@ export async function openLoop(o: OpenLoopOptions): Promise<LatencyResult> {
     await new Promise((r) => setTimeout(r, 1));
   }
   await Promise.all(inFlight);
+  agent.destroy();
+  return total;
+}
+
+const _q = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
+
+/**
+ * The latency floor: the same client, rate and connections against a server that only answers 202
+ * (`bench/probes/bare_http.ts`): what the machine's scheduling and the client alone add.
+ */
+export async function openLoopFloor(o: Pick<OpenLoopOptions, "url" | "body" | "contentType" | "rate" | "seconds" | "connections">): Promise<{ p50: number; p99: number; answered: number }> {
+  const lat: number[] = [];
+  await _drive(o, (status, _body, at) => void (status === 202 && lat.push(performance.now() - at)));
+  lat.sort((a, b) => a - b);
+  return { p50: _q(lat, 0.5), p99: _q(lat, 0.99), answered: lat.length };
+}
+
+/** Run the load and collect latencies. */
+export async function openLoop(o: OpenLoopOptions): Promise<LatencyResult> {
+  await o.jsm.consumers.update(o.stream, o.durable, { sample_freq: "100%" });
+  const acks = new Map<number, number>();
+  const sub = o.nc.subscribe(`$JS.EVENT.METRIC.CONSUMER.ACK.${o.stream}.${o.durable}`, {
+    callback: (_e, m) => {
+      const seq = (m.json() as { stream_seq?: number }).stream_seq;
+      if (typeof seq === "number") acks.set(seq, performance.now());
+    },
+  });
+  await o.nc.flush();
+  const due = new Map<number, number>(); // stream seq → due time
+  const accepted: number[] = []; // due → 202, ms
+  let failed = 0;
+  const total = await _drive(o, (status, body, at) => {
+    const seq = status === 202 ? (JSON.parse(body) as { results?: { seq: number }[] }).results?.[0]?.seq : undefined;
+    if (seq === undefined) failed++;
+    else {
+      due.set(seq, at);
+      accepted.push(performance.now() - at);
+    }
+  });
   const until = performance.now() + 10_000;
   while (performance.now() < until && [...due.keys()].some((s) => !acks.has(s))) await new Promise((r) => setTimeout(r, 20));
   sub.unsubscribe();
-  agent.destroy();
   await o.jsm.consumers.update(o.stream, o.durable, { sample_freq: "" }).catch(() => {});
   const lat = [...due].flatMap(([seq, at]) => (acks.has(seq) ? [acks.get(seq)! - at] : [])).sort((a, b) => a - b);
-  const q = (p: number, xs = lat) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
+  const q = (p: number, xs = lat) => _q(xs, p);
   accepted.sort((a, b) => a - b);
   return {
     ratePerSec: o.rate, sent: total, acked: lat.length, failed, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: lat[lat.length - 1] ?? NaN,

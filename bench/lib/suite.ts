@@ -6,7 +6,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import type { Runtime } from "./args.ts";
 import type { TierFigures } from "./wasm_measure.ts";
 import { PARK_HANDLER, PARK_SENML_HANDLER, SINK_CONCURRENCY, sinkHandler } from "./handlers.ts";
-import { openLoop, type LatencyResult } from "./openloop.ts";
+import { openLoop, openLoopFloor, type LatencyResult } from "./openloop.ts";
 import { cborReading, cborSeq, jsonArray, senmlPack } from "./payload.ts";
 import { availableParallelism } from "node:os";
 import { freePort, memoryOf, pin, Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
@@ -55,7 +55,9 @@ export interface RuntimeResult {
   mqtt: { storedPerSec: number; pubackPerSec: number; messages: number; window: number; httpSameHostPerSec: number; ratioToHttp: number };
   /** Single-reading ingest on the host with metrics and on one started `--no-metrics`, A B A B: requests/s each, and their ratios pair by pair. */
   metricsCost: { withMetrics: number[]; without: number[]; ratios: number[]; medianRatio: number };
-  endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult; latencyRuns: number[]; latencyPinning?: string; sustainedPinnedPerSec?: number | null; additivePerSec?: number; ratioAdditive?: number; ratioToIngest?: number };
+  endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult; latencyRuns: number[];
+    /** The same open loop against the bare 202 server, same rate and pinning: the run with the median p99, and each run's p99. */
+    latencyFloor?: { p50: number; p99: number; runs: number[] }; latencyPinning?: string; sustainedPinnedPerSec?: number | null; additivePerSec?: number; ratioAdditive?: number; ratioToIngest?: number };
   isolation: {
     worker: { coldStartMs: { median: number; min: number; max: number }; firstBuildMs?: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
     /** The wasm tier next to the worker tier, from bench/lib/wasm_measure.ts in one process. */
@@ -212,6 +214,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const cpus = availableParallelism();
       const pinned = cpus >= 2 && (await pin([process.pid], "1")) && (await pin([host.pid, nats.pid], "0"));
       const runs: LatencyResult[] = [];
+      const floorRuns: { p50: number; p99: number }[] = [];
       let sustainedPinned: number | null = null;
       try {
         if (pinned) {
@@ -231,6 +234,19 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) {
           runs.push(await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate,
             seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" }));
+        }
+        // The floor: the same client and rate against the bare 202 server, on the same CPU (the
+        // host and nats-server idle beside it): what scheduling and the client add by themselves.
+        say(`${rt}: latency floor, the same open loop against a bare HTTP 202`);
+        const bare = procs.spawn(`bare-floor-${rt}`, tsCommand(rt, join(ROOT, "bench/probes/bare_http.ts")));
+        try {
+          const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(bare.output()), 30_000, "bare server"))[1];
+          if (pinned) await pin([bare.pid], "0");
+          for (let i = 0; i < runs.length; i++) {
+            floorRuns.push(await openLoopFloor({ url: `http://127.0.0.1:${port}/`, body: cborReading(), contentType: "application/cbor", rate, seconds: plan.latencySeconds, connections: c }));
+          }
+        } finally {
+          await bare.stop();
         }
       } finally {
         if (cpus >= 2) await pin([process.pid, host.pid, nats.pid], `0-${cpus - 1}`);
@@ -271,6 +287,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
           drainPerSec: backlog > 0 ? backlog / drainSec : null,
           latency,
           latencyRuns: runs.map((x) => x.p99),
+          ...(floorRuns.length ? { latencyFloor: { ...[...floorRuns].sort((a, b) => a.p99 - b.p99)[Math.floor(floorRuns.length / 2)]!, runs: floorRuns.map((x) => x.p99) } } : {}),
           latencyPinning,
           sustainedPinnedPerSec: sustainedPinned,
         },

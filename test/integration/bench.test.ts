@@ -53,6 +53,8 @@ test("bench --quick writes a results file and a chart with every section measure
       ["endToEnd.latency.p50", node.endToEnd.latency.p50],
       ["endToEnd.latency.p99", node.endToEnd.latency.p99],
       ["endToEnd.latency.p999", node.endToEnd.latency.p999],
+      ["endToEnd.latency.acceptedP99", node.endToEnd.latency.acceptedP99],
+      ["endToEnd.latencyFloor.p99", node.endToEnd.latencyFloor?.p99],
       ["isolation.worker.coldStartMs.median", node.isolation.worker.coldStartMs.median],
       ["isolation.worker.overheadUs", node.isolation.worker.overheadUs],
       ["footprint.hostRssIdleMb", node.footprint.hostRssIdleMb],
@@ -66,6 +68,7 @@ test("bench --quick writes a results file and a chart with every section measure
     for (const [name, v] of numbers) assert.ok(typeof v === "number" && Number.isFinite(v) && (v > 0 || name.endsWith("overheadUs")), `${name} is ${v}`);
     for (const [k, v] of [
       ["isolation.tiers.wasm.coldStartMs", node.isolation.tiers.wasm.coldStartMs],
+      ["isolation.tiers.wasm.coldStartBackToBackMs", node.isolation.tiers.wasm.coldStartBackToBackMs],
       ["isolation.tiers.wasm.perMessageUs", node.isolation.tiers.wasm.perMessageUs],
       ["isolation.tiers.wasm.rssPerIsolateBytes", node.isolation.tiers.wasm.rssPerIsolateBytes],
       ["isolation.dropIn.coldStartMs.median", node.isolation.dropIn.coldStartMs.median],
