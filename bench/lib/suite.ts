@@ -111,9 +111,8 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         if (p.publishPerSec > pub.publishPerSec) pub = p;
       }
       say(`${rt}: bare HTTP ceiling`);
-      const bare = procs.spawn(`bare-${rt}`, tsCommand(rt, join(ROOT, "bench/probes/bare_http.ts")));
-      const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(bare.output()), 30_000, "bare server"))[1];
-      const http = await runWrk({ url: `http://127.0.0.1:${port}/`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
+      const bare = await _bareHttp(procs, rt, "bare");
+      const http = await runWrk({ url: bare.url, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
       await bare.stop();
       const ceilingSingle = Math.min(pub.publishPerSec, http.requestsPerSec);
       // Each single reading costs one HTTP request and one publish, one after the other.
@@ -193,19 +192,24 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         const v = (await (await fetch(`${host.url}/v1/handlers`, { headers: host.auth })).json()) as { handlers: { name: string; counts: { acked: number } }[] };
         return v.handlers.find((h) => h.name === "sink")?.counts.acked ?? 0;
       };
-      const a0 = await acked();
-      const s0 = await lastSeq();
-      const w = await runWrk({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
-      const a1 = await acked();
-      const ingested = (await lastSeq()) - s0;
-      const backlog = (await jsm.consumers.info("INGEST", "outpost-sink")).num_pending;
-      const t = performance.now();
-      await waitFor(async () => {
+      // wrk on the sink: what was stored and what was acked meanwhile; then the backlog drains.
+      const sinkLoad = async (cpus?: string) => {
+        const a0 = await acked();
+        const s0 = await lastSeq();
+        const w = await runWrk({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir, cpus });
+        const a1 = await acked();
+        return { w, acked: a1 - a0, ingested: (await lastSeq()) - s0 };
+      };
+      const sinkDrained = (what: string) => waitFor(async () => {
         const i = await jsm.consumers.info("INGEST", "outpost-sink");
         return i.num_pending === 0 && i.num_ack_pending === 0;
-      }, 120_000, "the sink backlog to drain");
+      }, 120_000, what);
+      const { w, acked: ackedDuring, ingested } = await sinkLoad();
+      const backlog = (await jsm.consumers.info("INGEST", "outpost-sink")).num_pending;
+      const t = performance.now();
+      await sinkDrained("the sink backlog to drain");
       const drainSec = (performance.now() - t) / 1_000;
-      const sustained = Math.min(ingested, a1 - a0) / w.seconds;
+      const sustained = Math.min(ingested, ackedDuring) / w.seconds;
       // Latency: the client (this process, and wrk before it) gets CPU 1 to itself; the host, its
       // handler process and nats-server share CPU 0. "Half the sustained rate" is half of what the
       // system sustains on that one CPU (measured first, with wrk on CPU 1): half of the two-CPU
@@ -219,15 +223,9 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       try {
         if (pinned) {
           say(`${rt}: end to end, sustained with the system on CPU 0 and wrk on CPU 1`);
-          const b0 = await acked();
-          const q0 = await lastSeq();
-          const wp = await runWrk({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir, cpus: "1" });
-          const b1 = await acked();
-          sustainedPinned = Math.min((await lastSeq()) - q0, b1 - b0) / wp.seconds;
-          await waitFor(async () => {
-            const i = await jsm.consumers.info("INGEST", "outpost-sink");
-            return i.num_pending === 0 && i.num_ack_pending === 0;
-          }, 120_000, "the sink backlog to drain (pinned)");
+          const p = await sinkLoad("1");
+          sustainedPinned = Math.min(p.ingested, p.acked) / p.w.seconds;
+          await sinkDrained("the sink backlog to drain (pinned)");
         }
         const rate = Math.max(10, (sustainedPinned ?? sustained) / 2);
         say(`${rt}: end to end latency at ${Math.round(rate)} readings/s (open loop)`);
@@ -238,15 +236,14 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         // The floor: the same client and rate against the bare 202 server, on the same CPU (the
         // host and nats-server idle beside it): what scheduling and the client add by themselves.
         say(`${rt}: latency floor, the same open loop against a bare HTTP 202`);
-        const bare = procs.spawn(`bare-floor-${rt}`, tsCommand(rt, join(ROOT, "bench/probes/bare_http.ts")));
+        const floor = await _bareHttp(procs, rt, "bare-floor");
         try {
-          const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(bare.output()), 30_000, "bare server"))[1];
-          if (pinned) await pin([bare.pid], "0");
+          if (pinned) await pin([floor.pid], "0");
           for (let i = 0; i < runs.length; i++) {
-            floorRuns.push(await openLoopFloor({ url: `http://127.0.0.1:${port}/`, body: cborReading(), contentType: "application/cbor", rate, seconds: plan.latencySeconds, connections: c }));
+            floorRuns.push(await openLoopFloor({ url: floor.url, body: cborReading(), contentType: "application/cbor", rate, seconds: plan.latencySeconds, connections: c }));
           }
         } finally {
-          await bare.stop();
+          await floor.stop();
         }
       } finally {
         if (cpus >= 2) await pin([process.pid, host.pid, nats.pid], `0-${cpus - 1}`);
@@ -254,7 +251,9 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const latencyPinning = pinned
         ? `client on CPU 1; host, its handler process and nats-server on CPU 0, which sustain ${Math.round(sustainedPinned!)} readings/s so (wrk on CPU 1)`
         : "not pinned (taskset missing, refused, or one CPU)";
-      const latency = [...runs].sort((a, b) => a.p99 - b.p99)[Math.floor(runs.length / 2)]!;
+      const latency = _medianP99(runs);
+      // Each reading end to end costs one HTTP request and one publish-consume-ack: the two add.
+      const additiveE2e = 1 / (1 / http.requestsPerSec + 1 / pubsub.consumedPerSec);
 
       say(`${rt}: isolation (cold start, per-message overhead)`);
       const iso = await runProbe<{ coldStartMs: { median: number; min: number; max: number }; firstBuildMs: { median: number; min: number; max: number }; perMessage: { workerUs: number; inProcessUs: number; overheadUs: number; workerPerSec: number; inProcessPerSec: number } }>(
@@ -279,15 +278,14 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
           sustainedPerSec: sustained,
           ingestPerSec: ingested / w.seconds,
           ratio: sustained / pubsub.consumedPerSec,
-          // Each reading end to end costs one HTTP request and one publish-consume-ack: the two add.
-          additivePerSec: 1 / (1 / http.requestsPerSec + 1 / pubsub.consumedPerSec),
-          ratioAdditive: sustained / (1 / (1 / http.requestsPerSec + 1 / pubsub.consumedPerSec)),
+          additivePerSec: additiveE2e,
+          ratioAdditive: sustained / additiveE2e,
           ratioToIngest: sustained / single.readingsPerSec,
           backlogAtEnd: backlog,
           drainPerSec: backlog > 0 ? backlog / drainSec : null,
           latency,
           latencyRuns: runs.map((x) => x.p99),
-          ...(floorRuns.length ? { latencyFloor: { ...[...floorRuns].sort((a, b) => a.p99 - b.p99)[Math.floor(floorRuns.length / 2)]!, runs: floorRuns.map((x) => x.p99) } } : {}),
+          ...(floorRuns.length ? { latencyFloor: { ..._medianP99(floorRuns), runs: floorRuns.map((x) => x.p99) } } : {}),
           latencyPinning,
           sustainedPinnedPerSec: sustainedPinned,
         },
@@ -340,4 +338,16 @@ async function bareRuntimeRss(procs: Procs, rt: Runtime, settleMs: number): Prom
   const rss = await rssBytes(p.pid);
   await p.stop();
   return rss;
+}
+
+/** The bare HTTP 202 server (`bench/probes/bare_http.ts`) on this runtime, listening. */
+async function _bareHttp(procs: Procs, rt: Runtime, name: string): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+  const p = procs.spawn(`${name}-${rt}`, tsCommand(rt, join(ROOT, "bench/probes/bare_http.ts")));
+  const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(p.output()), 30_000, "bare server"))[1];
+  return { url: `http://127.0.0.1:${port}/`, pid: p.pid, stop: () => p.stop() };
+}
+
+/** Of several open-loop runs, the one with the median p99. */
+function _medianP99<T extends { p99: number }>(runs: T[]): T {
+  return [...runs].sort((a, b) => a.p99 - b.p99)[Math.floor(runs.length / 2)]!;
 }

@@ -5,11 +5,12 @@
  * the kept result without running esbuild (about two thirds of a worker's cold start).
  * @module
  */
-import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sha256Hex } from "../util/hash.ts";
 import type { BuiltHandler } from "./bundle.ts";
+import { writeWhole } from "./handler_files.ts";
 
 interface _Input {
   path: string;
@@ -86,8 +87,6 @@ export async function keepBuild(outDir: string, identity: string, file: string, 
     };
     const path = await _index(outDir, identity, file);
     await mkdir(join(outDir, "cache"), { recursive: true });
-    const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}`;
-    await writeFile(tmp, JSON.stringify(entry));
-    await rename(tmp, path);
+    await writeWhole(path, JSON.stringify(entry));
   } catch { /* the next build runs esbuild again */ }
 }

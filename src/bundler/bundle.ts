@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
@@ -6,7 +6,7 @@ import { HandlerLoadError } from "../errors.ts";
 import { directValibotImport } from "./sdk_imports.ts";
 import { buildEmbedded, buildEmbeddedValidator } from "./embedded_build.ts";
 import { EMBEDDED } from "./embedded.ts";
-import { mentionsWasm, ownInputs, writeBundles } from "./handler_files.ts";
+import { mentionsWasm, ownInputs, writeBundles, writeWhole } from "./handler_files.ts";
 import { packageRoot } from "../util/package_root.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { VERSION } from "../version.ts";
@@ -173,9 +173,7 @@ function _sourcePrelude(root: string, outDir: string): Promise<string> {
       const code = r.outputFiles[0]!.contents;
       const path = join(outDir, `prelude-${(await sha256Hex(code)).slice(0, 12)}.mjs`);
       await mkdir(outDir, { recursive: true });
-      const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}`;
-      await writeFile(tmp, code);
-      await rename(tmp, path);
+      await writeWhole(path, code);
       return path;
     })();
     p.catch(() => _preludes.delete(outDir));

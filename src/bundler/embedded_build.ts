@@ -1,5 +1,5 @@
 import { BUILD_LAYOUT, cachedBuild, fileInputs, keepBuild } from "./build_cache.ts";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type * as Esbuild from "esbuild";
@@ -7,7 +7,7 @@ import { HandlerLoadError } from "../errors.ts";
 import type { BuiltHandler } from "./bundle.ts";
 import type { EmbeddedSdk } from "./embedded.ts";
 import type { GuestModules } from "../sandbox/quickjs/sandbox.ts";
-import { mentionsWasm as mentionsWasmIn, ownInputs, writeBundles } from "./handler_files.ts";
+import { mentionsWasm as mentionsWasmIn, ownInputs, writeBundles, writeWhole } from "./handler_files.ts";
 import { directValibotImport } from "./sdk_imports.ts";
 import { guestPartEntry, guestPartPlugin, partLinks } from "./guest_split.ts";
 
@@ -192,10 +192,7 @@ function _writeSdk(sdk: EmbeddedSdk, outDir: string): Promise<string> {
       const dir = join(outDir, `sdk-${(await _sha256(sdk.sdk + sdk.valibot + sdk.isolate + sdk.validator + sdk.guest + sdk.prelude)).slice(0, 12)}`);
       await mkdir(dir, { recursive: true });
       for (const k of ["sdk", "valibot", "isolate", "validator", "guest", "prelude"] as const) {
-        const path = join(dir, `${k}.mjs`);
-        const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}`;
-        await writeFile(tmp, sdk[k]);
-        await rename(tmp, path);
+        await writeWhole(join(dir, `${k}.mjs`), sdk[k]);
       }
       return dir;
     })();

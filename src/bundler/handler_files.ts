@@ -1,4 +1,4 @@
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { extname, join, resolve } from "node:path";
 
 /**
@@ -21,6 +21,13 @@ export function isHandlerFile(f: string): boolean {
 export function ownInputs(inputs: string[], root?: string): string[] {
   return inputs.filter((i) => !i.includes(":")).map((i) => resolve(i))
     .filter((p) => !(root && p.startsWith(join(root, "src"))) && !p.includes("/node_modules/"));
+}
+
+/** Write a file whole: to a temporary name beside it, then renamed (a reader never sees half of it). */
+export async function writeWhole(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
 }
 
 /**

@@ -21,7 +21,7 @@ class PermanentBatchError extends HandlerError {
   }
 }
 import { RawWasmIsolate } from "./raw_wasm/isolate.ts";
-import { WasmIsolate } from "./quickjs/isolate.ts";
+import { WasmIsolate, type WasmIsolateOptions } from "./quickjs/isolate.ts";
 import { WorkerIsolate } from "./worker/isolate.ts";
 
 /**
@@ -35,14 +35,19 @@ export function selectIsolate(built: BuiltHandler, known: HandlerInfo | undefine
   if (built.kind === "wasm-module") return new RawWasmIsolate(opts);
   // The operator's --isolation wasm: never evaluated in V8, whatever the definition says.
   if (forceWasm) {
-    return new WasmIsolate({ ...opts, memoryMb: known?.memoryMb, guestUrl: built.guestUrl, guestModules: built.guestModules, guestSplit: built.guestSplit, stackKb: known?.stackKb, cpuMs: known?.cpuMs, force: true });
+    return new WasmIsolate({ ...opts, ..._guest(built), memoryMb: known?.memoryMb, stackKb: known?.stackKb, cpuMs: known?.cpuMs, force: true });
   }
   if (known?.isolation === "wasm") {
-    return new WasmIsolate({ ...opts, guestUrl: built.guestUrl, guestModules: built.guestModules, guestSplit: built.guestSplit, stackKb: known.stackKb, cpuMs: known.cpuMs });
+    return new WasmIsolate({ ...opts, ..._guest(built), stackKb: known.stackKb, cpuMs: known.cpuMs });
   }
   // A handler whose own code never says "wasm" cannot ask for the wasm tier: skip the probe.
   if (known || built.mentionsWasm === false) return new WorkerIsolate(opts);
   return new TierProbe(built, opts);
+}
+
+/** What a wasm-tier sandbox loads of a handler's build: the whole guest, its part and prelude, or its modules. */
+function _guest(built: BuiltHandler): Pick<WasmIsolateOptions, "guestUrl" | "guestModules" | "guestSplit"> {
+  return { guestUrl: built.guestUrl, guestModules: built.guestModules, guestSplit: built.guestSplit };
 }
 
 /** Whether a handler's sandbox code names the wasm tier (a literal `isolation: "wasm"`). */
@@ -81,7 +86,7 @@ class TierProbe implements Isolate {
 
   async start(): Promise<HandlerInfo> {
     // Limits unknown yet: the sandbox starts with the wasm tier's defaults.
-    const wasm = new WasmIsolate({ ...this.#opts, memoryMb: undefined, guestUrl: this.#built.guestUrl, guestModules: this.#built.guestModules, guestSplit: this.#built.guestSplit });
+    const wasm = new WasmIsolate({ ...this.#opts, ..._guest(this.#built), memoryMb: undefined });
     try {
       const info = await wasm.start();
       if (info.isolation === "wasm") {

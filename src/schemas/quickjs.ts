@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { encodeCbor } from "../codec/cbor.ts";
 import { WASM_DEFAULTS } from "../sdk/definition.ts";
 import type { ReadingIssue } from "../sandbox/protocol.ts";
-import { GuestError, WasmSandbox, type SandboxHooks, type SandboxLimits } from "../sandbox/quickjs/sandbox.ts";
+import { GuestError, WASM_LOAD_CPU_MS, WasmSandbox, type SandboxHooks, type SandboxLimits } from "../sandbox/quickjs/sandbox.ts";
 
 /** A wasm-tier schema did not answer (CPU budget, trap, out of memory); ingest answers 503. */
 export class WasmSchemaUnavailableError extends Error {
@@ -15,7 +15,6 @@ export class WasmSchemaError extends Error {
   override name = "SchemaError";
 }
 
-const _LOAD_CPU_MS = 2_000;
 
 type _Entry = { code: string; limits: SandboxLimits & { cpuMs: number }; sb: WasmSandbox | undefined };
 
@@ -93,7 +92,7 @@ export class WasmSchemas {
       log: () => {},
       settle: () => {},
       // Module evaluation gets the load budget of the handler's own sandbox; each validation gets cpuMs.
-      budgetMs: () => (loading ? Math.max(e.limits.cpuMs, _LOAD_CPU_MS) : e.limits.cpuMs),
+      budgetMs: () => (loading ? Math.max(e.limits.cpuMs, WASM_LOAD_CPU_MS) : e.limits.cpuMs),
       charge: () => {},
       fatal: () => {},
     };

@@ -1,12 +1,11 @@
 import { readFile } from "node:fs/promises";
-import { env } from "../../runtime/process.ts";
 import { fileURLToPath } from "node:url";
 import { HandlerLoadError, HandlerTimeoutError, IsolateCrashedError, type ErrorData } from "../../errors.ts";
 import { DEFAULTS, WASM_DEFAULTS, type HandlerInfo } from "../../sdk/definition.ts";
 import { HandlerError, type Invocation, type Isolate, type IsolateOptions } from "../isolate.ts";
 import { OutputBudget, OutputLimitError, type Verdict } from "../budget.ts";
 import { keepSpare, preparedSandbox } from "./spare.ts";
-import { GuestError, SandboxInterruptedError, SandboxTrapError, WasmSandbox, type GuestModules, type SandboxHooks } from "./sandbox.ts";
+import { GuestError, SandboxInterruptedError, SandboxTrapError, WASM_LOAD_CPU_MS, WasmSandbox, type GuestModules, type SandboxHooks } from "./sandbox.ts";
 
 /** Options of {@link WasmIsolate}. */
 export interface WasmIsolateOptions extends IsolateOptions {
@@ -34,9 +33,6 @@ type _Pending = {
 
 // As in the worker tier: time a handler gets after its signal aborted before the sandbox is replaced.
 const _GRACE_MS = 100;
-// CPU a module may spend at load (module-level code and the definition's checks).
-// OUTPOST_WASM_LOAD_MS raises it for slow machines (an emulated or a small ARM board).
-const _LOAD_CPU_MS = Number(env().OUTPOST_WASM_LOAD_MS) > 0 ? Number(env().OUTPOST_WASM_LOAD_MS) : 2_000;
 
 /**
  * A handler running in a wasm-tier sandbox: QuickJS compiled to WebAssembly, in its own linear
@@ -114,14 +110,19 @@ export class WasmIsolate implements Isolate {
     this.#cpuMs = info.cpuMs ?? this.#cpuMs;
     this.info = info;
     this.#ready = true;
-    const split = this.#opts.guestModules ? undefined : this.#opts.guestSplit;
+    const split = this.#split;
     if (split && info.isolation === "wasm") keepSpare(split.prelude, info.memoryMb);
     return info;
   }
 
+  /** The guest as prelude + part, when built so (a guest loaded through `guestModules` never is). */
+  get #split(): { part: string; prelude: string } | undefined {
+    return this.#opts.guestModules ? undefined : this.#opts.guestSplit;
+  }
+
   async #create(memoryMb: number, stackKb: number): Promise<HandlerInfo> {
     const name = this.#opts.name;
-    const split = this.#opts.guestModules ? undefined : this.#opts.guestSplit;
+    const split = this.#split;
     try {
       if (split) {
         // Prepared ahead (spare.ts): only the handler's own part is evaluated here.
@@ -140,7 +141,7 @@ export class WasmIsolate implements Isolate {
       this.#sb?.dispose();
       this.#dead = true;
       const why = e instanceof GuestError ? e.message : e instanceof SandboxInterruptedError
-        ? `its module ran longer than ${_LOAD_CPU_MS} ms of CPU`
+        ? `its module ran longer than ${WASM_LOAD_CPU_MS} ms of CPU`
         : `${(e as Error).name}: ${(e as Error).message}`;
       throw new HandlerLoadError(`Handler ${name} failed to load: ${why}`, { cause: e });
     }
@@ -211,7 +212,7 @@ export class WasmIsolate implements Isolate {
         this.#settle(id, new HandlerError(data, e.permanent === true));
       },
       budgetMs: () => {
-        if (!this.#ready) return _LOAD_CPU_MS;
+        if (!this.#ready) return WASM_LOAD_CPU_MS;
         let left = this.#cpuMs;
         for (const p of this.#pending.values()) left = Math.min(left, p.cpuLeft);
         return left;

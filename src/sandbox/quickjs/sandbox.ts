@@ -12,6 +12,14 @@ import type { QuickJSContext, QuickJSHandle, QuickJSRuntime } from "quickjs-emsc
 import type { ErrorData } from "../../errors.ts";
 import { newQuickJS, type QuickJSInstance } from "./engine.ts";
 import { PRELUDE_MODULE } from "../../bundler/guest_split.ts";
+import { env } from "../../runtime/process.ts";
+
+/**
+ * CPU a module may spend at load in a sandbox (module-level code and the definition's checks):
+ * the handler's, the schema sandbox's and the prelude of a spare. OUTPOST_WASM_LOAD_MS raises it
+ * for slow machines (an emulated or a small ARM board).
+ */
+export const WASM_LOAD_CPU_MS = Number(env().OUTPOST_WASM_LOAD_MS) > 0 ? Number(env().OUTPOST_WASM_LOAD_MS) : 2_000;
 
 /** The sandbox used up the CPU budget of the current entry; it is no longer usable. */
 export class SandboxInterruptedError extends Error {
@@ -104,10 +112,9 @@ export class WasmSandbox {
 
   private constructor(inst: QuickJSInstance, limits: SandboxLimits, hooks: SandboxHooks) {
     this.#inst = inst;
-    this.#hooks = hooks;
     this.#rt = inst.qjs.newRuntime();
-    this.#rt.setMemoryLimit(limits.memoryMb * 1_048_576);
-    this.#rt.setMaxStackSize(limits.stackKb * 1_024);
+    this.#hooks = hooks;
+    this.adopt(hooks, limits);
     this.#rt.setInterruptHandler(() => {
       if (performance.now() <= this.#deadline) return false;
       if (!this.#interrupted) {
@@ -127,16 +134,11 @@ export class WasmSandbox {
    * Create a sandbox and evaluate `code` (an ES module with no imports) in it.
    * @throws GuestError when the code throws while loading; SandboxInterruptedError / SandboxTrapError
    */
-  static async create(code: string, filename: string, limits: SandboxLimits, hooks: SandboxHooks, modules?: GuestModules): Promise<WasmSandbox> {
-    const sb = new WasmSandbox(await newQuickJS(limits.memoryMb), limits, hooks);
-    if (modules) sb.#rt.setModuleLoader((name) => _loadModule(modules, name), (base, req) => _resolveModule(modules, base, req));
-    try {
+  static create(code: string, filename: string, limits: SandboxLimits, hooks: SandboxHooks, modules?: GuestModules): Promise<WasmSandbox> {
+    return WasmSandbox.#made(limits, hooks, (sb) => {
+      if (modules) sb.#rt.setModuleLoader((name) => _loadModule(modules, name), (base, req) => _resolveModule(modules, base, req));
       sb.#load(code, filename);
-    } catch (e) {
-      sb.dispose();
-      throw e;
-    }
-    return sb;
+    });
   }
 
   /**
@@ -145,10 +147,15 @@ export class WasmSandbox {
    * later ({@link adopt}, {@link loadPart}). Until adopted it reports to `hooks` (logs go nowhere).
    * @throws GuestError, SandboxInterruptedError, SandboxTrapError when the prelude does not evaluate
    */
-  static async prepare(prelude: string, limits: SandboxLimits, hooks: SandboxHooks): Promise<WasmSandbox> {
+  static prepare(prelude: string, limits: SandboxLimits, hooks: SandboxHooks): Promise<WasmSandbox> {
+    return WasmSandbox.#made(limits, hooks, (sb) => sb.#evalModule(prelude, PRELUDE_MODULE));
+  }
+
+  /** A new sandbox that `fill` loads code into; disposed when that throws. */
+  static async #made(limits: SandboxLimits, hooks: SandboxHooks, fill: (sb: WasmSandbox) => void): Promise<WasmSandbox> {
     const sb = new WasmSandbox(await newQuickJS(limits.memoryMb), limits, hooks);
     try {
-      sb.#evalModule(prelude, PRELUDE_MODULE);
+      fill(sb);
     } catch (e) {
       sb.dispose();
       throw e;

@@ -10,18 +10,16 @@
  */
 import { readFile } from "node:fs/promises";
 import { WASM_DEFAULTS } from "../../sdk/definition.ts";
-import { WasmSandbox, type SandboxHooks, type SandboxLimits } from "./sandbox.ts";
+import { WASM_LOAD_CPU_MS, WasmSandbox, type SandboxHooks, type SandboxLimits } from "./sandbox.ts";
 
 /** Delay after a start before the next spare is made. */
 const _REFILL_MS = 250;
-// The prelude is the SDK's own code: it gets the load budget of a module.
-const _LOAD_CPU_MS = 2_000;
 
 const _idle: SandboxHooks = {
   call: () => Promise.reject(new Error("a spare sandbox has no owner yet")),
   log: () => {},
   settle: () => {},
-  budgetMs: () => _LOAD_CPU_MS,
+  budgetMs: () => WASM_LOAD_CPU_MS, // the prelude gets a module's load budget
   charge: () => {},
   fatal: () => {},
 };
