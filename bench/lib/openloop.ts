@@ -74,14 +74,15 @@ async function _drive(o: Pick<OpenLoopOptions, "url" | "body" | "contentType" | 
 const _q = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
 
 /**
- * The latency floor: the same client, rate and connections against a server that only answers 202
- * (`bench/probes/bare_http.ts`): what the machine's scheduling and the client alone add.
+ * Due time to 202 of a server other than Outpost under the same client, rate and connections: the
+ * bare HTTP 202 (`bench/probes/bare_http.ts`, the latency floor: what the machine's scheduling and
+ * the client alone add) and the minimal relay.
  */
-export async function openLoopFloor(o: Pick<OpenLoopOptions, "url" | "body" | "contentType" | "rate" | "seconds" | "connections">): Promise<{ p50: number; p99: number; answered: number }> {
+export async function openLoopFloor(o: Pick<OpenLoopOptions, "url" | "body" | "contentType" | "rate" | "seconds" | "connections">): Promise<{ p50: number; p99: number; answered: number; sent: number }> {
   const lat: number[] = [];
-  await _drive(o, (status, _body, at) => void (status === 202 && lat.push(performance.now() - at)));
+  const sent = await _drive(o, (status, _body, at) => void (status === 202 && lat.push(performance.now() - at)));
   lat.sort((a, b) => a - b);
-  return { p50: _q(lat, 0.5), p99: _q(lat, 0.99), answered: lat.length };
+  return { p50: _q(lat, 0.5), p99: _q(lat, 0.99), answered: lat.length, sent };
 }
 
 /** Run the load and collect latencies. */

@@ -9,7 +9,7 @@ import { PARK_HANDLER, PARK_SENML_HANDLER, SINK_CONCURRENCY, sinkHandler } from 
 import { openLoop, openLoopFloor, type LatencyResult } from "./openloop.ts";
 import { cborReading, cborSeq, jsonArray, senmlPack } from "./payload.ts";
 import { availableParallelism } from "node:os";
-import { freePort, memoryOf, pin, Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
+import { cpuMs, freePort, memoryOf, pin, Procs, ROOT, rssBytes, runProbe, sleep, startHost, startNats, tsCommand, waitFor } from "./procs.ts";
 import { runWrk, type WrkResult } from "./wrk.ts";
 import { writeFile } from "node:fs/promises";
 
@@ -57,7 +57,7 @@ export interface RuntimeResult {
   metricsCost: { withMetrics: number[]; without: number[]; ratios: number[]; medianRatio: number };
   endToEnd: { sustainedPerSec: number; ingestPerSec: number; ratio: number; backlogAtEnd: number; drainPerSec: number | null; latency: LatencyResult; latencyRuns: number[];
     /** The same open loop against the bare 202 server, same rate and pinning: the run with the median p99, and each run's p99. */
-    latencyFloor?: { p50: number; p99: number; runs: number[] }; latencyPinning?: string; sustainedPinnedPerSec?: number | null; additivePerSec?: number; ratioAdditive?: number; ratioToIngest?: number };
+    latencyFloor?: { p50: number; p99: number; runs: number[]; cpu?: LatencyCpu | undefined }; latencyRelay?: { p50: number; p99: number; runs: number[]; cpu?: LatencyCpu | undefined }; latencyCpu?: LatencyCpu | undefined; latencyHalfCpu?: LatencyResult & { runs: number[]; cpu?: LatencyCpu | undefined }; latencyPinning?: string; sustainedPinnedPerSec?: number | null; additivePerSec?: number; ratioAdditive?: number; ratioToIngest?: number };
   isolation: {
     worker: { coldStartMs: { median: number; min: number; max: number }; firstBuildMs?: { median: number; min: number; max: number }; perMessageUs: number; inProcessUs: number; overheadUs: number; perSec: number; inProcessPerSec: number };
     /** The wasm tier next to the worker tier, from bench/lib/wasm_measure.ts in one process. */
@@ -218,7 +218,10 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const cpus = availableParallelism();
       const pinned = cpus >= 2 && (await pin([process.pid], "1")) && (await pin([host.pid, nats.pid], "0"));
       const runs: LatencyResult[] = [];
-      const floorRuns: { p50: number; p99: number }[] = [];
+      const floorRuns: (Awaited<ReturnType<typeof openLoopFloor>> & { cpu: LatencyCpu | undefined })[] = [];
+      const relayRuns: typeof floorRuns = [];
+      const cpuRuns: (LatencyCpu | undefined)[] = [];
+      const halfRuns: (LatencyResult & { cpu: LatencyCpu | undefined })[] = [];
       let sustainedPinned: number | null = null;
       try {
         if (pinned) {
@@ -230,8 +233,25 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         const rate = Math.max(10, (sustainedPinned ?? sustained) / 2);
         say(`${rt}: end to end latency at ${Math.round(rate)} readings/s (open loop)`);
         for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) {
-          runs.push(await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate,
-            seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" }));
+          const c0 = await _cpuOf(host.pid, nats.pid);
+          const r = await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate,
+            seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" });
+          runs.push(r);
+          cpuRuns.push(_perReading(c0, await _cpuOf(host.pid, nats.pid), r.sent, rate));
+        }
+        // Half the closed-loop rate is not half the CPU: one reading per loop turn costs more than
+        // a reading among 64 in flight. So again at the rate that, by the CPU per reading just
+        // measured, keeps the one CPU half busy.
+        const perReading = _meanCpu(cpuRuns);
+        if (perReading) {
+          const halfRate = Math.max(10, 0.5e6 / (perReading.mainUs + perReading.childrenUs + perReading.natsUs));
+          say(`${rt}: end to end latency at ${Math.round(halfRate)} readings/s, the one CPU half busy (open loop)`);
+          for (let i = 0; i < runs.length; i++) {
+            const c0 = await _cpuOf(host.pid, nats.pid);
+            const r = await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate: halfRate,
+              seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" });
+            halfRuns.push({ ...r, cpu: _perReading(c0, await _cpuOf(host.pid, nats.pid), r.sent, halfRate) });
+          }
         }
         // The floor: the same client and rate against the bare 202 server, on the same CPU (the
         // host and nats-server idle beside it): what scheduling and the client add by themselves.
@@ -240,10 +260,28 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         try {
           if (pinned) await pin([floor.pid], "0");
           for (let i = 0; i < runs.length; i++) {
-            floorRuns.push(await openLoopFloor({ url: floor.url, body: cborReading(), contentType: "application/cbor", rate, seconds: plan.latencySeconds, connections: c }));
+            const c0 = await _cpuOf(floor.pid);
+            const f = await openLoopFloor({ url: floor.url, body: cborReading(), contentType: "application/cbor", rate, seconds: plan.latencySeconds, connections: c });
+            floorRuns.push({ ...f, cpu: _perReading(c0, await _cpuOf(floor.pid), f.sent, rate) });
           }
         } finally {
           await floor.stop();
+        }
+        // The minimal relay at the same rate and on the same CPU: a peer that stores each reading
+        // and does nothing else (no validation, no handler), due time to its 202.
+        say(`${rt}: the minimal relay under the same open loop`);
+        const relayAt = procs.spawn(`relay-latency-${rt}`, [...tsCommand(rt, join(ROOT, "bench/probes/relay.ts")), JSON.stringify({ url: nats.url, subject: "ingest.park" })]);
+        try {
+          const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(relayAt.output()), 30_000, "the relay"))[1];
+          if (pinned) await pin([relayAt.pid], "0");
+          for (let i = 0; i < runs.length; i++) {
+            await jsm.streams.purge("INGEST", { filter: "ingest.park" });
+            const c0 = await _cpuOf(relayAt.pid, nats.pid);
+            const f = await openLoopFloor({ url: `http://127.0.0.1:${port}/`, body: cborReading(), contentType: "application/cbor", rate, seconds: plan.latencySeconds, connections: c });
+            relayRuns.push({ ...f, cpu: _perReading(c0, await _cpuOf(relayAt.pid, nats.pid), f.sent, rate) });
+          }
+        } finally {
+          await relayAt.stop();
         }
       } finally {
         if (cpus >= 2) await pin([process.pid, host.pid, nats.pid], `0-${cpus - 1}`);
@@ -285,7 +323,10 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
           drainPerSec: backlog > 0 ? backlog / drainSec : null,
           latency,
           latencyRuns: runs.map((x) => x.p99),
-          ...(floorRuns.length ? { latencyFloor: { ..._medianP99(floorRuns), runs: floorRuns.map((x) => x.p99) } } : {}),
+          latencyCpu: _meanCpu(cpuRuns),
+          ...(halfRuns.length ? { latencyHalfCpu: { ..._medianP99(halfRuns), runs: halfRuns.map((x) => x.p99), cpu: _meanCpu(halfRuns.map((x) => x.cpu)) } } : {}),
+          ...(floorRuns.length ? { latencyFloor: { ..._medianP99(floorRuns), runs: floorRuns.map((x) => x.p99), cpu: _meanCpu(floorRuns.map((x) => x.cpu)) } } : {}),
+          ...(relayRuns.length ? { latencyRelay: { ..._medianP99(relayRuns), runs: relayRuns.map((x) => x.p99), cpu: _meanCpu(relayRuns.map((x) => x.cpu)) } } : {}),
           latencyPinning,
           sustainedPinnedPerSec: sustainedPinned,
         },
@@ -345,6 +386,36 @@ async function _bareHttp(procs: Procs, rt: Runtime, name: string): Promise<{ url
   const p = procs.spawn(`${name}-${rt}`, tsCommand(rt, join(ROOT, "bench/probes/bare_http.ts")));
   const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(p.output()), 30_000, "bare server"))[1];
   return { url: `http://127.0.0.1:${port}/`, pid: p.pid, stop: () => p.stop() };
+}
+
+/**
+ * CPU time per reading (µs) of an open-loop run, from the CPU the processes used during it: the
+ * first process (with its threads), its child processes (the handler process; esbuild idles), and
+ * the second (nats-server); `busy` is the share of one CPU they took together at `rate`.
+ */
+export interface LatencyCpu {
+  mainUs: number;
+  childrenUs: number;
+  natsUs: number;
+  busy: number;
+}
+
+async function _cpuOf(main: number, nats?: number): Promise<[{ self: number; children: number } | undefined, number | undefined]> {
+  return [await cpuMs(main), nats === undefined ? 0 : (await cpuMs(nats))?.self];
+}
+
+function _perReading(a: Awaited<ReturnType<typeof _cpuOf>>, b: Awaited<ReturnType<typeof _cpuOf>>, readings: number, rate: number): LatencyCpu | undefined {
+  if (!a[0] || !b[0] || a[1] === undefined || b[1] === undefined || !readings) return undefined;
+  const us = (ms: number) => (ms * 1_000) / readings;
+  const cpu = { mainUs: us(b[0].self - a[0].self), childrenUs: us(Math.max(0, b[0].children - a[0].children)), natsUs: us(b[1] - a[1]) };
+  return { ...cpu, busy: ((cpu.mainUs + cpu.childrenUs + cpu.natsUs) * rate) / 1e6 };
+}
+
+function _meanCpu(runs: (LatencyCpu | undefined)[]): LatencyCpu | undefined {
+  const ok = runs.filter((r): r is LatencyCpu => r !== undefined);
+  if (!ok.length) return undefined;
+  const m = (k: keyof LatencyCpu) => ok.reduce((t, r) => t + r[k], 0) / ok.length;
+  return { mainUs: m("mainUs"), childrenUs: m("childrenUs"), natsUs: m("natsUs"), busy: m("busy") };
 }
 
 /** Of several open-loop runs, the one with the median p99. */

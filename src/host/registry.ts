@@ -88,6 +88,8 @@ export class HandlerRegistry {
   #store: (req: StoreRequest) => Promise<StoredReading[]>;
   /** Topics recorded whatever their definitions say (`--record`). */
   #recorded: Set<string>;
+  /** {@link route} per topic asked, for the running set of versions. */
+  #routes = new Map<string, TopicRoute | undefined>();
   #recordBudget: number;
 
   /**
@@ -188,7 +190,7 @@ export class HandlerRegistry {
   remove(file: string): Promise<void> {
     return this.#enqueue(file, async (e) => {
       const r = e.runner;
-      e.runner = undefined;
+      this.#setRunner(e, undefined);
       e.loadError = undefined;
       if (!r) return;
       await r.stop(r.definition.timeoutMs + 1_000);
@@ -278,11 +280,11 @@ export class HandlerRegistry {
     } catch (err) {
       await next.stop(0).catch(() => {});
       e.loadError = { message: `Cannot start consumer for ${e.name}: ${(err as Error).message}`, at: new Date() };
-      e.runner = undefined;
+      this.#setRunner(e, undefined);
       this.#log.error(e.loadError.message);
       return;
     }
-    e.runner = next;
+    this.#setRunner(e, next);
     e.loadError = undefined;
     if (old) {
       // Counted once the new version runs, so /v1/handlers never shows a swap with the old version.
@@ -337,7 +339,7 @@ export class HandlerRegistry {
     for (const e of this.#entries.values()) {
       if (names.has(e.name)) continue;
       if (e.runner?.definition.hasSchema) this.#validator.unload(this.#schemaKey(e.runner));
-      e.runner = undefined;
+      this.#setRunner(e, undefined);
       e.loadError = undefined;
     }
     for (const r of ready) {
@@ -353,12 +355,12 @@ export class HandlerRegistry {
         await r.next.run();
       } catch (err) {
         await this.#discard(r.next);
-        e.runner = undefined;
+        this.#setRunner(e, undefined);
         e.loadError = { message: `Cannot start consumer for ${e.name}: ${(err as Error).message}`, at: new Date() };
         failures.push({ name: e.name, message: e.loadError.message });
         continue;
       }
-      e.runner = r.next;
+      this.#setRunner(e, r.next);
       e.loadError = undefined;
       if (old) {
         e.swaps++;
@@ -377,6 +379,12 @@ export class HandlerRegistry {
     if (r.definition.hasSchema) this.#validator.unload(this.#schemaKey(r));
   }
 
+  /** Every change of a running version goes through here: the routes of the old set are gone. */
+  #setRunner(e: _Entry, r: HandlerRunner | undefined): void {
+    e.runner = r;
+    this.#routes.clear();
+  }
+
   /** The running handlers. */
   runners(): HandlerRunner[] {
     return [...this.#entries.values()].flatMap((e) => (e.runner ? [e.runner] : []));
@@ -392,6 +400,15 @@ export class HandlerRegistry {
    * @param topic the topic of `POST /v1/ingest/:topic`
    */
   route(topic: string): TopicRoute | undefined {
+    // Asked on every ingest request: kept per topic until the set of running versions changes.
+    if (this.#routes.has(topic)) return this.#routes.get(topic);
+    const route = this.#route(topic);
+    if (this.#routes.size >= _MAX_ROUTES) this.#routes.clear();
+    this.#routes.set(topic, route);
+    return route;
+  }
+
+  #route(topic: string): TopicRoute | undefined {
     const consumers = this.consumersOf(topic);
     if (!consumers.length) return undefined;
     return {
@@ -612,6 +629,9 @@ export class HandlerRegistry {
     return `${r.built.name}@${r.built.hash}`;
   }
 }
+
+/** Topics whose route is kept at once (unknown topics included: any sensor can name one). */
+const _MAX_ROUTES = 1_024;
 
 function _nameOf(file: string): string {
   const base = file.split("/").pop() ?? file;

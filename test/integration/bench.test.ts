@@ -55,6 +55,13 @@ test("bench --quick writes a results file and a chart with every section measure
       ["endToEnd.latency.p999", node.endToEnd.latency.p999],
       ["endToEnd.latency.acceptedP99", node.endToEnd.latency.acceptedP99],
       ["endToEnd.latencyFloor.p99", node.endToEnd.latencyFloor?.p99],
+      ["endToEnd.latencyRelay.p99", node.endToEnd.latencyRelay?.p99],
+      ["endToEnd.latencyHalfCpu.p99", node.endToEnd.latencyHalfCpu?.p99],
+      ["endToEnd.latencyHalfCpu.ratePerSec", node.endToEnd.latencyHalfCpu?.ratePerSec],
+      // CPU per reading of each process during the open loop (Linux /proc): what sets the p99.
+      ["endToEnd.latencyCpu.mainUs", node.endToEnd.latencyCpu?.mainUs],
+      ["endToEnd.latencyCpu.natsUs", node.endToEnd.latencyCpu?.natsUs],
+      ["endToEnd.latencyCpu.busy", node.endToEnd.latencyCpu?.busy],
       ["isolation.worker.coldStartMs.median", node.isolation.worker.coldStartMs.median],
       ["isolation.worker.overheadUs", node.isolation.worker.overheadUs],
       ["footprint.hostRssIdleMb", node.footprint.hostRssIdleMb],
