@@ -205,10 +205,8 @@ function _trapExit(send: (m: IsolateToHost) => void): void {
   const g = globalThis as unknown as Record<string, Record<string, unknown> | undefined>;
   // Node ends a worker through process.exit after an uncaught exception: let that one pass.
   let dying = false;
-  const proc = g.process as { on?(e: string, f: () => void): void } | undefined;
-  proc?.on?.("uncaughtExceptionMonitor", () => (dying = true));
-  for (const holder of [g.process, g.Deno]) {
-    if (!holder || typeof holder.exit !== "function") continue;
+  const trapIn = (holder: Record<string, unknown> | undefined) => {
+    if (!holder || typeof holder.exit !== "function") return;
     const original = holder.exit as (code?: number) => never;
     const trap = (code?: number) => {
       if (dying) return original.call(holder, code);
@@ -218,5 +216,28 @@ function _trapExit(send: (m: IsolateToHost) => void): void {
     try {
       Object.defineProperty(holder, "exit", { value: trap, configurable: true, writable: true });
     } catch { /* frozen: the runtime's own exit handling applies */ }
+  };
+  const lazy = g.Deno ? Object.getOwnPropertyDescriptor(globalThis, "process") : undefined;
+  if (lazy?.get && lazy.configurable) {
+    // Deno loads its Node layer the first time `process` is read (30-odd ms of a worker's start):
+    // trap its exit then, not at start, so a handler that never reads it never waits for it.
+    trapIn(g.Deno);
+    Object.defineProperty(globalThis, "process", {
+      configurable: true,
+      enumerable: lazy.enumerable ?? true,
+      get() {
+        const p = lazy.get!.call(globalThis) as Record<string, unknown> | undefined;
+        Object.defineProperty(globalThis, "process", { value: p, configurable: true, writable: true, enumerable: lazy.enumerable ?? true });
+        trapIn(p);
+        return p;
+      },
+      set(v: unknown) {
+        Object.defineProperty(globalThis, "process", { value: v, configurable: true, writable: true, enumerable: lazy.enumerable ?? true });
+      },
+    });
+    return;
   }
+  const proc = g.process as { on?(e: string, f: () => void): void } | undefined;
+  proc?.on?.("uncaughtExceptionMonitor", () => (dying = true));
+  for (const holder of [g.process, g.Deno]) trapIn(holder);
 }
