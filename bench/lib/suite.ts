@@ -240,12 +240,13 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
           cpuRuns.push(_perReading(c0, await _cpuOf(host.pid, nats.pid), r.sent, rate));
         }
         // Half the closed-loop rate is not half the CPU: one reading per loop turn costs more than
-        // a reading among 64 in flight. So again at the rate that, by the CPU per reading just
-        // measured, keeps the one CPU half busy.
+        // a reading among 64 in flight. So again at the rate that, at the CPU per reading just
+        // measured, would keep the one CPU half busy, and what it took there (on this VM the CPU
+        // per request grows as the rate falls, the bare HTTP server's too: it stays busy).
         const perReading = _meanCpu(cpuRuns);
         if (perReading) {
           const halfRate = Math.max(10, 0.5e6 / (perReading.mainUs + perReading.childrenUs + perReading.natsUs));
-          say(`${rt}: end to end latency at ${Math.round(halfRate)} readings/s, the one CPU half busy (open loop)`);
+          say(`${rt}: end to end latency at ${Math.round(halfRate)} readings/s, half a CPU at the CPU per reading above (open loop)`);
           for (let i = 0; i < runs.length; i++) {
             const c0 = await _cpuOf(host.pid, nats.pid);
             const r = await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate: halfRate,
