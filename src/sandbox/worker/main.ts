@@ -95,6 +95,10 @@ export async function runIsolate(load: () => Promise<{ default?: unknown }>): Pr
     }
   }));
   send({ type: "ready", info: handlerInfo(def as unknown as Record<string, unknown>) });
+  // Deno's global setTimeout comes from its Node layer, loaded the first time it is read: 10 ms in
+  // a new worker, which the first message would wait for. Read it now, while the host sets up the
+  // handler's consumer.
+  if ("Deno" in globalThis) queueMicrotask(() => void Reflect.get(globalThis, "setTimeout"));
 }
 
 type _Item = { subject: string; seq: number; attempt: number; data: Uint8Array; sensor?: string; traceparent?: string; tracestate?: string };
