@@ -111,7 +111,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         if (p.publishPerSec > pub.publishPerSec) pub = p;
       }
       say(`${rt}: bare HTTP ceiling`);
-      const bare = await _bareHttp(procs, rt, "bare");
+      const bare = await _probeServer(procs, rt, "bare_http.ts", "bare");
       const http = await runWrk({ url: bare.url, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
       await bare.stop();
       const ceilingSingle = Math.min(pub.publishPerSec, http.requestsPerSec);
@@ -136,14 +136,13 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
 
       // The minimal relay a user would write instead, alternately with the host (A B A B …).
       say(`${rt}: the minimal relay (Hono + nats.js, no validation) and Outpost, alternately`);
-      const relayProc = procs.spawn(`relay-${rt}`, [...tsCommand(rt, join(ROOT, "bench/probes/relay.ts")), JSON.stringify({ url: nats.url, subject: "ingest.park" })]);
-      const relayPort = (await waitFor(() => /\{"port":(\d+)\}/.exec(relayProc.output()), 30_000, "the relay"))[1];
+      const relayProc = await _probeServer(procs, rt, "relay.ts", "relay", { url: nats.url, subject: "ingest.park" });
       const relay: RuntimeResult["relay"] = { outpost: [], relay: [], ratios: [], medianRatio: 0 };
       for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) {
         relay.outpost.push((await ingest(cborReading(), "application/cbor", ceilingSingle)).readingsPerSec);
         await jsm.streams.purge("INGEST");
         const before = await lastSeq();
-        const w = await runWrk({ url: `http://127.0.0.1:${relayPort}/`, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
+        const w = await runWrk({ url: relayProc.url, body: cborReading(), contentType: "application/cbor", seconds: plan.seconds, connections: c, dir });
         relay.relay.push(((await lastSeq()) - before) / w.seconds);
         relay.ratios.push(relay.outpost[i]! / relay.relay[i]!);
       }
@@ -217,11 +216,10 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       // Three runs (one in a quick run); the one with the median p99 is reported.
       const cpus = availableParallelism();
       const pinned = cpus >= 2 && (await pin([process.pid], "1")) && (await pin([host.pid, nats.pid], "0"));
-      const runs: LatencyResult[] = [];
+      const runs: (LatencyResult & { cpu: LatencyCpu | undefined })[] = [];
+      const halfRuns: typeof runs = [];
       const floorRuns: (Awaited<ReturnType<typeof openLoopFloor>> & { cpu: LatencyCpu | undefined })[] = [];
       const relayRuns: typeof floorRuns = [];
-      const cpuRuns: (LatencyCpu | undefined)[] = [];
-      const halfRuns: (LatencyResult & { cpu: LatencyCpu | undefined })[] = [];
       let sustainedPinned: number | null = null;
       try {
         if (pinned) {
@@ -232,54 +230,40 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
         }
         const rate = Math.max(10, (sustainedPinned ?? sustained) / 2);
         say(`${rt}: end to end latency at ${Math.round(rate)} readings/s (open loop)`);
-        for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) {
-          const c0 = await _cpuOf(host.pid, nats.pid);
-          const r = await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate,
-            seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" });
-          runs.push(r);
-          cpuRuns.push(_perReading(c0, await _cpuOf(host.pid, nats.pid), r.sent, rate));
-        }
+        const sinkLoop = (at: number) => _withCpu(host.pid, nats.pid, at, () => openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(),
+          contentType: "application/cbor", rate: at, seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" }));
+        for (let i = 0; i < (plan.coldRuns === 1 ? 1 : 3); i++) runs.push(await sinkLoop(rate));
         // Half the closed-loop rate is not half the CPU: one reading per loop turn costs more than
         // a reading among 64 in flight. So again at the rate that, at the CPU per reading just
         // measured, would keep the one CPU half busy, and what it took there (on this VM the CPU
         // per request grows as the rate falls, the bare HTTP server's too: it stays busy).
-        const perReading = _meanCpu(cpuRuns);
+        const perReading = _meanCpu(runs.map((x) => x.cpu));
         if (perReading) {
           const halfRate = Math.max(10, 0.5e6 / (perReading.mainUs + perReading.childrenUs + perReading.natsUs));
           say(`${rt}: end to end latency at ${Math.round(halfRate)} readings/s, half a CPU at the CPU per reading above (open loop)`);
-          for (let i = 0; i < runs.length; i++) {
-            const c0 = await _cpuOf(host.pid, nats.pid);
-            const r = await openLoop({ url: `${host.url}/v1/ingest/sink`, body: cborReading(), contentType: "application/cbor", rate: halfRate,
-              seconds: plan.latencySeconds, connections: c, nc, jsm, stream: "INGEST", durable: "outpost-sink" });
-            halfRuns.push({ ...r, cpu: _perReading(c0, await _cpuOf(host.pid, nats.pid), r.sent, halfRate) });
-          }
+          for (let i = 0; i < runs.length; i++) halfRuns.push(await sinkLoop(halfRate));
         }
         // The floor: the same client and rate against the bare 202 server, on the same CPU (the
         // host and nats-server idle beside it): what scheduling and the client add by themselves.
         say(`${rt}: latency floor, the same open loop against a bare HTTP 202`);
-        const floor = await _bareHttp(procs, rt, "bare-floor");
+        const otherLoop = (server: { url: string; pid: number }, withNats: boolean) => _withCpu(server.pid, withNats ? nats.pid : undefined, rate,
+          () => openLoopFloor({ url: server.url, body: cborReading(), contentType: "application/cbor", rate, seconds: plan.latencySeconds, connections: c }));
+        const floor = await _probeServer(procs, rt, "bare_http.ts", "bare-floor");
         try {
           if (pinned) await pin([floor.pid], "0");
-          for (let i = 0; i < runs.length; i++) {
-            const c0 = await _cpuOf(floor.pid);
-            const f = await openLoopFloor({ url: floor.url, body: cborReading(), contentType: "application/cbor", rate, seconds: plan.latencySeconds, connections: c });
-            floorRuns.push({ ...f, cpu: _perReading(c0, await _cpuOf(floor.pid), f.sent, rate) });
-          }
+          for (let i = 0; i < runs.length; i++) floorRuns.push(await otherLoop(floor, false));
         } finally {
           await floor.stop();
         }
         // The minimal relay at the same rate and on the same CPU: a peer that stores each reading
         // and does nothing else (no validation, no handler), due time to its 202.
         say(`${rt}: the minimal relay under the same open loop`);
-        const relayAt = procs.spawn(`relay-latency-${rt}`, [...tsCommand(rt, join(ROOT, "bench/probes/relay.ts")), JSON.stringify({ url: nats.url, subject: "ingest.park" })]);
+        const relayAt = await _probeServer(procs, rt, "relay.ts", "relay-latency", { url: nats.url, subject: "ingest.park" });
         try {
-          const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(relayAt.output()), 30_000, "the relay"))[1];
           if (pinned) await pin([relayAt.pid], "0");
           for (let i = 0; i < runs.length; i++) {
             await jsm.streams.purge("INGEST", { filter: "ingest.park" });
-            const c0 = await _cpuOf(relayAt.pid, nats.pid);
-            const f = await openLoopFloor({ url: `http://127.0.0.1:${port}/`, body: cborReading(), contentType: "application/cbor", rate, seconds: plan.latencySeconds, connections: c });
-            relayRuns.push({ ...f, cpu: _perReading(c0, await _cpuOf(relayAt.pid, nats.pid), f.sent, rate) });
+            relayRuns.push(await otherLoop(relayAt, true));
           }
         } finally {
           await relayAt.stop();
@@ -290,7 +274,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
       const latencyPinning = pinned
         ? `client on CPU 1; host, its handler process and nats-server on CPU 0, which sustain ${Math.round(sustainedPinned!)} readings/s so (wrk on CPU 1)`
         : "not pinned (taskset missing, refused, or one CPU)";
-      const latency = _medianP99(runs);
+      const { cpu: _cpu, ...latency } = _medianP99(runs);
       // Each reading end to end costs one HTTP request and one publish-consume-ack: the two add.
       const additiveE2e = 1 / (1 / http.requestsPerSec + 1 / pubsub.consumedPerSec);
 
@@ -324,7 +308,7 @@ export async function runSuite(rt: Runtime, plan: Plan, procs: Procs, say: (s: s
           drainPerSec: backlog > 0 ? backlog / drainSec : null,
           latency,
           latencyRuns: runs.map((x) => x.p99),
-          latencyCpu: _meanCpu(cpuRuns),
+          latencyCpu: _meanCpu(runs.map((x) => x.cpu)),
           ...(halfRuns.length ? { latencyHalfCpu: { ..._medianP99(halfRuns), runs: halfRuns.map((x) => x.p99), cpu: _meanCpu(halfRuns.map((x) => x.cpu)) } } : {}),
           ...(floorRuns.length ? { latencyFloor: { ..._medianP99(floorRuns), runs: floorRuns.map((x) => x.p99), cpu: _meanCpu(floorRuns.map((x) => x.cpu)) } } : {}),
           ...(relayRuns.length ? { latencyRelay: { ..._medianP99(relayRuns), runs: relayRuns.map((x) => x.p99), cpu: _meanCpu(relayRuns.map((x) => x.cpu)) } } : {}),
@@ -382,10 +366,10 @@ async function bareRuntimeRss(procs: Procs, rt: Runtime, settleMs: number): Prom
   return rss;
 }
 
-/** The bare HTTP 202 server (`bench/probes/bare_http.ts`) on this runtime, listening. */
-async function _bareHttp(procs: Procs, rt: Runtime, name: string): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
-  const p = procs.spawn(`${name}-${rt}`, tsCommand(rt, join(ROOT, "bench/probes/bare_http.ts")));
-  const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(p.output()), 30_000, "bare server"))[1];
+/** A probe that serves HTTP on this runtime (`bench/probes/bare_http.ts`, `relay.ts`), listening. */
+async function _probeServer(procs: Procs, rt: Runtime, file: string, name: string, args?: object): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+  const p = procs.spawn(`${name}-${rt}`, [...tsCommand(rt, join(ROOT, "bench/probes", file)), ...(args ? [JSON.stringify(args)] : [])]);
+  const port = (await waitFor(() => /\{"port":(\d+)\}/.exec(p.output()), 30_000, name))[1];
   return { url: `http://127.0.0.1:${port}/`, pid: p.pid, stop: () => p.stop() };
 }
 
@@ -401,15 +385,16 @@ export interface LatencyCpu {
   busy: number;
 }
 
-async function _cpuOf(main: number, nats?: number): Promise<[{ self: number; children: number } | undefined, number | undefined]> {
-  return [await cpuMs(main), nats === undefined ? 0 : (await cpuMs(nats))?.self];
-}
-
-function _perReading(a: Awaited<ReturnType<typeof _cpuOf>>, b: Awaited<ReturnType<typeof _cpuOf>>, readings: number, rate: number): LatencyCpu | undefined {
-  if (!a[0] || !b[0] || a[1] === undefined || b[1] === undefined || !readings) return undefined;
-  const us = (ms: number) => (ms * 1_000) / readings;
-  const cpu = { mainUs: us(b[0].self - a[0].self), childrenUs: us(Math.max(0, b[0].children - a[0].children)), natsUs: us(b[1] - a[1]) };
-  return { ...cpu, busy: ((cpu.mainUs + cpu.childrenUs + cpu.natsUs) * rate) / 1e6 };
+/** `run` (an open loop at `rate`) with the CPU per reading that `main` (and nats-server, when given) took during it. */
+async function _withCpu<T extends { sent: number }>(main: number, nats: number | undefined, rate: number, run: () => Promise<T>): Promise<T & { cpu: LatencyCpu | undefined }> {
+  const now = async () => [await cpuMs(main), nats === undefined ? 0 : (await cpuMs(nats))?.self] as const;
+  const [a, an] = await now();
+  const r = await run();
+  const [b, bn] = await now();
+  if (!a || !b || an === undefined || bn === undefined || !r.sent) return { ...r, cpu: undefined };
+  const us = (ms: number) => (ms * 1_000) / r.sent;
+  const cpu = { mainUs: us(b.self - a.self), childrenUs: us(Math.max(0, b.children - a.children)), natsUs: us(bn - an) };
+  return { ...r, cpu: { ...cpu, busy: ((cpu.mainUs + cpu.childrenUs + cpu.natsUs) * rate) / 1e6 } };
 }
 
 function _meanCpu(runs: (LatencyCpu | undefined)[]): LatencyCpu | undefined {

@@ -32,16 +32,18 @@ export async function readBody(req: Request, limit: number, env?: unknown, timeo
   // A declared length within the limit: the server reads exactly that many bytes, so the body is
   // read whole, under one deadline (on Deno and Bun far cheaper than a stream reader, a timer and a
   // race per chunk). Without a length (chunked) it is counted chunk by chunk below.
-  if (Number.isInteger(declared) && declared >= 0) return await _whole(req, timeoutMs);
+  // Deno's server has no request timeout of its own: a stalled body must not hold the request.
+  const deadline = Date.now() + timeoutMs;
+  if (Number.isInteger(declared) && declared >= 0) {
+    const whole = await _byDeadline(req.arrayBuffer(), deadline);
+    if (whole === "late") throw new BodyTimeoutError(timeoutMs);
+    return new Uint8Array(whole);
+  }
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const deadline = Date.now() + timeoutMs;
   for (;;) {
-    // Deno's server has no request timeout of its own: a stalled body must not hold the request.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), Math.max(0, deadline - Date.now()))));
-    const next = await Promise.race([reader.read(), late]).finally(() => clearTimeout(timer));
+    const next = await _byDeadline(reader.read(), deadline);
     if (next === "late") {
       await reader.cancel().catch(() => {});
       throw new BodyTimeoutError(timeoutMs);
@@ -65,13 +67,12 @@ export async function readBody(req: Request, limit: number, env?: unknown, timeo
   return out;
 }
 
-async function _whole(req: Request, timeoutMs: number): Promise<Uint8Array> {
+/** `p`, or "late" once `deadline` (epoch ms) passed first. */
+async function _byDeadline<T>(p: Promise<T>, deadline: number): Promise<T | "late"> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), timeoutMs)));
+  const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), Math.max(0, deadline - Date.now()))));
   try {
-    const got = await Promise.race([req.arrayBuffer(), late]);
-    if (got === "late") throw new BodyTimeoutError(timeoutMs);
-    return new Uint8Array(got);
+    return await Promise.race([p, late]);
   } finally {
     clearTimeout(timer);
   }

@@ -226,18 +226,18 @@ function _trapExit(send: (m: IsolateToHost) => void): void {
     // Deno loads its Node layer the first time `process` is read (30-odd ms of a worker's start):
     // trap its exit then, not at start, so a handler that never reads it never waits for it.
     trapIn(g.Deno);
+    const enumerable = lazy.enumerable ?? true;
+    const settle = (v: unknown) => Object.defineProperty(globalThis, "process", { value: v, configurable: true, writable: true, enumerable });
     Object.defineProperty(globalThis, "process", {
       configurable: true,
-      enumerable: lazy.enumerable ?? true,
+      enumerable,
       get() {
         const p = lazy.get!.call(globalThis) as Record<string, unknown> | undefined;
-        Object.defineProperty(globalThis, "process", { value: p, configurable: true, writable: true, enumerable: lazy.enumerable ?? true });
+        settle(p);
         trapIn(p);
         return p;
       },
-      set(v: unknown) {
-        Object.defineProperty(globalThis, "process", { value: v, configurable: true, writable: true, enumerable: lazy.enumerable ?? true });
-      },
+      set: settle,
     });
     return;
   }
